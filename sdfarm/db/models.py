@@ -1,0 +1,137 @@
+"""SQLAlchemy 2.0 models: a Sweep is one submitted job file, a Job is one image.
+
+Every parameter that determines a job's pixels is a typed column, so history queries filter
+on real columns and a job can be rendered again from its row alone.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (JSON, BigInteger, DateTime, Enum, Float, ForeignKey, Index, Integer,
+                        String, Text)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    """Naive UTC: SQLite keeps no time zone, so every timestamp is stored as UTC without one."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class JobStatus(str, enum.Enum):
+    queued = "queued"
+    running = "running"
+    done = "done"
+    failed = "failed"
+    canceled = "canceled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobStatus.done, JobStatus.failed, JobStatus.canceled)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+_status_type = Enum(JobStatus, native_enum=False, length=16, validate_strings=True,
+                    values_callable=lambda e: [m.value for m in e])
+
+
+class Sweep(Base):
+    __tablename__ = "sweeps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16), default="render")  # render | rerun | imported
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    job_file_path: Mapped[str | None] = mapped_column(String(1024))
+    job_file_text: Mapped[str | None] = mapped_column(Text)
+    output_dir: Mapped[str] = mapped_column(String(1024))
+    sweep_seed: Mapped[int | None] = mapped_column(BigInteger)
+    batch_size: Mapped[int] = mapped_column(Integer, default=4)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    #: Grid axes as planned ({"x": {"param": ..., "values": [...]}, ...}); None for plain sweeps.
+    axes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: For a rerun sweep: the job it re-renders.
+    rerun_of_job_id: Mapped[int | None] = mapped_column(Integer, index=True)
+
+    jobs: Mapped[list[Job]] = relationship(back_populates="sweep", order_by="Job.seq")
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"))
+    #: Position in the sweep's render order.
+    seq: Mapped[int] = mapped_column(Integer)
+    key: Mapped[str] = mapped_column(String(32))
+    status: Mapped[JobStatus] = mapped_column(_status_type, default=JobStatus.queued)
+
+    # What determines the pixels.
+    model: Mapped[str] = mapped_column(String(1024))
+    model_hash: Mapped[str | None] = mapped_column(String(16))
+    prompt: Mapped[str] = mapped_column(Text)
+    negative_prompt: Mapped[str] = mapped_column(Text, default="")
+    seed: Mapped[int] = mapped_column(BigInteger)
+    sampler: Mapped[str] = mapped_column(String(64))
+    steps: Mapped[int] = mapped_column(Integer)
+    cfg: Mapped[float] = mapped_column(Float)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    clip_skip: Mapped[int] = mapped_column(Integer, default=1)
+
+    # Where it sits: the planned batch, and grid coordinates when the sweep has axes.
+    batch_index: Mapped[int] = mapped_column(Integer, default=0)
+    grid_x: Mapped[int | None] = mapped_column(Integer)
+    grid_y: Mapped[int | None] = mapped_column(Integer)
+    grid_z: Mapped[int | None] = mapped_column(Integer)
+
+    # How it was rendered: the forward pass it shared (a seed's low bits depend on its
+    # neighbours in a pass, so an exact rerun rebuilds the same pass), threads and device.
+    pass_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    pass_index: Mapped[int | None] = mapped_column(Integer)
+    pass_size: Mapped[int | None] = mapped_column(Integer)
+    threads: Mapped[int | None] = mapped_column(Integer)
+    device: Mapped[str | None] = mapped_column(String(64))
+    worker: Mapped[str | None] = mapped_column(String(200))
+
+    # Outcome.
+    output_path: Mapped[str] = mapped_column(String(1024))
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    render_seconds: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: For a resumed cell: the earlier job whose image this one reuses.
+    reused_from_job_id: Mapped[int | None] = mapped_column(Integer)
+
+    # Queue bookkeeping: who holds it and until when.
+    claim_token: Mapped[str | None] = mapped_column(String(36))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime)
+
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    sweep: Mapped[Sweep] = relationship(back_populates="jobs")
+
+    __table_args__ = (
+        Index("ix_jobs_sweep_status", "sweep_id", "status"),
+        Index("ix_jobs_key_status", "key", "status"),
+        Index("ix_jobs_status_lease", "status", "lease_until"),
+        Index("ix_jobs_seed", "seed"),
+        Index("ix_jobs_created_at", "created_at"),
+        Index("ix_jobs_claim_token", "claim_token"),
+    )
+
+    def spec(self):
+        """This row as a RenderSpec."""
+        from sdfarm.spec import RenderSpec
+
+        return RenderSpec(model=self.model, model_hash=self.model_hash, prompt=self.prompt,
+                          negative_prompt=self.negative_prompt, seed=self.seed,
+                          sampler=self.sampler, steps=self.steps, cfg=self.cfg,
+                          width=self.width, height=self.height, clip_skip=self.clip_skip)

@@ -1,0 +1,1 @@
+"""Planning (pure: job file -> RenderSpecs -> ordered batches) and dispatch (DB + executors)."""

@@ -1,0 +1,83 @@
+"""Seeds in a job file: ``[1, 5, 9]``, ``"1000-1015"``, ``"1, 5, 9"``, ``7`` or ``{random = N}``.
+
+Every seed is resolved to an int at planning time and stored; random seeds are drawn from the
+recorded sweep seed, so planning again gives the same seeds. Pure.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sdfarm.scheduler.jobfile import _Reader
+
+#: Random seeds are drawn from 32 bits, as AUTOMATIC1111 does, so they can be typed back into it.
+RANDOM_SEED_LIMIT = 2**32 - 1
+#: Most seeds one ``{random = N}`` or range may produce.
+MAX_SEEDS = 1_000_000
+
+_RANGE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
+
+ALLOWED = 'a list of integers ([1, 5, 9]), an inclusive range "1000-1015", or { random = N }'
+
+
+def validate_seeds(reader: _Reader, key: str, value: Any) -> None:
+    """Raise the job file's one-line error if ``value`` is not a seed specification."""
+    resolve_seeds(value, sweep_seed=0, reader=reader, key=key)
+
+
+def resolve_seeds(value: Any, sweep_seed: int, *, reader: _Reader | None = None,
+                  key: str = "seeds") -> list[int]:
+    """The seeds ``value`` stands for, drawing random ones from ``sweep_seed``."""
+    from sdfarm.scheduler.jobfile import MAX_SEED
+
+    def fail(problem: str) -> Exception:
+        if reader is None:
+            return ValueError(problem)
+        return reader.fail(key, problem)
+
+    if isinstance(value, bool):
+        raise fail(f"must be {ALLOWED}, got a boolean")
+    if isinstance(value, int):
+        value = [value]
+    if isinstance(value, list):
+        if not value:
+            raise fail(f"must not be empty; allowed: {ALLOWED}")
+        for item in value:
+            if isinstance(item, bool) or not isinstance(item, int) or not 0 <= item <= MAX_SEED:
+                raise fail(f"seeds must be integers from 0 to {MAX_SEED}, got {item!r}")
+        return list(value)
+    if isinstance(value, str):
+        return _parse_seed_string(value, fail)
+    if isinstance(value, dict):
+        if set(value) != {"random"}:
+            raise fail(f"a seeds table takes only 'random' (as in {{ random = 8 }}), got {sorted(value)}")
+        count = value["random"]
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_SEEDS:
+            raise fail(f"random must be a count from 1 to {MAX_SEEDS}, got {count!r}")
+        rng = random.Random(sweep_seed)
+        return [rng.randint(0, RANDOM_SEED_LIMIT) for _ in range(count)]
+    raise fail(f"must be {ALLOWED}, got {type(value).__name__}")
+
+
+def _parse_seed_string(text: str, fail) -> list[int]:
+    seeds: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            raise fail(f"empty item in {text!r}; allowed: {ALLOWED}")
+        if part.isdigit():
+            seeds.append(int(part))
+            continue
+        m = _RANGE.match(part)
+        if not m:
+            raise fail(f"{part!r} is not a seed or a range like \"1000-1015\"")
+        start, stop = int(m[1]), int(m[2])
+        if stop < start:
+            raise fail(f"range {part!r} goes down; write it low-high, e.g. \"{stop}-{start}\"")
+        if stop - start + 1 > MAX_SEEDS:
+            raise fail(f"range {part!r} has {stop - start + 1} seeds; at most {MAX_SEEDS}")
+        seeds.extend(range(start, stop + 1))
+    return seeds
