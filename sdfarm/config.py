@@ -45,6 +45,9 @@ class Settings:
     threads: int = field(default_factory=_cpu_count)
     #: Celery broker (the farm); unused by the embedded default.
     broker_url: str = "redis://localhost:6379/0"
+    #: Seconds a claimed job stays reserved to its worker without a heartbeat; renewed during
+    #: rendering, so only a dead or hung worker lets it expire.
+    lease_seconds: float = 300.0
     #: How many pipelines a worker process keeps loaded (LRU by model).
     pipeline_cache_size: int = 1
     #: ``diffusers`` renders for real; ``fake:SECONDS`` writes a seed-determined image at a
@@ -67,6 +70,7 @@ class Settings:
                 dtype=env.get("SDFARM_DTYPE") or base.dtype,  # type: ignore[arg-type]
                 threads=int(env["SDFARM_THREADS"]) if env.get("SDFARM_THREADS") else base.threads,
                 broker_url=env.get("SDFARM_BROKER_URL") or base.broker_url,
+                lease_seconds=float(env.get("SDFARM_LEASE_SECONDS") or base.lease_seconds),
                 pipeline_cache_size=int(env.get("SDFARM_PIPELINE_CACHE") or base.pipeline_cache_size),
                 renderer=env.get("SDFARM_RENDERER") or base.renderer,
             )

@@ -10,7 +10,7 @@ import enum
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import (JSON, BigInteger, DateTime, Enum, Float, ForeignKey, Index, Integer,
+from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Enum, Float, ForeignKey, Index, Integer,
                         String, Text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -52,6 +52,8 @@ class Sweep(Base):
     output_dir: Mapped[str] = mapped_column(String(1024))
     sweep_seed: Mapped[int | None] = mapped_column(BigInteger)
     batch_size: Mapped[int] = mapped_column(Integer, default=4)
+    #: The job file's explicit opt-in to pickle checkpoints, which the worker must honour.
+    allow_pickle: Mapped[bool] = mapped_column(Boolean, default=False)
     priority: Mapped[int] = mapped_column(Integer, default=0)
     #: Grid axes as planned ({"x": {"param": ..., "values": [...]}, ...}); None for plain sweeps.
     axes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
@@ -74,6 +76,8 @@ class Job(Base):
     # What determines the pixels.
     model: Mapped[str] = mapped_column(String(1024))
     model_hash: Mapped[str | None] = mapped_column(String(16))
+    #: Diffusers folder with the config of a single-file checkpoint.
+    model_config: Mapped[str | None] = mapped_column(String(1024))
     prompt: Mapped[str] = mapped_column(Text)
     negative_prompt: Mapped[str] = mapped_column(Text, default="")
     seed: Mapped[int] = mapped_column(BigInteger)

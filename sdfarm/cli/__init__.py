@@ -1,0 +1,1 @@
+"""The ``sdfarm`` command line."""

@@ -1,0 +1,99 @@
+"""``sdfarm show JOB_ID`` and ``sdfarm rerun JOB_ID``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from sqlalchemy import select
+
+from sdfarm.config import Settings
+from sdfarm.db.engine import session_factory
+from sdfarm.db.history import job_fields
+from sdfarm.db.jobs import get_job
+from sdfarm.db.models import Job, JobStatus
+from sdfarm.errors import JobNotFound, SdfarmError
+
+
+@click.command()
+@click.argument("job_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print every field as JSON.")
+@click.pass_obj
+def show(settings: Settings, job_id: int, as_json: bool) -> None:
+    """Every recorded field of JOB_ID, and whether its image is still on disk."""
+    with session_factory(settings.database_url)() as session:
+        job = get_job(session, job_id)
+        if job is None:
+            raise JobNotFound(f"no job {job_id} in {settings.database_url}")
+        fields = job_fields(job)
+        fields["file_exists"] = Path(job.output_path).is_file()
+        fields["sweep_name"] = job.sweep.name
+    if as_json:
+        click.echo(json.dumps(fields, indent=2, ensure_ascii=False))
+        return
+    width = max(len(k) for k in fields)
+    for key, value in fields.items():
+        if key == "output_path":
+            value = f"{value} ({'present' if fields['file_exists'] else 'MISSING'})"
+        if key == "file_exists":
+            continue
+        text = str(value) if value is not None else "-"
+        click.echo(f"{key:<{width}}  {text}")
+
+
+@click.command()
+@click.argument("job_id", type=int)
+@click.pass_obj
+def rerun(settings: Settings, job_id: int) -> None:
+    """Render JOB_ID again from its database row into a new sweep, and say whether the pixels
+    came out identical."""
+    from sdfarm.scheduler.dispatch import LocalExecutor, queued_batches, record
+    from sdfarm.scheduler.rerun import rerun_plan
+    from sdfarm.worker.output import max_pixel_difference
+
+    factory = session_factory(settings.database_url)
+    with factory() as session:
+        job = get_job(session, job_id)
+        if job is None:
+            raise JobNotFound(f"no job {job_id} in {settings.database_url}")
+        companions = [job]
+        if job.pass_id and (job.pass_size or 1) > 1:
+            companions = list(session.scalars(
+                select(Job).where(Job.pass_id == job.pass_id).order_by(Job.pass_index)))
+        specs = [j.spec() for j in companions]
+        position = [j.id for j in companions].index(job.id)
+        original = Path(job.output_path)
+        threads = job.threads or settings.threads
+        plan = rerun_plan(job_id, specs, model_config=job.model_config,
+                          allow_pickle=job.sweep.allow_pickle)
+    # The thread count changes the low bits of a CPU render: use the original one.
+    run_settings = settings.with_(threads=threads)
+    sweep_id = record(run_settings, plan, kind="rerun", rerun_of_job_id=job_id)
+    if len(specs) > 1:
+        click.echo(f"job {job_id} shared a forward pass of {len(specs)} images; rendering that "
+                   "pass again so the pixels can match exactly", err=True)
+    executor = LocalExecutor(run_settings)
+    for batch in queued_batches(run_settings, sweep_id):
+        executor.submit(batch, exact_pass=True)
+    result = executor.join()
+    with factory() as session:
+        new = session.scalars(select(Job).where(Job.sweep_id == sweep_id).order_by(Job.seq)).all()
+        new_job = new[position]
+        if new_job.status != JobStatus.done:
+            raise SdfarmError(f"rerun of job {job_id} (job {new_job.id}) ended {new_job.status.value}: "
+                              f"{(new_job.error or '').splitlines()[0] if new_job.error else ''}")
+    click.echo(f"job {new_job.id}: {new_job.output_path}")
+    if not original.is_file():
+        click.echo(f"original image {original} is missing: nothing to compare")
+        return
+    diff = max_pixel_difference(original, Path(new_job.output_path))
+    if diff == 0:
+        click.echo("identical: every pixel matches the original")
+    else:
+        click.echo(f"differs: largest pixel difference {diff}/255 (device {new_job.device} vs "
+                   f"original {job.device})")
+    del result
+
+
+COMMANDS = [show, rerun]

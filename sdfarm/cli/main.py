@@ -1,0 +1,51 @@
+"""The root ``sdfarm`` group: builds the Settings once and turns our errors into one line."""
+
+from __future__ import annotations
+
+import click
+
+from sdfarm import __version__
+from sdfarm.config import Settings
+from sdfarm.errors import SdfarmError
+
+
+class SdfarmGroup(click.Group):
+    """Every ``SdfarmError`` becomes a one-line ``Error: ...`` with exit status 1, no traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except SdfarmError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)  # in the order registered: the order of the README
+
+
+@click.group(cls=SdfarmGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="sdfarm")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """sdfarm: batch rendering for Stable Diffusion, from one job file to labelled grids.
+
+    Settings come from SDFARM_* environment variables (see README).
+    """
+    try:
+        ctx.obj = Settings.from_env()
+    except SdfarmError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _register() -> None:
+    from sdfarm.cli import history, jobs, render
+
+    for module in (render, jobs, history):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="sdfarm")

@@ -1,0 +1,1 @@
+"""Rendering: the one ``render_batch`` function, the diffusers renderer, PNG output, the Celery task."""

@@ -1,0 +1,193 @@
+"""``render_batch``: the one function that renders, called by the local executor and the
+Celery task alike.
+
+Claim the jobs in the database, render them in forward passes, write each PNG atomically with
+its parameters, record the outcome. A failure fails the jobs of its pass and the rest go on; a
+cancel stops the pass within one denoising step.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+import traceback
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from sdfarm import __version__
+from sdfarm.config import Settings
+from sdfarm.db.engine import session_factory
+from sdfarm.db.jobs import canceled_among, claim_jobs, finish_job, renew_lease
+from sdfarm.db.models import Job, JobStatus
+from sdfarm.errors import RenderCanceled
+from sdfarm.pngmeta import a1111_parameters, sdfarm_chunk
+from sdfarm.worker.output import write_png
+from sdfarm.worker.render import Renderer, make_renderer
+
+
+class ProgressSink(Protocol):
+    def step(self, images: int) -> None:
+        """One denoising step of a pass of ``images`` images."""
+
+    def finished(self, done: int = 0, failed: int = 0, canceled: int = 0) -> None:
+        """Jobs reached a final state."""
+
+
+class _NoProgress:
+    def step(self, images: int) -> None:
+        pass
+
+    def finished(self, done: int = 0, failed: int = 0, canceled: int = 0) -> None:
+        pass
+
+
+@dataclass
+class BatchOutcome:
+    done: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    canceled: list[int] = field(default_factory=list)
+    #: Ids this call did not claim: done, canceled, or held by a live worker already.
+    skipped: list[int] = field(default_factory=list)
+
+
+_renderers: dict[Settings, Renderer] = {}
+
+
+def process_renderer(settings: Settings) -> Renderer:
+    """One renderer (and so one pipeline cache) per process and settings."""
+    if settings not in _renderers:
+        _renderers[settings] = make_renderer(settings)
+    return _renderers[settings]
+
+
+def default_worker_name() -> str:
+    return f"local@{socket.gethostname()}"
+
+
+def render_batch(job_ids: Sequence[int], settings: Settings, *, renderer: Renderer | None = None,
+                 worker: str | None = None, progress: ProgressSink | None = None,
+                 exact_pass: bool = False) -> BatchOutcome:
+    """Render the given jobs. Safe to call twice with the same ids: what is done is skipped.
+
+    ``exact_pass`` renders all the jobs as one forward pass in the given order (an exact
+    rerun rebuilds the original pass this way).
+    """
+    factory = session_factory(settings.database_url)
+    renderer = renderer or process_renderer(settings)
+    progress = progress or _NoProgress()
+    token = uuid.uuid4().hex
+    with factory.begin() as session:
+        jobs = claim_jobs(session, job_ids, token=token, worker=worker or default_worker_name(),
+                          lease_seconds=settings.lease_seconds)
+    outcome = BatchOutcome()
+    claimed = {j.id for j in jobs}
+    outcome.skipped = [i for i in job_ids if i not in claimed]
+    if exact_pass:
+        order = {job_id: n for n, job_id in enumerate(job_ids)}
+        passes = [sorted(jobs, key=lambda j: order[j.id])] if jobs else []
+    else:
+        passes = _passes(jobs)
+    for pass_jobs in passes:
+        _render_pass(pass_jobs, token, factory, renderer, settings, progress, outcome)
+    return outcome
+
+
+def _passes(jobs: list[Job]) -> list[list[Job]]:
+    """Consecutive jobs sharing everything but prompt and seed, at most the sweep's batch size."""
+    passes: list[list[Job]] = []
+    for job in jobs:
+        current = passes[-1] if passes else None
+        if (current and current[0].spec().batch_group == job.spec().batch_group
+                and current[0].sweep_id == job.sweep_id and len(current) < job.sweep.batch_size):
+            current.append(job)
+        else:
+            passes.append([job])
+    return passes
+
+
+class _StepWatch:
+    """Called at every denoising step: raises RenderCanceled when a job of the pass was
+    canceled, and keeps the lease of the pass alive."""
+
+    def __init__(self, factory: sessionmaker[Session], token: str, job_ids: list[int],
+                 settings: Settings, progress: ProgressSink) -> None:
+        self.factory, self.token, self.job_ids = factory, token, job_ids
+        self.settings, self.progress = settings, progress
+        self.last_renew = time.monotonic()
+
+    def __call__(self) -> None:
+        self.progress.step(len(self.job_ids))
+        with self.factory() as session:
+            canceled = canceled_among(session, self.job_ids)
+        if canceled:
+            raise RenderCanceled(f"jobs {sorted(canceled)} were canceled")
+        if time.monotonic() - self.last_renew > self.settings.lease_seconds / 4:
+            with self.factory.begin() as session:
+                renew_lease(session, self.token, self.settings.lease_seconds)
+            self.last_renew = time.monotonic()
+
+
+def _render_pass(jobs: list[Job], token: str, factory: sessionmaker[Session], renderer: Renderer,
+                 settings: Settings, progress: ProgressSink, outcome: BatchOutcome) -> None:
+    remaining = jobs
+    while remaining:
+        first = remaining[0]
+        ids = [j.id for j in remaining]
+        started = time.perf_counter()
+        try:
+            images = renderer.render([j.spec() for j in remaining], model_config=first.model_config,
+                                     allow_pickle=first.sweep.allow_pickle,
+                                     on_step=_StepWatch(factory, token, ids, settings, progress))
+            model_hash = first.model_hash or renderer.model_hash(
+                first.model, first.model_config, first.sweep.allow_pickle)
+        except RenderCanceled:
+            with factory() as session:
+                gone = canceled_among(session, ids)
+            outcome.canceled.extend(sorted(gone))
+            progress.finished(canceled=len(gone))
+            # The others were only interrupted with it: render them again without it.
+            remaining = [j for j in remaining if j.id not in gone]
+            continue
+        except Exception as exc:  # a broken model or input fails its pass, not the sweep
+            error = _one_line(exc)
+            detail = traceback.format_exc(limit=8)
+            with factory.begin() as session:
+                for job in remaining:
+                    finish_job(session, job.id, token, JobStatus.failed, error=f"{error}\n{detail}")
+            outcome.failed.extend(ids)
+            progress.finished(failed=len(ids))
+            return
+        seconds = time.perf_counter() - started
+        _record_images(remaining, images, model_hash, seconds, token, factory, renderer, outcome)
+        progress.finished(done=len(remaining))
+        return
+
+
+def _record_images(jobs: list[Job], images, model_hash: str | None, seconds: float, token: str,
+                   factory: sessionmaker[Session], renderer: Renderer, outcome: BatchOutcome) -> None:
+    pass_id = str(uuid.uuid4())
+    results = []
+    for index, (job, image) in enumerate(zip(jobs, images, strict=True)):
+        spec = job.spec().replace(model_hash=model_hash)
+        sha = write_png(image, Path(job.output_path),
+                        parameters=a1111_parameters(spec, version=f"sdfarm {__version__}"),
+                        sdfarm_json=sdfarm_chunk(spec, job_id=job.id, sweep_id=job.sweep_id,
+                                                 model_config=job.model_config))
+        results.append((job, index, sha))
+    with factory.begin() as session:
+        for job, index, sha in results:
+            if finish_job(session, job.id, token, JobStatus.done, output_path=job.output_path,
+                          sha256=sha, model_hash=model_hash, pass_id=pass_id, pass_index=index,
+                          pass_size=len(jobs), threads=renderer.threads, device=renderer.device,
+                          render_seconds=seconds / len(jobs), claim_token=None):
+                outcome.done.append(job.id)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")

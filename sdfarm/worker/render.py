@@ -1,0 +1,173 @@
+"""Renderers: the seam between the queue and the pixels.
+
+``DiffusersRenderer`` is the real thing. ``FakeRenderer`` writes a seed-determined image at a
+fixed cost; it exists so that queue and reliability tests and the farm benchmark measure the
+queue, not the model (``SDFARM_RENDERER=fake:SECONDS``).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from PIL import Image
+
+from sdfarm.config import Settings
+from sdfarm.errors import SdfarmError
+from sdfarm.spec import RenderSpec
+
+StepHook = Callable[[], None]
+
+
+class Renderer(Protocol):
+    #: What is recorded on each job as its device.
+    device: str
+    #: CPU threads in use (recorded, since it changes the low bits of CPU renders).
+    threads: int
+
+    def render(self, specs: Sequence[RenderSpec], *, model_config: str | None,
+               allow_pickle: bool, on_step: StepHook) -> list[Image.Image]:
+        """One forward pass: every spec shares all but prompt and seed."""
+
+    def model_hash(self, model: str, model_config: str | None, allow_pickle: bool) -> str | None:
+        """A1111 short hash of the model's weights, once they are on this machine."""
+
+    def set_threads(self, threads: int) -> None: ...
+
+
+class DiffusersRenderer:
+    """Renders with a diffusers pipeline, keeping the last few pipelines loaded (LRU)."""
+
+    def __init__(self, settings: Settings) -> None:
+        import torch
+
+        from sdfarm.worker.device import device_label, resolve_device, resolve_dtype
+
+        self.settings = settings
+        self._device = resolve_device(settings.device)
+        self._dtype = resolve_dtype(settings.dtype, self._device)
+        self.device = device_label(self._device)
+        self.threads = settings.threads
+        torch.set_num_threads(self.threads)
+        self._pipelines: OrderedDict[tuple, tuple[object, object]] = OrderedDict()
+
+    def set_threads(self, threads: int) -> None:
+        import torch
+
+        if threads != self.threads:
+            torch.set_num_threads(threads)
+            self.threads = threads
+
+    def _model_ref(self, model: str, model_config: str | None, allow_pickle: bool):
+        from sdfarm.modelref import parse_model_ref
+
+        return parse_model_ref(model, self.settings.model_dir, model_config=model_config,
+                               allow_pickle=allow_pickle)
+
+    def model_hash(self, model: str, model_config: str | None, allow_pickle: bool) -> str | None:
+        from sdfarm.modelref import model_hash
+
+        return model_hash(self._model_ref(model, model_config, allow_pickle), self.settings.model_dir)
+
+    def pipeline(self, model: str, model_config: str | None, allow_pickle: bool):
+        """The loaded pipeline and its original scheduler config."""
+        key = (model, model_config, allow_pickle)
+        if key in self._pipelines:
+            self._pipelines.move_to_end(key)
+            return self._pipelines[key]
+        from sdfarm.worker.models import load_pipeline
+
+        while len(self._pipelines) >= max(1, self.settings.pipeline_cache_size):
+            self._pipelines.popitem(last=False)
+            self._free_memory()
+        pipe = load_pipeline(self._model_ref(model, model_config, allow_pickle),
+                             self.settings.model_dir, device=self._device, dtype=self._dtype)
+        entry = (pipe, pipe.scheduler.config)
+        self._pipelines[key] = entry
+        return entry
+
+    def _free_memory(self) -> None:
+        import gc
+
+        import torch
+
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def render(self, specs: Sequence[RenderSpec], *, model_config: str | None,
+               allow_pickle: bool, on_step: StepHook) -> list[Image.Image]:
+        import torch
+
+        from sdfarm.worker.schedulers import make_scheduler
+
+        first = specs[0]
+        pipe, base_config = self.pipeline(first.model, model_config, allow_pickle)
+        pipe.scheduler = make_scheduler(first.sampler, base_config)
+        # One CPU generator per image: a seed gives the same noise on any device and in any
+        # batch position (one generator for a batch would tie images to their neighbours).
+        generators = [torch.Generator("cpu").manual_seed(s.seed) for s in specs]
+
+        def step_end(_pipe, _step, _timestep, tensors):
+            on_step()
+            return tensors
+
+        result = pipe(
+            prompt=[s.prompt for s in specs],
+            negative_prompt=[s.negative_prompt for s in specs],
+            num_inference_steps=first.steps,
+            guidance_scale=first.cfg,
+            width=first.width,
+            height=first.height,
+            generator=generators,
+            # A1111 counts CLIP skip from 1 (= last layer); diffusers counts skipped layers.
+            clip_skip=first.clip_skip - 1 if first.clip_skip > 1 else None,
+            callback_on_step_end=step_end,
+            output_type="pil",
+        )
+        return list(result.images)
+
+
+class FakeRenderer:
+    """A seed-determined noise image per spec, costing ``seconds`` per image, spread over the
+    steps so that cancellation and heartbeats behave as with a real model."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.device = "fake"
+        self.threads = 1
+
+    def set_threads(self, threads: int) -> None:
+        self.threads = threads
+
+    def model_hash(self, model: str, model_config: str | None, allow_pickle: bool) -> str | None:
+        return None
+
+    def render(self, specs: Sequence[RenderSpec], *, model_config: str | None,
+               allow_pickle: bool, on_step: StepHook) -> list[Image.Image]:
+        steps = specs[0].steps
+        pause = self.seconds * len(specs) / steps
+        for _ in range(steps):
+            if pause:
+                time.sleep(pause)
+            on_step()
+        return [_noise_image(s) for s in specs]
+
+
+def _noise_image(spec: RenderSpec) -> Image.Image:
+    rng = random.Random(f"{spec.key}")
+    return Image.frombytes("RGB", (spec.width, spec.height), rng.randbytes(spec.width * spec.height * 3))
+
+
+def make_renderer(settings: Settings) -> Renderer:
+    if settings.renderer == "diffusers":
+        return DiffusersRenderer(settings)
+    if settings.renderer.startswith("fake:"):
+        try:
+            return FakeRenderer(float(settings.renderer.removeprefix("fake:")))
+        except ValueError:
+            pass
+    raise SdfarmError(f"SDFARM_RENDERER={settings.renderer}: allowed are 'diffusers' and 'fake:SECONDS'")
