@@ -29,17 +29,18 @@ def _config(connection=None):
 
 
 @lru_cache(maxsize=1)
-def head_revision() -> str:
+def head_revisions() -> frozenset[str]:
+    """Every head: features may add migrations on parallel branches off a common base."""
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(_config()).get_current_head()
+    return frozenset(ScriptDirectory.from_config(_config()).get_heads())
 
 
-def current_revision(engine: Engine) -> str | None:
+def current_revisions(engine: Engine) -> frozenset[str]:
     with engine.connect() as conn:
         if not inspect(conn).has_table("alembic_version"):
-            return None
-        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            return frozenset()
+        return frozenset(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
 
 
 @contextlib.contextmanager
@@ -66,12 +67,12 @@ def _exclusive(engine: Engine):
 
 def upgrade_to_head(engine: Engine) -> None:
     """Bring the schema to the newest revision; cheap when it already is."""
-    if current_revision(engine) == head_revision():
+    if current_revisions(engine) == head_revisions():
         return
     from alembic import command
 
     with _exclusive(engine):
-        if current_revision(engine) == head_revision():  # another process did it meanwhile
+        if current_revisions(engine) == head_revisions():  # another process did it meanwhile
             return
         with engine.begin() as conn:
-            command.upgrade(_config(conn), "head")
+            command.upgrade(_config(conn), "heads")

@@ -1,0 +1,3 @@
+from sdfarm.cli.main import main
+
+main()
