@@ -1,0 +1,389 @@
+"""Grid axes in AUTOMATIC1111's X/Y/Z-plot value syntax, resolved to typed values. Pure.
+
+A job file's ``[axes]`` table names up to three grid dimensions (``x``, ``y``, ``z``) and any
+number of ``[[axes.extra]]`` axes, each varying exactly one parameter::
+
+    x = { cfg = "4-12 (+2)" }
+    y = { steps = [10, 20, 30, 40] }
+
+Values are a TOML list, or a string of comma-separated items, each a value, an inclusive range
+``1-5``, a stepped range ``1-10 (+2)`` / ``10-1 (-3)`` or a counted range ``1-10 [4]``.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import PurePosixPath
+from typing import Any
+
+from sdfarm.errors import SamplerError
+from sdfarm.samplers import canonical_sampler
+from sdfarm.spec import RenderSpec
+
+#: What each axis parameter varies; the error for an unknown parameter lists them.
+AXIS_PARAMS: dict[str, str] = {
+    "cfg": "CFG scale, numbers from 0 to 50",
+    "steps": "denoising steps, integers from 1 to 1000",
+    "sampler": "A1111 sampler names",
+    "seed": "seeds, integers from 0 to 2**63-1",
+    "width": "image width, multiples of 8 from 8 to 8192",
+    "height": "image height, multiples of 8 from 8 to 8192",
+    "size": 'width x height, as "512x768"',
+    "clip_skip": "CLIP skip, integers from 1 to 12",
+    "model": "model references",
+    "negative_prompt": "negative prompts",
+    "prompt_sr": "Prompt S/R: the first value is searched in the prompt, each value replaces it",
+}
+
+#: The grid dimensions, in order; ``extra`` axes only multiply the number of grids, like z.
+SLOTS = ("x", "y", "z", "extra")
+#: Most values one axis may have (a typo like "1-1000000" fails here, not in the database).
+MAX_AXIS_VALUES = 10_000
+#: Decimals kept in float values, so "0.1-0.3 (+0.1)" gives 0.3, not 0.30000000000000004.
+FLOAT_DECIMALS = 4
+_AT_MOST = f"an axis may have at most {MAX_AXIS_VALUES}"
+
+#: (low, high, multiple of) for integer parameters; seed's high comes from the job file.
+_INT_LIMITS: dict[str, tuple[int, int | None, int]] = {
+    "steps": (1, 1000, 1),
+    "seed": (0, None, 1),
+    "width": (8, 8192, 8),
+    "height": (8, 8192, 8),
+    "clip_skip": (1, 12, 1),
+}
+_CFG_LIMITS = (0.0, 50.0)
+_STRING_PARAMS = ("sampler", "model", "negative_prompt", "prompt_sr")
+
+_LABEL_NAMES = {
+    "cfg": "CFG", "steps": "Steps", "sampler": "Sampler", "seed": "Seed", "width": "Width",
+    "height": "Height", "size": "Size", "clip_skip": "Clip skip", "model": "Model",
+    "negative_prompt": "Negative prompt",
+}
+
+#: Builds the exception for a problem at a job file key ("axes.x.cfg"), or for a problem alone.
+Fail = Callable[[str, str], Exception]
+FailProblem = Callable[[str], Exception]
+
+_NUM = r"\d+(?:\.\d*)?|\.\d+"
+_ITEM = re.compile(
+    rf"(?P<start>{_NUM})(?:\s*-\s*(?P<end>{_NUM})"
+    rf"(?:\s*\(\s*(?P<step>[+-]?\s*(?:{_NUM}))\s*\)|\s*\[\s*(?P<count>[+-]?\d+)\s*\])?)?"
+)
+_SIZE = re.compile(r"(\d+)\s*[x×]\s*(\d+)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One varied parameter, its resolved values and the grid label of each value."""
+
+    #: "x", "y", "z", "extra1", "extra2", ...
+    slot: str
+    param: str
+    #: int for steps/seed/width/height/clip_skip, float for cfg, str for sampler/model/
+    #: negative_prompt/prompt_sr, (width, height) for size.
+    values: tuple
+    #: One per value: "Steps: 10", "CFG: 7.5", "Sampler: Euler a"; Prompt S/R shows the text.
+    labels: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        """Where the axis is in the job file: "axes.x.cfg", "axes.extra[2].seed"."""
+        table = f"extra[{self.slot[5:]}]" if self.slot.startswith("extra") else self.slot
+        return f"axes.{table}.{self.param}"
+
+
+def axis_label(param: str, value: Any) -> str:
+    """The grid label of one value; a Prompt S/R label is the replacement text, as in A1111."""
+    if param == "prompt_sr":
+        return value
+    if param == "cfg":
+        shown = f"{value:g}"
+    elif param == "size":
+        shown = f"{value[0]}x{value[1]}"
+    elif param == "model":
+        # A repo id or a path: its last part is what tells grid columns apart.
+        shown = PurePosixPath(value.replace("\\", "/")).name or value
+    elif param == "negative_prompt":
+        shown = value or "(none)"
+    else:
+        shown = str(value)
+    return f"{_LABEL_NAMES[param]}: {shown}"
+
+
+def parse_axes(table: object, fail: Fail) -> list[Axis]:
+    """The axes of a job file's raw ``[axes]`` value, in x, y, z, extra1, ... order.
+
+    ``fail(key, problem)`` builds the exception to raise; ``key`` is "axes", "axes.x" or
+    "axes.x.cfg" (extra axes: "axes.extra[1].seed", counted from 1 like their slots).
+    """
+    if table is None:
+        return []
+    if not isinstance(table, dict):
+        raise fail("axes", 'must be a table, like [axes] with x = { cfg = "4-12 (+2)" }')
+    unknown = [slot for slot in table if slot not in SLOTS]
+    if unknown:
+        raise fail(f"axes.{unknown[0]}", f"unknown axis; allowed: {', '.join(SLOTS)}")
+
+    entries = [(s, f"axes.{s}", table[s]) for s in SLOTS[:3] if s in table]
+    extra = table.get("extra", [])
+    if isinstance(extra, dict):
+        extra = [extra]
+    if not isinstance(extra, list):
+        raise fail("axes.extra", "must be a list of tables, written [[axes.extra]]")
+    entries += [(f"extra{i}", f"axes.extra[{i}]", t) for i, t in enumerate(extra, start=1)]
+
+    axes: list[Axis] = []
+    for slot, key, axis_table in entries:
+        axes.append(_parse_axis(slot, key, axis_table, fail))
+    _check_no_overlap(axes, fail)
+    return axes
+
+
+def _parse_axis(slot: str, key: str, axis_table: object, fail: Fail) -> Axis:
+    if not isinstance(axis_table, dict):
+        raise fail(key, 'must be a table with one parameter, like { cfg = "4-12 (+2)" }')
+    if len(axis_table) != 1:
+        got = ", ".join(axis_table) or "none"
+        raise fail(key, f"an axis varies exactly one parameter, got {len(axis_table)} ({got}); "
+                        f"allowed: {', '.join(AXIS_PARAMS)}")
+    ((param, raw),) = axis_table.items()
+    if param not in AXIS_PARAMS:
+        raise fail(f"{key}.{param}", f"unknown axis parameter; allowed: {', '.join(AXIS_PARAMS)}")
+    values = parse_values(param, raw, lambda problem: fail(f"{key}.{param}", problem))
+    return Axis(slot, param, values, tuple(axis_label(param, v) for v in values))
+
+
+def _check_no_overlap(axes: list[Axis], fail: Fail) -> None:
+    # Two axes setting one field would overwrite each other cell by cell.
+    claimed: dict[str, Axis] = {}
+    for axis in axes:
+        fields = ("width", "height") if axis.param == "size" else (axis.param,)
+        for name in fields:
+            other = claimed.get(name)
+            if other is not None:
+                raise fail(axis.key, f"{axis.param} is already varied by {other.key}; "
+                                     "each parameter may be on one axis only")
+            claimed[name] = axis
+
+
+def parse_values(param: str, raw: object, fail_problem: FailProblem) -> tuple:
+    """The typed values ``raw`` (a TOML list, a value, or an A1111 value string) stands for."""
+    if isinstance(raw, list):
+        items = _list_items(param, raw, fail_problem)
+    elif isinstance(raw, str):
+        items = _string_items(param, raw, fail_problem) if raw.strip() else []
+    elif isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        items = [raw]
+    else:
+        raise fail_problem(f"must be a list or a string of values, got {_describe(raw)}; "
+                           f"{param} takes {AXIS_PARAMS[param]}")
+    if not items:
+        raise fail_problem(f"has no values (got {raw!r}); {param} takes {AXIS_PARAMS[param]}")
+    if len(items) > MAX_AXIS_VALUES:
+        raise fail_problem(f"has {len(items)} values; {_AT_MOST}")
+    values = tuple(_check_value(param, item, fail_problem) for item in items)
+    if param == "prompt_sr" and not values[0].strip():
+        # Later values may be empty (drop the term); the search term may not.
+        raise fail_problem("the first value is the search term and must not be empty")
+    seen: set = set()
+    for value in values:
+        if value in seen:
+            raise fail_problem(f"repeats the value {axis_label(param, value)!r}; "
+                               "each value must appear once")
+        seen.add(value)
+    return values
+
+
+def _list_items(param: str, raw: list, fail_problem: FailProblem) -> list:
+    kinds = {_kind(item) for item in raw}
+    if len(kinds) > 1:
+        shown = ", ".join(_describe(item) for item in raw[:4])
+        raise fail_problem(f"mixes types in one list ({shown}); use one type, "
+                           f"{param} takes {AXIS_PARAMS[param]}")
+    return list(raw)
+
+
+def _kind(item: object) -> str:
+    if isinstance(item, bool):
+        return "boolean"
+    if isinstance(item, (int, float)):
+        return "number"
+    return type(item).__name__
+
+
+def _string_items(param: str, text: str, fail_problem: FailProblem) -> list:
+    if param in _STRING_PARAMS or param == "size":
+        # csv, as A1111 does, so a quoted value may hold a comma: '"red, blue", green'.
+        rows = list(csv.reader([text], skipinitialspace=True))
+        parts = [p.strip() for p in rows[0]] if rows else []
+        if not parts or any(not p for p in parts):
+            raise fail_problem(f"has an empty item in {text!r}; write values separated by "
+                               "commas, or a TOML list")
+        return parts
+    values: list = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            raise fail_problem(f"has an empty item in {text!r}; {_syntax(param)}")
+        values.extend(_expand_item(param, part, fail_problem))
+        if len(values) > MAX_AXIS_VALUES:
+            break  # parse_values reports the count
+    return values
+
+
+def _expand_item(param: str, item: str, fail_problem: FailProblem) -> list:
+    m = _ITEM.fullmatch(item)
+    if m is None:
+        raise fail_problem(f"{item!r} is not a value or a range; {_syntax(param)}")
+    is_float = param == "cfg"
+    for name in ("start", "end", "step"):
+        if m[name] and "." in m[name] and not is_float:
+            raise fail_problem(f"{item!r} has a fractional number; {_syntax(param)}")
+    start = Decimal(m["start"])
+    if m["end"] is None:
+        return [_number(start, is_float)]
+    end = Decimal(m["end"])
+    if m["count"] is not None:
+        return _counted(item, start, end, int(m["count"]), is_float, fail_problem)
+    step = Decimal(m["step"].replace(" ", "")) if m["step"] else Decimal(1 if end >= start else -1)
+    if step == 0:
+        raise fail_problem(f"range {item!r} has step 0; use a step like (+1) or (-1)")
+    if start != end and (end > start) != (step > 0):
+        sign = "positive" if end > start else "negative"
+        raise fail_problem(f"range {item!r} has a step going the wrong way; a range from "
+                           f"{m['start']} to {m['end']} needs a {sign} step")
+    n = int((end - start) / step) + 1  # exact: Decimal arithmetic on the written digits
+    if n > MAX_AXIS_VALUES:
+        raise fail_problem(f"range {item!r} has {n} values; {_AT_MOST}")
+    return [_number(start + i * step, is_float) for i in range(n)]
+
+
+def _counted(item: str, start: Decimal, end: Decimal, count: int, is_float: bool,
+             fail_problem: FailProblem) -> list:
+    if count < 1:
+        raise fail_problem(f"range {item!r} asks for {count} values; "
+                           "the count in [N] must be at least 1")
+    if count > MAX_AXIS_VALUES:
+        raise fail_problem(f"range {item!r} has {count} values; {_AT_MOST}")
+    if count == 1:
+        return [_number(start, is_float)]
+    lo, span = Fraction(start), Fraction(end) - Fraction(start)
+    points = [lo + span * i / (count - 1) for i in range(count)]
+    if is_float:
+        return [round(float(p), FLOAT_DECIMALS) for p in points]
+    # Half up (not Python's half-to-even), so "1-4 [3]" gives 1, 3, 4 the same way every time.
+    values = [math.floor(p + Fraction(1, 2)) for p in points]
+    if len(set(values)) < count:
+        raise fail_problem(f"range {item!r} asks for {count} values but only "
+                           f"{abs(int(end - start)) + 1} integers lie from {start} to {end}")
+    return values
+
+
+def _number(value: Decimal, is_float: bool) -> int | float:
+    return round(float(value), FLOAT_DECIMALS) if is_float else int(value)
+
+
+def _check_value(param: str, value: object, fail_problem: FailProblem) -> object:
+    if param in _INT_LIMITS:
+        return _check_int(param, value, fail_problem)
+    if param == "cfg":
+        low, high = _CFG_LIMITS
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or not low <= value <= high:
+            raise fail_problem(f"cfg value {value!r} is not allowed; cfg takes numbers from "
+                               f"{low:g} to {high:g}")
+        return round(float(value), FLOAT_DECIMALS)
+    if param == "size":
+        return _check_size(value, fail_problem)
+    if not isinstance(value, str):
+        raise fail_problem(f"{param} value {value!r} is not a string; "
+                           f"{param} takes {AXIS_PARAMS[param]}")
+    if param == "sampler":
+        try:
+            return canonical_sampler(value)
+        except SamplerError as exc:
+            raise fail_problem(str(exc)) from None
+    if param == "model" and not value.strip():
+        raise fail_problem(f"has an empty model value; model takes {AXIS_PARAMS[param]}")
+    return value
+
+
+def _check_int(param: str, value: object, fail_problem: FailProblem) -> int:
+    low, high, multiple_of = _INT_LIMITS[param]
+    if high is None:
+        from sdfarm.scheduler.jobfile import MAX_SEED  # jobfile will import this module
+
+        high = MAX_SEED
+    allowed = f"{param} takes {AXIS_PARAMS[param]}"
+    if isinstance(value, float):
+        raise fail_problem(f"{param} value {value!r} is a fractional number; {allowed}")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise fail_problem(f"{param} value {value!r} is not an integer; {allowed}")
+    if not low <= value <= high or value % multiple_of:
+        raise fail_problem(f"{param} value {value} is out of range; {allowed}")
+    return value
+
+
+def _check_size(value: object, fail_problem: FailProblem) -> tuple[int, int]:
+    m = _SIZE.fullmatch(value.strip()) if isinstance(value, str) else None
+    if m is None:
+        raise fail_problem(f"size value {value!r} is not WIDTHxHEIGHT; "
+                           'size takes values like "512x768"')
+    width, height = int(m[1]), int(m[2])
+    for n in (width, height):
+        if not 8 <= n <= 8192 or n % 8:
+            raise fail_problem(f"size value {value!r} is out of range; width and height must be "
+                               "multiples of 8 from 8 to 8192")
+    return width, height
+
+
+def _syntax(param: str) -> str:
+    if param == "cfg":
+        return ('cfg takes numbers from 0 to 50: a list [4, 7.5] or a string like '
+                '"4, 7.5, 5-8, 4-12 (+2), 4.5-7.5 (+0.5), 5-8 [4]"')
+    return (f'{param} takes {AXIS_PARAMS[param]}: a list [10, 20] or a string like '
+            '"10, 20, 10-50 (+10), 50-10 (-10), 10-50 [5]"')
+
+
+def _describe(value: object) -> str:
+    kind = {str: "a string", bool: "a boolean", int: "an integer", float: "a number",
+            list: "a list", dict: "a table"}.get(type(value), type(value).__name__)
+    shown = repr(value)
+    return f"{kind} {shown if len(shown) <= 40 else shown[:37] + '...'}"
+
+
+def check_prompt_sr(axis: Axis, prompt: str, fail: Fail) -> None:
+    """Raise unless a Prompt S/R axis's search term (its first value) occurs in ``prompt``."""
+    if axis.param != "prompt_sr":
+        return
+    term = axis.values[0]
+    if term not in prompt:
+        shown = prompt if len(prompt) <= 60 else prompt[:57] + "..."
+        raise fail(axis.key, f"search term {term!r} (the first value) does not occur in the "
+                             f"prompt {shown!r}; Prompt S/R replaces it with each value")
+
+
+def apply_axis_value(spec: RenderSpec, axis: Axis, value: Any, original_prompt: str) -> RenderSpec:
+    """``spec`` with the axis's parameter set to ``value``.
+
+    ``size`` sets width and height; ``prompt_sr`` replaces every occurrence of the search term
+    in ``original_prompt`` (the first value replaces itself, as in A1111). Only the positive
+    prompt is searched, unlike A1111, which also searches the negative prompt.
+    """
+    param = axis.param
+    if param == "size":
+        return spec.replace(width=value[0], height=value[1])
+    if param == "prompt_sr":
+        return spec.replace(prompt=original_prompt.replace(axis.values[0], value))
+    if param == "model":
+        # The base spec's hash belongs to the base model; the caller hashes this one.
+        return spec.replace(model=value, model_hash=None)
+    if param == "cfg":
+        return spec.replace(cfg=float(value))
+    return spec.replace(**{param: value})
