@@ -1,0 +1,349 @@
+"""Built-in random-weight models, built offline and deterministically on first use.
+
+``builtin:tiny`` lets tests and demos render real pipelines on a CPU in milliseconds;
+``builtin:sd15`` has SD 1.5's exact architecture, so a GPU benchmark does the real model's work
+on a machine that has no weights and no internet. Both are assembled from the real diffusers
+and transformers classes and saved with ``save_pretrained``, so they load through the same
+code as a user's model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterator
+
+from sdfarm.errors import ModelError
+from sdfarm.modelref import BUILTIN_MODELS
+
+#: Fixed seeds, one per component, so two builds are bit-identical and changing one
+#: component's config leaves the others' weights as they were.
+SEEDS = {"unet": 0, "vae": 1, "text_encoder": 2}
+
+#: The SD 1.5 scheduler (runwayml/stable-diffusion-v1-5, scheduler/scheduler_config.json).
+SD15_SCHEDULER: dict[str, Any] = {
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "steps_offset": 1,
+    "skip_prk_steps": True,
+    "set_alpha_to_one": False,
+    "clip_sample": False,
+}
+
+#: CLIP's context length; prompts are cut or padded to it, as in SD.
+MAX_TOKENS = 77
+
+#: Words the built-in tokenizer learns its merges from (~700 merges): common SD prompt words
+#: become one token each, as with the real CLIP tokenizer, and other words a few pieces.
+PROMPT_WORDS = """
+a an the of in on at with and by from for to is as photo photograph portrait painting
+drawing sketch illustration render art artwork digital concept oil watercolor pencil
+charcoal ink anime manga cartoon comic realistic photorealistic hyperrealistic
+cinematic dramatic soft hard studio natural golden hour sunset sunrise night day light
+lighting shadow shadows volumetric fog mist rain snow storm cloud clouds sky blue red
+green yellow orange purple pink black white gray grey brown gold silver colorful vibrant
+pastel dark bright warm cold highly detailed detail intricate sharp focus masterpiece
+best quality high resolution ultra hd wallpaper trending artstation octane unreal
+engine sharp blurry bokeh depth field wide angle lens mm close up full body face eyes
+hair smile woman man girl boy child old young person people knight wizard warrior
+princess king queen robot cyborg astronaut dragon cat dog horse bird fox wolf lion
+tiger owl fish forest mountain mountains river lake ocean sea beach island desert city
+street castle village house room interior landscape garden flower flowers tree trees
+field valley waterfall space planet moon star stars galaxy nebula futuristic
+cyberpunk steampunk fantasy medieval ancient modern retro vintage minimalist
+surreal abstract epic beautiful cute scary horror magical mystical glowing neon
+reflection water fire smoke ice stone wood metal glass crystal armor dress suit hat
+sword book candle window door road car train ship boat airplane by greg rutkowski
+alphonse mucha artgerm studio ghibli trending style painted smooth elegant centered
+symmetrical composition award winning professional ugly deformed bad anatomy extra
+limbs missing fingers hands worst low lowres jpeg artifacts watermark text signature
+cropped out frame duplicate mutated disfigured poorly drawn
+"""
+
+
+@dataclass(frozen=True)
+class BuiltinConfigs:
+    """The component configs of one built-in model (``from_config`` / ``CLIPTextConfig`` kwargs)."""
+
+    unet: dict[str, Any]
+    vae: dict[str, Any]
+    text_encoder: dict[str, Any]
+    scheduler: dict[str, Any]
+    #: float16 keeps sd15 at ~2 GB on disk; tiny stays float32 so CPU tests need no casting.
+    save_dtype: str
+
+
+def builtin_configs(name: str) -> BuiltinConfigs:
+    """The configs ``ensure_builtin`` builds ``name`` from (also usable on the meta device)."""
+    vocab, _ = clip_vocab_and_merges()
+    special = {"bos_token_id": vocab["<|startoftext|>"], "eos_token_id": vocab["<|endoftext|>"],
+               "pad_token_id": vocab["<|endoftext|>"]}
+    if name == "tiny":
+        return BuiltinConfigs(
+            unet={
+                "sample_size": 8,  # x8 VAE: 64x64 images by default
+                "in_channels": 4,
+                "out_channels": 4,
+                "block_out_channels": (32, 64),
+                "layers_per_block": 1,
+                "down_block_types": ("CrossAttnDownBlock2D", "DownBlock2D"),
+                "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D"),
+                "cross_attention_dim": 32,
+                "attention_head_dim": 2,  # diffusers' name for the number of heads, as in SD
+                "norm_num_groups": 8,
+            },
+            vae={
+                # Four blocks, three downsamplings: the x8 scale factor of SD's VAE.
+                "in_channels": 3,
+                "out_channels": 3,
+                "latent_channels": 4,
+                "block_out_channels": (8, 16, 16, 16),
+                "down_block_types": ("DownEncoderBlock2D",) * 4,
+                "up_block_types": ("UpDecoderBlock2D",) * 4,
+                "layers_per_block": 1,
+                "norm_num_groups": 4,
+                "sample_size": 64,
+                "scaling_factor": 0.18215,
+            },
+            text_encoder={
+                "vocab_size": len(vocab),
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_hidden_layers": 5,  # CLIP skip 1..4 each drop a real layer
+                "num_attention_heads": 4,
+                "max_position_embeddings": MAX_TOKENS,
+                "hidden_act": "quick_gelu",
+                "projection_dim": 32,
+                **special,
+            },
+            scheduler=dict(SD15_SCHEDULER),
+            save_dtype="float32",
+        )
+    if name == "sd15":
+        return BuiltinConfigs(
+            unet={
+                "sample_size": 64,
+                "in_channels": 4,
+                "out_channels": 4,
+                "block_out_channels": (320, 640, 1280, 1280),
+                "layers_per_block": 2,
+                "down_block_types": ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+                "up_block_types": ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+                "cross_attention_dim": 768,
+                "attention_head_dim": 8,
+                "norm_num_groups": 32,
+            },
+            vae={
+                "in_channels": 3,
+                "out_channels": 3,
+                "latent_channels": 4,
+                "block_out_channels": (128, 256, 512, 512),
+                "down_block_types": ("DownEncoderBlock2D",) * 4,
+                "up_block_types": ("UpDecoderBlock2D",) * 4,
+                "layers_per_block": 2,
+                "norm_num_groups": 32,
+                "sample_size": 512,
+                "scaling_factor": 0.18215,
+            },
+            text_encoder={
+                # The real vocabulary size, so the text encoder has the real size and memory;
+                # the built-in tokenizer uses only the first rows.
+                "vocab_size": 49408,
+                "hidden_size": 768,
+                "intermediate_size": 3072,
+                "num_hidden_layers": 12,
+                "num_attention_heads": 12,
+                "max_position_embeddings": MAX_TOKENS,
+                "hidden_act": "quick_gelu",
+                "projection_dim": 768,
+                **special,
+            },
+            scheduler=dict(SD15_SCHEDULER),
+            save_dtype="float16",
+        )
+    raise _unknown(name)
+
+
+def ensure_builtin(name: str, model_dir: Path) -> Path:
+    """The folder of built-in model ``name``, building it first if it is not there.
+
+    Several workers starting together build it once: the build holds a lock in ``model_dir``,
+    happens in a temporary folder beside the destination and is renamed into place whole.
+    """
+    if name not in BUILTIN_MODELS:
+        raise _unknown(name)
+    dest = model_dir / f"builtin-{name}"
+    if (dest / "model_index.json").is_file():
+        return dest
+    try:
+        model_dir.mkdir(parents=True, exist_ok=True)
+        with open(model_dir / f".builtin-{name}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if (dest / "model_index.json").is_file():  # another worker built it while we waited
+                return dest
+            _remove_leftovers(model_dir, name, dest)
+            tmp = Path(tempfile.mkdtemp(dir=model_dir, prefix=f".builtin-{name}-tmp"))
+            try:
+                _build(name, tmp)
+                tmp.chmod(0o755)  # mkdtemp makes it private; workers may run as other users
+                os.rename(tmp, dest)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+    except OSError as exc:
+        raise ModelError(f"cannot build builtin:{name} in {str(model_dir)!r}: {exc}") from exc
+    return dest
+
+
+def _remove_leftovers(model_dir: Path, name: str, dest: Path) -> None:
+    # Only called under the lock, so these are from builds that were killed, not running ones.
+    for stale in model_dir.glob(f".builtin-{name}-tmp*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    if dest.exists():  # a folder without model_index.json: not something we finished
+        shutil.rmtree(dest)
+
+
+def _unknown(name: str) -> ModelError:
+    known = ", ".join(f"builtin:{n}" for n in BUILTIN_MODELS)
+    return ModelError(f"unknown built-in model 'builtin:{name}'; the built-in models are {known}")
+
+
+def _build(name: str, folder: Path) -> None:
+    with quiet_libraries():
+        import torch
+        from diffusers import (AutoencoderKL, PNDMScheduler, StableDiffusionPipeline,
+                               UNet2DConditionModel)
+        from transformers import CLIPTextConfig, CLIPTextModel
+
+        configs = builtin_configs(name)
+        with torch.random.fork_rng(devices=[]):  # leave the worker's global RNG as it was
+            torch.manual_seed(SEEDS["unet"])
+            unet = UNet2DConditionModel(**configs.unet)
+            torch.manual_seed(SEEDS["vae"])
+            vae = AutoencoderKL(**configs.vae)
+            torch.manual_seed(SEEDS["text_encoder"])
+            text_encoder = CLIPTextModel(CLIPTextConfig(**configs.text_encoder))
+        pipe = StableDiffusionPipeline(
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=clip_tokenizer(),
+            unet=unet,
+            # from_config keeps clip_sample = False (not a PNDM argument) in the saved config,
+            # as SD 1.5 does, so a DDIM scheduler made from it does not clip.
+            scheduler=PNDMScheduler.from_config(configs.scheduler),
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
+        pipe.to(dtype=getattr(torch, configs.save_dtype))
+        pipe.save_pretrained(folder, safe_serialization=True)
+    _write_slow_tokenizer_files(folder / "tokenizer")
+
+
+def _write_slow_tokenizer_files(folder: Path) -> None:
+    # transformers 5 saves only tokenizer.json; transformers 4 loads CLIPTokenizer from these.
+    vocab, merges = clip_vocab_and_merges()
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+
+
+@contextlib.contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Keep transformers' and diffusers' warnings and progress bars out of a worker's output.
+
+    Must wrap the first import of diffusers' pipelines too: transformers warns at import time
+    about image processors that want torchvision, which SD text-to-image never uses.
+    """
+    import diffusers.utils.logging as dlog
+    import transformers.utils.logging as tlog
+
+    saved = (tlog.get_verbosity(), dlog.get_verbosity(),
+             tlog.is_progress_bar_enabled(), dlog.is_progress_bar_enabled())
+    tlog.set_verbosity_error()
+    dlog.set_verbosity_error()
+    tlog.disable_progress_bar()
+    dlog.disable_progress_bar()
+    try:
+        yield
+    finally:
+        tlog.set_verbosity(saved[0])
+        dlog.set_verbosity(saved[1])
+        if saved[2]:
+            tlog.enable_progress_bar()
+        if saved[3]:
+            dlog.enable_progress_bar()
+
+
+def clip_tokenizer() -> Any:
+    """A CLIP tokenizer (byte-level BPE, CLIP's pre-tokenizer) with a small generated vocabulary."""
+    from transformers import CLIPTokenizer
+
+    vocab, merges = clip_vocab_and_merges()
+    return CLIPTokenizer(vocab=dict(vocab), merges=[tuple(m.split(" ")) for m in merges],
+                         model_max_length=MAX_TOKENS)
+
+
+@lru_cache(maxsize=1)
+def clip_vocab_and_merges() -> tuple[dict[str, int], tuple[str, ...]]:
+    """CLIP's vocabulary layout, with merges learned from :data:`PROMPT_WORDS`.
+
+    As in CLIP: the 256 byte characters, the same with ``</w>`` (end of word), one token per
+    merge, then ``<|startoftext|>`` and ``<|endoftext|>`` last.
+    """
+    byte_chars = list(_bytes_to_unicode().values())
+    merges = _learn_merges(PROMPT_WORDS.split())
+    tokens = byte_chars + [c + "</w>" for c in byte_chars]
+    tokens += ["".join(m.split(" ")) for m in merges]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    return {t: i for i, t in enumerate(tokens)}, tuple(merges)
+
+
+def _learn_merges(words: list[str]) -> list[str]:
+    # Plain BPE on the distinct words until each is one token; ties go to the alphabetically
+    # first pair so the result does not depend on dict order or the Python version.
+    seqs = [list(w[:-1]) + [w[-1] + "</w>"] for w in dict.fromkeys(words)]
+    merges: list[str] = []
+    while True:
+        counts: dict[tuple[str, str], int] = {}
+        for seq in seqs:
+            for pair in zip(seq, seq[1:]):
+                counts[pair] = counts.get(pair, 0) + 1
+        if not counts:
+            break
+        best = min(counts, key=lambda p: (-counts[p], p))
+        merges.append(f"{best[0]} {best[1]}")
+        seqs = [_merge(seq, best) for seq in seqs]
+    return merges
+
+
+def _merge(seq: list[str], pair: tuple[str, str]) -> list[str]:
+    out: list[str] = []
+    i = 0
+    while i < len(seq):
+        if i + 1 < len(seq) and (seq[i], seq[i + 1]) == pair:
+            out.append(seq[i] + seq[i + 1])
+            i += 2
+        else:
+            out.append(seq[i])
+            i += 1
+    return out
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    # CLIP's (and GPT-2's) table: printable bytes stand for themselves, the rest are shifted
+    # past 255 so every byte has a visible, non-space character.
+    printable = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+                 + list(range(ord("®"), ord("ÿ") + 1)))
+    table = {b: chr(b) for b in printable}
+    for shift, b in enumerate(b for b in range(256) if b not in table):
+        table[b] = chr(256 + shift)
+    return table

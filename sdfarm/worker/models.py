@@ -1,0 +1,138 @@
+"""Loading a Stable Diffusion pipeline for a :class:`~sdfarm.modelref.ModelRef`.
+
+Every kind goes through diffusers' own loaders (``from_pretrained``, ``from_single_file``), the
+built-in models included, so the tiny model exercises the same path as a user's checkpoint.
+Nothing is downloaded when the model is already on this machine.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sdfarm.errors import ModelError
+from sdfarm.modelref import ModelRef
+from sdfarm.worker.builtin import ensure_builtin, quiet_libraries
+
+if TYPE_CHECKING:
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+#: Passed to every loader: text-to-image batches never run the NSFW filter (it would also
+#: need the CLIP image processor and another 1.2 GB of weights per model).
+_NO_SAFETY_CHECKER: dict[str, Any] = {
+    "safety_checker": None,
+    "feature_extractor": None,
+    "requires_safety_checker": False,
+}
+
+
+def load_pipeline(mref: ModelRef, model_dir: Path, *, device: str,
+                  dtype: torch.dtype) -> StableDiffusionPipeline:
+    """Load ``mref`` as a ready-to-run pipeline on ``device`` in ``dtype``.
+
+    Raises :class:`ModelError`, with a one-line cause, for anything that stops it loading.
+    """
+    with quiet_libraries(), warnings.catch_warnings():
+        # diffusers 0.42 renamed torch_dtype to dtype; older releases we support know only
+        # torch_dtype (and would ignore dtype), so keep the old name and its warning quiet.
+        warnings.filterwarnings("ignore", ".*torch_dtype.*deprecated", FutureWarning)
+        from diffusers import StableDiffusionPipeline
+
+        try:
+            pipe = _load(StableDiffusionPipeline, mref, model_dir, dtype)
+            pipe.to(device)
+        except ModelError:
+            raise
+        except Exception as exc:
+            raise ModelError(f"cannot load model {mref.ref!r}: {_one_line(exc)}") from exc
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _load(cls: Any, mref: ModelRef, model_dir: Path, dtype: Any) -> Any:
+    if mref.kind == "builtin":
+        assert mref.path is not None
+        folder = ensure_builtin(mref.path.name.removeprefix("builtin-"), model_dir)
+        return _from_pretrained(cls, folder, dtype)
+    if mref.kind == "folder":
+        return _from_pretrained(cls, mref.path, dtype)
+    if mref.kind == "hub":
+        return _load_hub(cls, mref.ref, dtype)
+    return _load_single_file(cls, mref, dtype)
+
+
+def _from_pretrained(cls: Any, source: str | Path, dtype: Any, *,
+                     local_files_only: bool = True) -> Any:
+    return cls.from_pretrained(source, torch_dtype=dtype, local_files_only=local_files_only,
+                               **_NO_SAFETY_CHECKER)
+
+
+def _load_hub(cls: Any, repo_id: str, dtype: Any) -> Any:
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    try:
+        return _from_pretrained(cls, repo_id, dtype)
+    except Exception as exc:
+        if isinstance(try_to_load_from_cache(repo_id, "model_index.json"), str):
+            raise  # it is cached, so this is a real load failure, not a missing download
+        reason = "HF_HUB_OFFLINE is set" if _hub_offline() else ""
+        cause: Exception = exc
+    if not reason:
+        try:
+            return _from_pretrained(cls, repo_id, dtype, local_files_only=False)
+        except Exception as exc:
+            # diffusers wraps a failed download in "not cached locally"; the cause says why.
+            reason, cause = f"downloading failed ({_one_line(_root_cause(exc), named=True)})", exc
+    raise ModelError(
+        f"model {repo_id!r} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and cannot "
+        f"be downloaded here: {reason}; download it on a machine with network access "
+        f"(huggingface-cli download {repo_id}) and copy the cache over, or point model = at a "
+        f"local diffusers folder"
+    ) from cause
+
+
+def _load_single_file(cls: Any, mref: ModelRef, dtype: Any) -> Any:
+    if mref.config is not None:
+        return cls.from_single_file(str(mref.path), config=str(mref.config), torch_dtype=dtype,
+                                    local_files_only=True, **_NO_SAFETY_CHECKER)
+    # diffusers infers the architecture from the weights, then needs that architecture's
+    # diffusers configs: from the HF cache, else from the hub.
+    try:
+        return cls.from_single_file(str(mref.path), torch_dtype=dtype, local_files_only=True,
+                                    **_NO_SAFETY_CHECKER)
+    except Exception as exc:
+        raise ModelError(
+            f"cannot load single-file checkpoint {mref.ref!r}: it needs a diffusers config for its "
+            f"architecture, normally fetched from the Hugging Face hub, and that failed here "
+            f"({_one_line(exc)}); set model_config = \"path/to/a/diffusers/folder\" in the job "
+            f"file (for SD 1.5 checkpoints, a download of runwayml/stable-diffusion-v1-5; its "
+            f"configs are enough) to load it offline"
+        ) from exc
+
+
+def _hub_offline() -> bool:
+    # huggingface_hub reads HF_HUB_OFFLINE once, at import; a worker's environment may be set
+    # later, so read it again here.
+    from huggingface_hub import constants
+
+    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return constants.HF_HUB_OFFLINE or value.strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _one_line(exc: BaseException, *, named: bool = False) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    if named and lines:
+        text = f"{type(exc).__name__}: {text}"
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    seen = {id(exc)}
+    while (inner := exc.__cause__ or exc.__context__) is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        exc = inner
+    return exc
