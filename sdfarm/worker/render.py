@@ -115,20 +115,40 @@ class DiffusersRenderer:
             on_step()
             return tensors
 
+        prompts = [s.prompt for s in specs]
+        negatives = [s.negative_prompt for s in specs]
+        text: dict[str, object] = {"prompt": prompts, "negative_prompt": negatives}
+        if first.clip_skip > 1:
+            # diffusers 0.42's own clip_skip path reaches for `text_encoder.text_model`, which
+            # transformers 5 removed; encoding here also pins A1111's numbering explicitly.
+            text = {"prompt_embeds": _clip_skip_embeddings(pipe, prompts, first.clip_skip),
+                    "negative_prompt_embeds": _clip_skip_embeddings(pipe, negatives, first.clip_skip)}
         result = pipe(
-            prompt=[s.prompt for s in specs],
-            negative_prompt=[s.negative_prompt for s in specs],
+            **text,
             num_inference_steps=first.steps,
             guidance_scale=first.cfg,
             width=first.width,
             height=first.height,
             generator=generators,
-            # A1111 counts CLIP skip from 1 (= last layer); diffusers counts skipped layers.
-            clip_skip=first.clip_skip - 1 if first.clip_skip > 1 else None,
             callback_on_step_end=step_end,
             output_type="pil",
         )
         return list(result.images)
+
+
+def _clip_skip_embeddings(pipe, texts: list[str], clip_skip: int):
+    """Prompt embeddings from the CLIP layer A1111's CLIP skip names (2 = penultimate), with the
+    final layer norm applied as A1111 and diffusers both do."""
+    import torch
+
+    tokens = pipe.tokenizer(texts, padding="max_length", max_length=pipe.tokenizer.model_max_length,
+                            truncation=True, return_tensors="pt")
+    encoder = pipe.text_encoder
+    with torch.no_grad():
+        out = encoder(tokens.input_ids.to(encoder.device), output_hidden_states=True)
+        hidden = out.hidden_states[-clip_skip]
+        norm = getattr(encoder, "text_model", encoder).final_layer_norm
+        return norm(hidden).to(dtype=encoder.dtype)
 
 
 class FakeRenderer:

@@ -184,3 +184,23 @@ def test_a_sweep_row_keeps_the_job_file_text_and_folder(settings, tiny_model, tm
         sweep = s.get(Sweep, sweep_id)
         assert 'prompt = "a cat"' in sweep.job_file_text
         assert Path(sweep.output_dir) == settings.output_dir / f"cats-{sweep_id}"
+
+
+def test_clip_skip_uses_a1111_numbering_and_changes_the_image(settings, tiny_model):
+    import torch
+
+    from sdfarm.spec import RenderSpec
+    from sdfarm.worker.batch import process_renderer
+    from sdfarm.worker.render import _clip_skip_embeddings
+
+    renderer = process_renderer(settings)
+    pipe, _ = renderer.pipeline("builtin:tiny", None, False)
+    # CLIP skip 1 is the text encoder's normal output, exactly what the pipeline encodes.
+    ours = _clip_skip_embeddings(pipe, ["a cat"], 1)
+    theirs, _ = pipe.encode_prompt("a cat", "cpu", 1, False)
+    assert torch.equal(ours, theirs)
+    base = RenderSpec(model="builtin:tiny", prompt="a cat", seed=3, steps=4, width=64, height=64)
+    images = [np.asarray(renderer.render([base.replace(clip_skip=n)], model_config=None,
+                                         allow_pickle=False, on_step=lambda: None)[0], dtype=np.int16)
+              for n in (1, 2)]
+    assert np.abs(images[0] - images[1]).max() > 0
