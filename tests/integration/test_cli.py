@@ -11,8 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from PIL import Image
 
+from sdfarm.cli.main import cli
 from tests.conftest import write_job
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,6 +26,13 @@ def sdfarm(env, *args, cwd=None, check=True) -> subprocess.CompletedProcess:
     if check and proc.returncode != 0:
         raise AssertionError(f"sdfarm {' '.join(map(str, args))} failed:\n{proc.stderr}")
     return proc
+
+
+def run(env, *args) -> str:
+    """``sdfarm`` in this process (fast: torch and the pipeline stay loaded); returns stdout."""
+    result = CliRunner().invoke(cli, [str(a) for a in args], env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.stdout
 
 
 def db_rows(settings, sql: str) -> list[tuple]:
@@ -69,10 +78,11 @@ def test_the_same_job_in_two_fresh_processes_gives_identical_pixels(settings, cl
 def test_rerun_rebuilds_the_original_batch_and_reports_identical_pixels(settings, cli_env, tiny_model, tmp_path):
     job = write_job(tmp_path, 'model = "builtin:tiny"\nprompt = "a boat"\nsteps = 5\nwidth = 64\n'
                               'height = 64\nseeds = [1, 2, 3]\nbatch_size = 3\n')
-    sdfarm(cli_env, "render", job, "-q")
-    out = sdfarm(cli_env, "rerun", 2)
-    assert "shared a forward pass of 3 images" in out.stderr
-    assert "identical: every pixel matches the original" in out.stdout
+    run(cli_env, "render", job, "-q")
+    result = CliRunner().invoke(cli, ["rerun", "2"], env=cli_env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "shared a forward pass of 3 images" in result.stderr
+    assert "identical: every pixel matches the original" in result.stdout
     rerun = db_rows(settings, "SELECT kind, rerun_of_job_id FROM sweeps WHERE id = 2")
     assert rerun == [("rerun", 2)]
 
@@ -80,12 +90,12 @@ def test_rerun_rebuilds_the_original_batch_and_reports_identical_pixels(settings
 def test_show_prints_every_recorded_field(settings, cli_env, tiny_model, tmp_path):
     job = write_job(tmp_path, 'model = "builtin:tiny"\nprompt = "a tree"\nsteps = 3\nwidth = 64\n'
                               'height = 64\nseeds = [9]\n')
-    sdfarm(cli_env, "render", job, "-q")
-    fields = json.loads(sdfarm(cli_env, "show", 1, "--json").stdout)
+    run(cli_env, "render", job, "-q")
+    fields = json.loads(run(cli_env, "show", 1, "--json"))
     assert fields["prompt"] == "a tree" and fields["seed"] == 9 and fields["status"] == "done"
     assert fields["file_exists"] is True and len(fields["model_hash"]) == 10
     Path(fields["output_path"]).unlink()
-    text = sdfarm(cli_env, "show", 1).stdout
+    text = run(cli_env, "show", 1)
     assert "(MISSING)" in text and "a tree" in text
     missing = sdfarm(cli_env, "show", 999, check=False)
     assert missing.returncode == 1 and missing.stderr.strip() == f"Error: no job 999 in {settings.database_url}"
@@ -95,10 +105,10 @@ def test_history_filters_by_seed_and_prompt_text(settings, cli_env, tiny_model, 
     for prompt, seeds in (("a lighthouse", "[1, 2]"), ("a castle", "[2, 3]")):
         write_job(tmp_path, f'model = "builtin:tiny"\nprompt = "{prompt}"\nsteps = 2\nwidth = 64\n'
                             f'height = 64\nseeds = {seeds}\n', "j.toml")
-        sdfarm(cli_env, "render", tmp_path / "j.toml", "-q")
-    by_seed = json.loads(sdfarm(cli_env, "history", "--seed", 2, "--json").stdout)
+        run(cli_env, "render", tmp_path / "j.toml", "-q")
+    by_seed = json.loads(run(cli_env, "history", "--seed", 2, "--json"))
     assert sorted(r["prompt"] for r in by_seed) == ["a castle", "a lighthouse"]
-    by_text = json.loads(sdfarm(cli_env, "history", "--prompt", "light", "--json").stdout)
+    by_text = json.loads(run(cli_env, "history", "--prompt", "light", "--json"))
     assert {r["seed"] for r in by_text} == {1, 2}
 
 

@@ -1,0 +1,120 @@
+"""Queue overhead: the same images rendered through sdfarm versus a plain diffusers loop.
+
+Both run in this process on the same pipeline class, device, model and settings, after a
+warm-up, and both write PNG files. sdfarm's side is the real path: plan, record every job in
+SQLite, claim, render, write the PNG with its metadata, record the outcome.
+
+    python bench/overhead.py                          # CPU, builtin:tiny, 64x64
+    python bench/overhead.py --model builtin:sd15 --size 512 --steps 20 --images 32   # GPU
+
+Prints images/s for each and the ratios. Targets: sdfarm unbatched >= 0.98x the plain loop;
+sdfarm batched well above 1x (>= 2x on a GPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from sdfarm.config import Settings
+from sdfarm.scheduler.dispatch import record, render_sweep_locally
+from sdfarm.scheduler.jobfile import parse_job_file
+from sdfarm.scheduler.prepare import plan_job, resolve_model
+from sdfarm.worker.batch import process_renderer
+from sdfarm.worker.builtin import ensure_builtin
+
+
+def job_text(args, batch_size: int, first_seed: int) -> str:
+    return (f'name = "bench"\nmodel = "{args.model}"\nprompt = "a lighthouse on a cliff, oil painting"\n'
+            f'negative_prompt = "blurry"\nsampler = "{args.sampler}"\nsteps = {args.steps}\n'
+            f'width = {args.size}\nheight = {args.size}\nbatch_size = {batch_size}\n'
+            f'seeds = "{first_seed}-{first_seed + args.images - 1}"\n')
+
+
+def run_sdfarm(settings: Settings, args, batch_size: int, first_seed: int) -> float:
+    started = time.perf_counter()
+    job, mref = resolve_model(parse_job_file(job_text(args, batch_size, first_seed), "bench.toml"),
+                              settings.model_dir)
+    plan = plan_job(job, mref, settings.model_dir)
+    sweep_id = record(settings, plan)
+    result = render_sweep_locally(settings, sweep_id)
+    assert result.done == args.images, result
+    return args.images / (time.perf_counter() - started)
+
+
+def run_plain(pipe, args, out: Path, batch_size: int, first_seed: int) -> float:
+    """What a user would write by hand: the pipeline in a loop, one generator per image."""
+    import torch
+
+    started = time.perf_counter()
+    seeds = list(range(first_seed, first_seed + args.images))
+    for i in range(0, len(seeds), batch_size):
+        chunk = seeds[i:i + batch_size]
+        images = pipe(prompt=["a lighthouse on a cliff, oil painting"] * len(chunk),
+                      negative_prompt=["blurry"] * len(chunk), num_inference_steps=args.steps,
+                      guidance_scale=7.0, width=args.size, height=args.size,
+                      generator=[torch.Generator("cpu").manual_seed(s) for s in chunk]).images
+        for seed, image in zip(chunk, images):
+            image.save(out / f"{seed}.png")
+    return args.images / (time.perf_counter() - started)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="builtin:tiny")
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--images", type=int, default=24)
+    ap.add_argument("--batch", type=int, default=4, help="batch size of the batched runs")
+    ap.add_argument("--sampler", default="Euler a")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="sdfarm-bench-"))
+    base = Settings.from_env()
+    settings = base.with_(database_url=f"sqlite:///{work / 'bench.db'}", output_dir=work / "out",
+                          device=args.device, threads=args.threads or base.threads)
+    if args.model.startswith("builtin:"):
+        ensure_builtin(args.model.removeprefix("builtin:"), settings.model_dir)
+    renderer = process_renderer(settings)
+    pipe, base_config = renderer.pipeline(args.model, None, False)
+    from sdfarm.worker.schedulers import make_scheduler
+
+    pipe.scheduler = make_scheduler(args.sampler, base_config)
+    plain_out = work / "plain"
+    plain_out.mkdir()
+
+    # Warm-up both paths (pipeline load, kernels, SQLite file, allocator).
+    run_sdfarm(settings, args, 1, 10_000_000)
+    pipe.scheduler = make_scheduler(args.sampler, base_config)
+    run_plain(pipe, args, plain_out, 1, 10_000_000)
+
+    rows = {"plain, unbatched": [], "sdfarm, unbatched": [], f"plain, batch {args.batch}": [],
+            f"sdfarm, batch {args.batch}": []}
+    for r in range(args.repeats):
+        seed = 1000 * (r + 1)
+        # Interleaved, so drift in machine speed hits both sides alike.
+        rows["plain, unbatched"].append(run_plain(pipe, args, plain_out, 1, seed))
+        rows["sdfarm, unbatched"].append(run_sdfarm(settings, args, 1, seed))
+        rows[f"plain, batch {args.batch}"].append(run_plain(pipe, args, plain_out, args.batch, seed))
+        rows[f"sdfarm, batch {args.batch}"].append(run_sdfarm(settings, args, args.batch, seed))
+
+    print(f"device {renderer.device}, model {args.model}, {args.size}x{args.size}, {args.steps} steps, "
+          f"{args.sampler}, {args.images} images x {args.repeats} repeats, threads {renderer.threads}")
+    med = {k: statistics.median(v) for k, v in rows.items()}
+    for name, values in rows.items():
+        print(f"  {name:<22} {med[name]:8.2f} images/s   (min {min(values):.2f}, max {max(values):.2f})")
+    plain = med["plain, unbatched"]
+    print(f"  ratio sdfarm/plain, unbatched:            {med['sdfarm, unbatched'] / plain:.3f}  (target >= 0.98)")
+    print(f"  ratio sdfarm batched/plain unbatched:     {med[f'sdfarm, batch {args.batch}'] / plain:.3f}")
+    print(f"  ratio sdfarm batched/plain batched:       "
+          f"{med[f'sdfarm, batch {args.batch}'] / med[f'plain, batch {args.batch}']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
