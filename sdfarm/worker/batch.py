@@ -3,12 +3,16 @@ Celery task alike.
 
 Claim the jobs in the database, render them in forward passes, write each PNG atomically with
 its parameters, record the outcome. A failure fails the jobs of its pass and the rest go on; a
-cancel stops the pass within one denoising step.
+cancel stops the pass within one denoising step. A job claimed before whose worker never
+finished it (a "suspect": it may be what kills its worker) is claimed and rendered on its own,
+after the others, so a poison job takes no neighbour down with it.
 """
 
 from __future__ import annotations
 
+import logging
 import socket
+import threading
 import time
 import traceback
 import uuid
@@ -22,12 +26,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from sdfarm import __version__
 from sdfarm.config import Settings
 from sdfarm.db.engine import session_factory
-from sdfarm.db.jobs import canceled_among, claim_jobs, finish_job, renew_lease
+from sdfarm.db.jobs import canceled_among, claim_jobs, finish_job, renew_lease, suspects_among
 from sdfarm.db.models import Job, JobStatus
 from sdfarm.errors import RenderCanceled
 from sdfarm.pngmeta import a1111_parameters, sdfarm_chunk
 from sdfarm.worker.output import write_png
 from sdfarm.worker.render import Renderer, make_renderer
+
+log = logging.getLogger(__name__)
 
 
 class ProgressSink(Protocol):
@@ -36,6 +42,9 @@ class ProgressSink(Protocol):
 
     def finished(self, done: int = 0, failed: int = 0, canceled: int = 0) -> None:
         """Jobs reached a final state."""
+
+    # Optional: ``started(job_ids: list[int], model: str) -> None`` is called, when a sink
+    # has it, as each forward pass starts (the farm worker's heartbeat reports it).
 
 
 class _NoProgress:
@@ -81,12 +90,14 @@ def render_batch(job_ids: Sequence[int], settings: Settings, *, renderer: Render
     renderer = renderer or process_renderer(settings)
     progress = progress or _NoProgress()
     token = uuid.uuid4().hex
+    worker = worker or default_worker_name()
     with factory.begin() as session:
-        jobs = claim_jobs(session, job_ids, token=token, worker=worker or default_worker_name(),
-                          lease_seconds=settings.lease_seconds)
+        jobs = claim_jobs(session, job_ids, token=token, worker=worker,
+                          lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts,
+                          fresh_only=True)
+        suspects = suspects_among(session, job_ids)
     outcome = BatchOutcome()
     claimed = {j.id for j in jobs}
-    outcome.skipped = [i for i in job_ids if i not in claimed]
     if exact_pass:
         order = {job_id: n for n, job_id in enumerate(job_ids)}
         passes = [sorted(jobs, key=lambda j: order[j.id])] if jobs else []
@@ -94,6 +105,15 @@ def render_batch(job_ids: Sequence[int], settings: Settings, *, renderer: Render
         passes = _passes(jobs)
     for pass_jobs in passes:
         _render_pass(pass_jobs, token, factory, renderer, settings, progress, outcome)
+    for job_id in suspects:
+        with factory.begin() as session:
+            single = claim_jobs(session, [job_id], token=token, worker=worker,
+                                lease_seconds=settings.lease_seconds,
+                                max_attempts=settings.max_attempts)
+        if single:
+            claimed.add(job_id)
+            _render_pass(single, token, factory, renderer, settings, progress, outcome)
+    outcome.skipped = [i for i in job_ids if i not in claimed]
     return outcome
 
 
@@ -110,26 +130,52 @@ def _passes(jobs: list[Job]) -> list[list[Job]]:
     return passes
 
 
-class _StepWatch:
-    """Called at every denoising step: raises RenderCanceled when a job of the pass was
-    canceled, and keeps the lease of the pass alive."""
+#: Seconds between a pass's checks for cancels. The check runs in a thread beside the pass,
+#: so a denoising step costs only an Event lookup; a cancel stops the pass at the first step
+#: after the check sees it.
+CANCEL_POLL_SECONDS = 0.1
+
+
+class _PassWatch:
+    """Watches one forward pass from a thread: polls the database for cancels and keeps the
+    lease alive (also while a model loads, when no step runs). The step hook only reads an
+    Event: a database query per step costs more than a whole step of a small model."""
 
     def __init__(self, factory: sessionmaker[Session], token: str, job_ids: list[int],
                  settings: Settings, progress: ProgressSink) -> None:
         self.factory, self.token, self.job_ids = factory, token, job_ids
         self.settings, self.progress = settings, progress
-        self.last_renew = time.monotonic()
+        self.canceled = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sdfarm-pass-watch", daemon=True)
 
-    def __call__(self) -> None:
+    def __enter__(self) -> _PassWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        last_renew = time.monotonic()
+        while not self._stop.wait(CANCEL_POLL_SECONDS):
+            try:
+                with self.factory() as session:
+                    if canceled_among(session, self.job_ids):
+                        self.canceled.set()
+                if time.monotonic() - last_renew > self.settings.lease_seconds / 4:
+                    with self.factory.begin() as session:
+                        renew_lease(session, self.token, self.settings.lease_seconds)
+                    last_renew = time.monotonic()
+            except Exception:  # a database hiccup must not kill the render; the next poll retries
+                log.warning("pass watch: database check failed", exc_info=True)
+
+    def step(self) -> None:
+        """The denoising-step hook."""
         self.progress.step(len(self.job_ids))
-        with self.factory() as session:
-            canceled = canceled_among(session, self.job_ids)
-        if canceled:
-            raise RenderCanceled(f"jobs {sorted(canceled)} were canceled")
-        if time.monotonic() - self.last_renew > self.settings.lease_seconds / 4:
-            with self.factory.begin() as session:
-                renew_lease(session, self.token, self.settings.lease_seconds)
-            self.last_renew = time.monotonic()
+        if self.canceled.is_set():
+            raise RenderCanceled(f"a job of pass {self.job_ids} was canceled")
 
 
 def _render_pass(jobs: list[Job], token: str, factory: sessionmaker[Session], renderer: Renderer,
@@ -139,12 +185,18 @@ def _render_pass(jobs: list[Job], token: str, factory: sessionmaker[Session], re
         first = remaining[0]
         ids = [j.id for j in remaining]
         started = time.perf_counter()
+        announce = getattr(progress, "started", None)
+        if announce is not None:
+            announce(ids, first.model)
         try:
-            images = renderer.render([j.spec() for j in remaining], model_config=first.model_config,
-                                     allow_pickle=first.sweep.allow_pickle,
-                                     on_step=_StepWatch(factory, token, ids, settings, progress))
+            with _PassWatch(factory, token, ids, settings, progress) as watch:
+                images = renderer.render([j.spec() for j in remaining],
+                                         model_config=first.model_config,
+                                         allow_pickle=first.sweep.allow_pickle, on_step=watch.step)
             model_hash = first.model_hash or renderer.model_hash(
                 first.model, first.model_config, first.sweep.allow_pickle)
+            seconds = time.perf_counter() - started
+            _record_images(remaining, images, model_hash, seconds, token, factory, renderer, outcome)
         except RenderCanceled:
             with factory() as session:
                 gone = canceled_among(session, ids)
@@ -153,17 +205,19 @@ def _render_pass(jobs: list[Job], token: str, factory: sessionmaker[Session], re
             # The others were only interrupted with it: render them again without it.
             remaining = [j for j in remaining if j.id not in gone]
             continue
-        except Exception as exc:  # a broken model or input fails its pass, not the sweep
+        except Exception as exc:  # a broken model, input or disk fails its pass, not the sweep
             error = _one_line(exc)
             detail = traceback.format_exc(limit=8)
+            failed = []
             with factory.begin() as session:
                 for job in remaining:
-                    finish_job(session, job.id, token, JobStatus.failed, error=f"{error}\n{detail}")
-            outcome.failed.extend(ids)
-            progress.finished(failed=len(ids))
+                    # Those recorded done before the error keep that state.
+                    if finish_job(session, job.id, token, JobStatus.failed,
+                                  error=f"{error}\n{detail}"):
+                        failed.append(job.id)
+            outcome.failed.extend(failed)
+            progress.finished(failed=len(failed))
             return
-        seconds = time.perf_counter() - started
-        _record_images(remaining, images, model_hash, seconds, token, factory, renderer, outcome)
         progress.finished(done=len(remaining))
         return
 

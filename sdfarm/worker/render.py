@@ -7,6 +7,7 @@ queue, not the model (``SDFARM_RENDERER=fake:SECONDS``).
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections import OrderedDict
@@ -53,6 +54,9 @@ class DiffusersRenderer:
         self.threads = settings.threads
         torch.set_num_threads(self.threads)
         self._pipelines: OrderedDict[tuple, tuple[object, object]] = OrderedDict()
+        #: The sampler each cached pipeline's scheduler is set up for. Schedulers reset their
+        #: state in set_timesteps, so one is reused across calls instead of rebuilt (2-3 ms).
+        self._sampler_of: dict[int, str] = {}
 
     def set_threads(self, threads: int) -> None:
         import torch
@@ -81,7 +85,8 @@ class DiffusersRenderer:
         from sdfarm.worker.models import load_pipeline
 
         while len(self._pipelines) >= max(1, self.settings.pipeline_cache_size):
-            self._pipelines.popitem(last=False)
+            _, (evicted, _config) = self._pipelines.popitem(last=False)
+            self._sampler_of.pop(id(evicted), None)
             self._free_memory()
         pipe = load_pipeline(self._model_ref(model, model_config, allow_pickle),
                              self.settings.model_dir, device=self._device, dtype=self._dtype)
@@ -106,7 +111,9 @@ class DiffusersRenderer:
 
         first = specs[0]
         pipe, base_config = self.pipeline(first.model, model_config, allow_pickle)
-        pipe.scheduler = make_scheduler(first.sampler, base_config)
+        if self._sampler_of.get(id(pipe)) != first.sampler:
+            pipe.scheduler = make_scheduler(first.sampler, base_config)
+            self._sampler_of[id(pipe)] = first.sampler
         # One CPU generator per image: a seed gives the same noise on any device and in any
         # batch position (one generator for a batch would tie images to their neighbours).
         generators = [torch.Generator("cpu").manual_seed(s.seed) for s in specs]
@@ -151,12 +158,19 @@ def _clip_skip_embeddings(pipe, texts: list[str], clip_skip: int):
         return norm(hidden).to(dtype=encoder.dtype)
 
 
+#: Test-only hook, read by :func:`make_renderer` for the fake renderer only: a fake render
+#: whose prompt contains this text makes its whole process exit, as a segfault or an OOM
+#: kill would, so the farm tests can show a poison job failing after ``max_attempts``.
+CRASH_ON_PROMPT_ENV = "SDFARM_TEST_CRASH_ON_PROMPT"
+
+
 class FakeRenderer:
     """A seed-determined noise image per spec, costing ``seconds`` per image, spread over the
     steps so that cancellation and heartbeats behave as with a real model."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, crash_on_prompt: str | None = None) -> None:
         self.seconds = seconds
+        self.crash_on_prompt = crash_on_prompt
         self.device = "fake"
         self.threads = 1
 
@@ -170,10 +184,13 @@ class FakeRenderer:
                allow_pickle: bool, on_step: StepHook) -> list[Image.Image]:
         steps = specs[0].steps
         pause = self.seconds * len(specs) / steps
+        crash = self.crash_on_prompt and any(self.crash_on_prompt in s.prompt for s in specs)
         for _ in range(steps):
             if pause:
                 time.sleep(pause)
             on_step()
+            if crash:
+                os._exit(70)  # no cleanup, no exception: the process just vanishes
         return [_noise_image(s) for s in specs]
 
 
@@ -187,7 +204,8 @@ def make_renderer(settings: Settings) -> Renderer:
         return DiffusersRenderer(settings)
     if settings.renderer.startswith("fake:"):
         try:
-            return FakeRenderer(float(settings.renderer.removeprefix("fake:")))
+            return FakeRenderer(float(settings.renderer.removeprefix("fake:")),
+                                crash_on_prompt=os.environ.get(CRASH_ON_PROMPT_ENV) or None)
         except ValueError:
             pass
     raise SdfarmError(f"SDFARM_RENDERER={settings.renderer}: allowed are 'diffusers' and 'fake:SECONDS'")

@@ -153,8 +153,8 @@ def test_canceling_a_running_image_stops_its_pass_within_a_step_and_the_others_f
     canceler.join()
     assert outcome.canceled == [second.id] and outcome.done == [first.id]
     interrupted = [n for n in steps_seen if n == 2]
-    # 20 steps of 0.05 s for a pass of two: canceled after 0.3 s, it stopped well before 20.
-    assert 0 < len(interrupted) < 12
+    # 20 steps of 0.05 s for a pass of two: canceled after 0.3 s, it stopped long before 20.
+    assert 0 < len(interrupted) < 16
     first, second = jobs_of(settings, sweep_id)
     assert first.status == JobStatus.done and Path(first.output_path).is_file()
     assert second.status == JobStatus.canceled and not Path(second.output_path).exists()
