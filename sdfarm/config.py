@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal, Mapping
+from typing import Any, Literal, Mapping
 
 from sdfarm.errors import SdfarmError
 
@@ -17,7 +17,7 @@ Device = Literal["auto", "cpu", "cuda", "mps"] | str
 
 
 def _default_model_dir(env: Mapping[str, str]) -> Path:
-    cache = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    cache = env.get("XDG_CACHE_HOME") or str(Path(env.get("HOME") or Path.home()) / ".cache")
     return Path(cache) / "sdfarm" / "models"
 
 
@@ -53,29 +53,66 @@ class Settings:
     #: ``diffusers`` renders for real; ``fake:SECONDS`` writes a seed-determined image at a
     #: fixed cost and exists for the queue benchmarks and reliability tests only.
     renderer: str = "diffusers"
+    #: A job whose worker died (its lease expired) this many times is failed with the reason
+    #: instead of being handed out again: one poison job must not take the farm down.
+    max_attempts: int = 3
+    #: Seconds before Redis hands an unacknowledged task to another worker. Far above any
+    #: batch, so a healthy long batch is never delivered twice; a dead worker's jobs come back
+    #: through their DB lease and ``recover`` instead (README, "The farm").
+    visibility_timeout: float = 43200.0
+    #: Seconds between a worker's recovery sweeps (expired leases, jobs the broker lost).
+    recover_interval: float = 30.0
+    #: Seconds between a worker's heartbeats in the ``workers`` table.
+    heartbeat_seconds: float = 10.0
+    #: Celery node name of ``sdfarm worker``; default ``gpu<N>@<host>`` with ``--gpu N``.
+    worker_name: str | None = None
+    #: Celery queue of the farm: farms sharing one Redis keep apart by using different ones.
+    queue: str = "sdfarm"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         base = cls()
-        try:
-            return replace(
-                base,
-                database_url=env.get("SDFARM_DATABASE_URL") or base.database_url,
-                output_dir=Path(env["SDFARM_OUTPUT_DIR"]).resolve()
-                if env.get("SDFARM_OUTPUT_DIR") else base.output_dir,
-                model_dir=Path(env["SDFARM_MODEL_DIR"]).resolve()
-                if env.get("SDFARM_MODEL_DIR") else _default_model_dir(env),
-                device=env.get("SDFARM_DEVICE") or base.device,
-                dtype=env.get("SDFARM_DTYPE") or base.dtype,  # type: ignore[arg-type]
-                threads=int(env["SDFARM_THREADS"]) if env.get("SDFARM_THREADS") else base.threads,
-                broker_url=env.get("SDFARM_BROKER_URL") or base.broker_url,
-                lease_seconds=float(env.get("SDFARM_LEASE_SECONDS") or base.lease_seconds),
-                pipeline_cache_size=int(env.get("SDFARM_PIPELINE_CACHE") or base.pipeline_cache_size),
-                renderer=env.get("SDFARM_RENDERER") or base.renderer,
-            )
-        except ValueError as exc:
-            raise SdfarmError(f"invalid sdfarm setting in the environment: {exc}") from None
+        return replace(
+            base,
+            database_url=env.get("SDFARM_DATABASE_URL") or base.database_url,
+            output_dir=Path(env["SDFARM_OUTPUT_DIR"]).resolve()
+            if env.get("SDFARM_OUTPUT_DIR") else base.output_dir,
+            model_dir=Path(env["SDFARM_MODEL_DIR"]).resolve()
+            if env.get("SDFARM_MODEL_DIR") else _default_model_dir(env),
+            device=env.get("SDFARM_DEVICE") or base.device,
+            dtype=env.get("SDFARM_DTYPE") or base.dtype,  # type: ignore[arg-type]
+            threads=_number(env, "SDFARM_THREADS", int, base.threads, minimum=1),
+            broker_url=env.get("SDFARM_BROKER_URL") or base.broker_url,
+            lease_seconds=_number(env, "SDFARM_LEASE_SECONDS", float, base.lease_seconds, minimum=0.1),
+            pipeline_cache_size=_number(env, "SDFARM_PIPELINE_CACHE", int, base.pipeline_cache_size,
+                                        minimum=1),
+            renderer=env.get("SDFARM_RENDERER") or base.renderer,
+            max_attempts=_number(env, "SDFARM_MAX_ATTEMPTS", int, base.max_attempts, minimum=1),
+            visibility_timeout=_number(env, "SDFARM_VISIBILITY_TIMEOUT", float,
+                                       base.visibility_timeout, minimum=1),
+            recover_interval=_number(env, "SDFARM_RECOVER_INTERVAL", float, base.recover_interval,
+                                     minimum=0.1),
+            heartbeat_seconds=_number(env, "SDFARM_HEARTBEAT_SECONDS", float,
+                                      base.heartbeat_seconds, minimum=0.1),
+            worker_name=env.get("SDFARM_WORKER_NAME") or base.worker_name,
+            queue=env.get("SDFARM_QUEUE") or base.queue,
+        )
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)
+
+
+def _number(env: Mapping[str, str], key: str, kind: type[int] | type[float], default: float,
+            *, minimum: float) -> Any:
+    text = env.get(key)
+    if not text:
+        return default
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        what = "an integer" if kind is int else "a number"
+        raise SdfarmError(f"{key}={text}: must be {what} >= {minimum:g}")
+    return value

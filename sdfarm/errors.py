@@ -43,3 +43,8 @@ class SweepNotFound(SdfarmError):
 
 class RenderCanceled(SdfarmError):
     """Raised from the denoising callback when a job of the running pass was canceled."""
+
+
+class BrokerUnavailable(SdfarmError):
+    """The farm's broker (Redis) cannot be reached. What the database holds is safe:
+    ``sdfarm recover`` sends the queued jobs once it is back."""

@@ -1,38 +1,84 @@
-"""Queue operations on Job rows: claim, renew, finish. The database is the queue's truth.
+"""Queue operations on Job rows: claim, renew, finish, and the farm's lease, attempt, cancel and
+retry rules. The database is the queue's truth; the broker only carries job ids.
 
 Every function takes the session first; the caller owns the transaction
 (``with factory.begin() as session:``).
+
+Concurrency: every state change is a conditional UPDATE whose WHERE restates the state it
+expects, on rows first picked with ``SELECT ... FOR UPDATE SKIP LOCKED``. On PostgreSQL two
+workers claiming the same ids never wait on each other (no deadlock) and never both win; on
+SQLite (no row locks, FOR UPDATE is not rendered) every write transaction starts with
+``BEGIN IMMEDIATE`` (see ``db/engine.py``), so the select-then-update runs alone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from sdfarm.db.models import Job, JobStatus, utcnow
+from sdfarm.db.models import Job, JobStatus, Sweep, utcnow
+
+
+def worker_died_reason(attempts: int, worker: str | None, max_attempts: int) -> str:
+    """Why a job that keeps killing (or hanging) its worker is failed."""
+    return (f"worker died or hung {attempts} times while rendering this job (its lease expired "
+            f"each time, last on {worker or 'an unknown worker'}); failed after "
+            f"SDFARM_MAX_ATTEMPTS={max_attempts}; `sdfarm retry` queues it again")
+
+
+def _lease_expired(now: datetime) -> ColumnElement[bool]:
+    return and_(Job.status == JobStatus.running, Job.lease_until < now)
+
+
+def _claimable(now: datetime) -> ColumnElement[bool]:
+    return or_(Job.status == JobStatus.queued, _lease_expired(now))
+
+
+def _locked_ids(session: Session, *where: ColumnElement[bool]) -> list[int]:
+    """Ids matching ``where``, locked for this transaction; rows another transaction holds are
+    skipped, not waited for (it is changing them anyway)."""
+    return list(session.scalars(
+        select(Job.id).where(*where).order_by(Job.id).with_for_update(skip_locked=True)))
 
 
 def claim_jobs(session: Session, job_ids: Sequence[int], *, token: str, worker: str,
-               lease_seconds: float, now: datetime | None = None) -> list[Job]:
+               lease_seconds: float, now: datetime | None = None, max_attempts: int | None = None,
+               fresh_only: bool = False) -> list[Job]:
     """Take the jobs among ``job_ids`` that nobody holds: queued ones, or running ones whose
-    lease expired. A conditional UPDATE, so two workers never both get a job.
+    lease expired (their worker died or hung). Two workers never both get a job.
+
+    With ``max_attempts``, an expired job that already had that many attempts is failed with
+    the reason instead. With ``fresh_only``, only jobs never claimed before are taken (a job
+    with earlier attempts may be the one that kills its worker: render it on its own).
     """
     now = now or utcnow()
+    ids = list(job_ids)
+    if not ids:
+        return []
+    if max_attempts is not None:
+        fail_exhausted(session, max_attempts, now=now, job_ids=ids)
+    where = [Job.id.in_(ids), _claimable(now)]
+    if fresh_only:
+        where.append(Job.attempts == 0)
+    picked = _locked_ids(session, *where)
+    if not picked:
+        return []
     session.execute(
         update(Job)
-        .where(Job.id.in_(list(job_ids)),
-               or_(Job.status == JobStatus.queued,
-                   and_(Job.status == JobStatus.running, Job.lease_until < now)))
+        .where(Job.id.in_(picked), _claimable(now))
         .values(status=JobStatus.running, claim_token=token, worker=worker, started_at=now,
                 lease_until=now + timedelta(seconds=lease_seconds), attempts=Job.attempts + 1,
                 error=None)
         .execution_options(synchronize_session=False)
     )
     return list(session.scalars(
-        select(Job).where(Job.claim_token == token).options(selectinload(Job.sweep)).order_by(Job.seq)
+        select(Job).where(Job.claim_token == token, Job.id.in_(picked))
+        .options(selectinload(Job.sweep)).order_by(Job.seq)
+        .execution_options(populate_existing=True)
     ))
 
 
@@ -64,5 +110,164 @@ def finish_job(session: Session, job_id: int, token: str, status: JobStatus, **v
     return result.rowcount == 1
 
 
+def release_claims(session: Session, token: str) -> int:
+    """Give back what ``token`` holds without counting an attempt (a worker stopping cleanly
+    is not the job's fault); returns how many jobs went back to the queue."""
+    picked = _locked_ids(session, Job.claim_token == token, Job.status == JobStatus.running)
+    if not picked:
+        return 0
+    return session.execute(
+        update(Job)
+        .where(Job.id.in_(picked), Job.claim_token == token, Job.status == JobStatus.running)
+        .values(status=JobStatus.queued, claim_token=None, lease_until=None, started_at=None,
+                attempts=Job.attempts - 1)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+
+
+def suspects_among(session: Session, job_ids: Sequence[int], now: datetime | None = None) -> list[int]:
+    """The claimable jobs among ``job_ids`` that were claimed before and never finished, in
+    render order: their worker died or hung, possibly because of them."""
+    now = now or utcnow()
+    return list(session.scalars(
+        select(Job.id).where(Job.id.in_(list(job_ids)), _claimable(now), Job.attempts > 0)
+        .order_by(Job.seq)))
+
+
 def get_job(session: Session, job_id: int) -> Job | None:
     return session.get(Job, job_id, options=[selectinload(Job.sweep)])
+
+
+def fail_exhausted(session: Session, max_attempts: int, *, now: datetime | None = None,
+                   job_ids: Sequence[int] | None = None) -> list[int]:
+    """Fail the jobs whose lease expired after ``max_attempts`` attempts (poison jobs);
+    returns their ids."""
+    now = now or utcnow()
+    where = [_lease_expired(now), Job.attempts >= max_attempts]
+    if job_ids is not None:
+        where.append(Job.id.in_(list(job_ids)))
+    picked = _locked_ids(session, *where)
+    if not picked:
+        return []
+    rows = session.execute(select(Job.id, Job.attempts, Job.worker).where(Job.id.in_(picked)))
+    for job_id, attempts, worker in rows.all():
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id, _lease_expired(now))
+            .values(status=JobStatus.failed, finished_at=now, lease_until=None, claim_token=None,
+                    error=worker_died_reason(attempts, worker, max_attempts))
+            .execution_options(synchronize_session=False)
+        )
+    return picked
+
+
+@dataclass
+class Requeued:
+    #: Back to ``queued``: their worker died or hung; the next claim counts another attempt.
+    requeued: list[int]
+    #: Failed: their worker died ``max_attempts`` times on them.
+    failed: list[int]
+
+
+def requeue_expired(session: Session, max_attempts: int, now: datetime | None = None) -> Requeued:
+    """Every running job whose lease expired goes back to the queue, or fails once it has had
+    ``max_attempts`` attempts."""
+    now = now or utcnow()
+    failed = fail_exhausted(session, max_attempts, now=now)
+    picked = _locked_ids(session, _lease_expired(now))
+    if picked:
+        session.execute(
+            update(Job)
+            .where(Job.id.in_(picked), _lease_expired(now))
+            .values(status=JobStatus.queued, claim_token=None, lease_until=None)
+            .execution_options(synchronize_session=False)
+        )
+    return Requeued(requeued=picked, failed=failed)
+
+
+@dataclass(frozen=True)
+class QueuedBatch:
+    """Queued jobs of one planned batch, as ``recover`` and ``retry`` enqueue them."""
+
+    sweep_id: int
+    priority: int
+    job_ids: tuple[int, ...]
+    #: Some job here was claimed before and never finished: it may be the one that kills its
+    #: worker, so it travels alone.
+    suspect: bool
+
+
+def queued_batches(session: Session, sweep_ids: Sequence[int] | None = None) -> list[QueuedBatch]:
+    """Every queued job, grouped by planned batch (suspects one per batch), highest sweep
+    priority first, then oldest sweep, then render order."""
+    query = (select(Job.sweep_id, Job.batch_index, Job.id, Job.attempts, Sweep.priority)
+             .join(Sweep, Sweep.id == Job.sweep_id)
+             .where(Job.status == JobStatus.queued)
+             .order_by(Sweep.priority.desc(), Job.sweep_id, Job.batch_index, Job.seq))
+    if sweep_ids is not None:
+        query = query.where(Job.sweep_id.in_(list(sweep_ids)))
+    out: list[QueuedBatch] = []
+    fresh: dict[tuple[int, int], list[int]] = {}
+    order: list[tuple[int, int, int]] = []
+    for sweep_id, batch_index, job_id, attempts, priority in session.execute(query):
+        if attempts:
+            out.append(QueuedBatch(sweep_id, priority, (job_id,), suspect=True))
+            continue
+        key = (sweep_id, batch_index)
+        if key not in fresh:
+            fresh[key] = []
+            order.append((sweep_id, batch_index, priority))
+        fresh[key].append(job_id)
+    batches = [QueuedBatch(s, p, tuple(fresh[(s, b)]), suspect=False) for s, b, p in order]
+    # Suspects after the fresh batches of their sweep's priority: a poison job runs last.
+    return sorted(batches + out, key=lambda b: (-b.priority, b.suspect, b.sweep_id))
+
+
+@dataclass
+class Canceled:
+    queued: int = 0
+    running: int = 0
+
+
+def cancel_jobs(session: Session, *, sweep_id: int | None = None,
+                job_ids: Sequence[int] | None = None) -> Canceled:
+    """Queued jobs never start; running ones stop within one denoising step (the worker's step
+    hook sees the status). Finished jobs keep their state."""
+    where: list[ColumnElement[bool]] = [Job.status.in_((JobStatus.queued, JobStatus.running))]
+    if sweep_id is not None:
+        where.append(Job.sweep_id == sweep_id)
+    if job_ids is not None:
+        where.append(Job.id.in_(list(job_ids)))
+    rows = session.execute(
+        select(Job.id, Job.status).where(*where).order_by(Job.id).with_for_update()).all()
+    result = Canceled()
+    for job_id, status in rows:
+        if status == JobStatus.queued:
+            result.queued += 1
+        else:
+            result.running += 1
+    if rows:
+        session.execute(
+            update(Job)
+            .where(Job.id.in_([r[0] for r in rows]), *where)
+            .values(status=JobStatus.canceled, finished_at=utcnow(), lease_until=None,
+                    error="canceled")
+            .execution_options(synchronize_session=False)
+        )
+    return result
+
+
+def retry_jobs(session: Session, sweep_id: int) -> list[int]:
+    """Failed and canceled jobs of the sweep back to ``queued`` with their attempts reset;
+    returns their ids."""
+    where = [Job.sweep_id == sweep_id, Job.status.in_((JobStatus.failed, JobStatus.canceled))]
+    picked = _locked_ids(session, *where)
+    if picked:
+        session.execute(
+            update(Job)
+            .where(Job.id.in_(picked), *where)
+            .values(status=JobStatus.queued, attempts=0, error=None, claim_token=None,
+                    lease_until=None, started_at=None, finished_at=None)
+            .execution_options(synchronize_session=False)
+        )
+    return picked

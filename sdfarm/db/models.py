@@ -139,3 +139,26 @@ class Job(Base):
                           negative_prompt=self.negative_prompt, seed=self.seed,
                           sampler=self.sampler, steps=self.steps, cfg=self.cfg,
                           width=self.width, height=self.height, clip_skip=self.clip_skip)
+
+
+class FarmWorker(Base):
+    """One ``sdfarm worker`` process as it last reported itself: its heartbeat, what it is
+    rendering and which model it holds. Shown by ``sdfarm status`` and ``sdfarm watch``."""
+
+    __tablename__ = "workers"
+
+    #: Celery node name, e.g. ``gpu0@render-box``: also what jobs record as their worker.
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    #: As recorded on jobs, e.g. ``cuda (NVIDIA RTX 4090)``; None until the first render.
+    device: Mapped[str | None] = mapped_column(String(200))
+    #: ``idle``, ``busy`` or ``stopped`` (a clean exit); a stale heartbeat means it died.
+    state: Mapped[str] = mapped_column(String(16), default="idle")
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_heartbeat: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    current_job_id: Mapped[int | None] = mapped_column(Integer)
+    current_sweep_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    #: The model of the last pass: its pipeline stays loaded in the worker's cache.
+    loaded_model: Mapped[str | None] = mapped_column(String(1024))
+    jobs_done: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,226 @@
+"""Farm dispatch: record a sweep, then hand its batches to Celery by task *name* (nothing here
+imports the worker code or torch); and ``recover``, which makes the broker agree with the
+database again after a crash, a lost message or a flushed Redis.
+
+The database is the queue's truth. A message only says "look at these job ids"; a worker that
+gets ids it cannot claim (done, canceled, or held by a live worker) acknowledges the message
+and moves on. So sending a batch twice is always safe, and ``recover`` errs on that side.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from celery import Celery
+
+from sdfarm.config import Settings
+from sdfarm.db.engine import session_factory
+from sdfarm.db.jobs import (QueuedBatch, cancel_jobs, queued_batches, requeue_expired,
+                            retry_jobs, Canceled)
+from sdfarm.db.models import Job, Sweep
+from sdfarm.errors import BrokerUnavailable, JobNotFound, SweepNotFound
+from sdfarm.scheduler.dispatch import record
+from sdfarm.scheduler.plan import Plan
+from sdfarm.worker.celery_app import RENDER_TASK, celery_priority, make_app, render_queue
+
+log = logging.getLogger(__name__)
+
+#: Batches per Redis round trip when enqueueing (kombu's pipelined publish batch).
+PUBLISH_CHUNK = 500
+
+
+@dataclass
+class Submitted:
+    sweep_id: int
+    images: int
+    batches: int
+
+
+def submit(settings: Settings, plan: Plan, *, priority: int = 0, app: Celery | None = None) -> Submitted:
+    """Record the sweep (one transaction), then enqueue one task per batch. Should this process
+    die between the two, the jobs are queued in the database and ``recover`` sends them."""
+    sweep_id = record(settings, plan, priority=priority)
+    with session_factory(settings.database_url)() as session:
+        batches = queued_batches(session, [sweep_id])
+    try:
+        enqueue(settings, batches, app=app)
+    except BrokerUnavailable as exc:
+        raise BrokerUnavailable(f"sweep {sweep_id} is recorded but not queued: {exc}") from None
+    return Submitted(sweep_id=sweep_id, images=plan.images, batches=len(batches))
+
+
+def enqueue(settings: Settings, batches: Sequence[QueuedBatch], *, app: Celery | None = None) -> int:
+    """Send one render task per batch, at its sweep's priority; returns how many were sent."""
+    if not batches:
+        return 0
+    app = app or make_app(settings)
+    queue = render_queue(settings)
+    with broker_errors(settings), app.connection_for_write() as conn:
+        # Declared on every call, not once per process: a FLUSHALL also drops kombu's routing
+        # table, and a cached "already declared" would then lose every later message.
+        queue(conn.default_channel).declare()
+        producer = app.amqp.Producer(conn, auto_declare=False)
+        for start in range(0, len(batches), PUBLISH_CHUNK):
+            with producer.batch():
+                for batch in batches[start:start + PUBLISH_CHUNK]:
+                    app.send_task(RENDER_TASK, args=[list(batch.job_ids)], queue=queue,
+                                  priority=celery_priority(batch.priority), producer=producer)
+    return len(batches)
+
+
+@dataclass
+class Recovery:
+    #: Expired leases (dead or hung workers) put back in the queue.
+    requeued: list[int] = field(default_factory=list)
+    #: Jobs whose workers died SDFARM_MAX_ATTEMPTS times on them: failed with the reason.
+    failed: list[int] = field(default_factory=list)
+    #: Queued jobs the broker already held.
+    held: int = 0
+    #: Queued jobs sent again, and in how many tasks.
+    enqueued_jobs: int = 0
+    enqueued_batches: int = 0
+
+
+def recover(settings: Settings, app: Celery | None = None, *, thorough: bool = True) -> Recovery:
+    """Make the broker hold every job the database says is queued, after requeueing the jobs
+    whose lease expired (or failing those out of attempts).
+
+    ``thorough`` reads the broker's queue to find which queued jobs it holds and sends the
+    rest (``sdfarm recover``, a worker's start). Otherwise (a worker's periodic sweep) only an
+    empty queue is taken as "the broker lost them": reading a long queue every few seconds on
+    every worker would cost more than the rare loss it finds.
+    """
+    app = app or make_app(settings)
+    factory = session_factory(settings.database_url)
+    with factory.begin() as session:
+        expired = requeue_expired(session, settings.max_attempts)
+    report = Recovery(requeued=sorted(expired.requeued), failed=sorted(expired.failed))
+    with factory() as session:
+        batches = queued_batches(session)
+    if not batches:
+        return report
+    just_requeued = set(expired.requeued)
+    with broker_errors(settings), app.connection_for_write() as conn:
+        channel = conn.default_channel
+        if thorough:
+            held = job_ids_in_queue(channel, settings.queue)
+        elif queue_length(channel, settings.queue) == 0:
+            held = set()
+        else:
+            held = {i for b in batches for i in b.job_ids} - just_requeued
+    missing = [_without(b, held) for b in batches]
+    to_send = [b for b in missing if b.job_ids]
+    report.held = sum(len(b.job_ids) for b in batches) - sum(len(b.job_ids) for b in to_send)
+    report.enqueued_batches = enqueue(settings, to_send, app=app)
+    report.enqueued_jobs = sum(len(b.job_ids) for b in to_send)
+    return report
+
+
+@contextlib.contextmanager
+def broker_errors(settings: Settings) -> Iterator[None]:
+    """Broker connection failures as one actionable line."""
+    from kombu.exceptions import OperationalError
+    from kombu.utils.url import maybe_sanitize_url
+    from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError
+
+    try:
+        yield
+    except (OperationalError, RedisConnectionError, TimeoutError, ConnectionError) as exc:
+        raise BrokerUnavailable(
+            f"cannot reach the broker SDFARM_BROKER_URL={maybe_sanitize_url(settings.broker_url)}: "
+            f"{exc}; once it is up, `sdfarm recover` queues what the database holds") from None
+
+
+def _without(batch: QueuedBatch, held: set[int]) -> QueuedBatch:
+    return QueuedBatch(batch.sweep_id, batch.priority,
+                       tuple(i for i in batch.job_ids if i not in held), batch.suspect)
+
+
+def _priority_keys(channel, queue: str) -> list[str]:
+    return sorted({channel._q_for_pri(queue, p) for p in channel.priority_steps})
+
+
+def queue_length(channel, queue: str) -> int:
+    """Messages waiting in the queue, over all priority levels."""
+    with channel.conn_or_acquire() as client:
+        pipe = client.pipeline()
+        for key in _priority_keys(channel, queue):
+            pipe.llen(key)
+        return sum(n for n in pipe.execute() if isinstance(n, int))
+
+
+def job_ids_in_queue(channel, queue: str) -> set[int]:
+    """Job ids of every render task waiting in the queue (not those being run: their jobs are
+    running in the database, and a dead worker's unacknowledged message is exactly what
+    ``recover`` must not count on)."""
+    held: set[int] = set()
+    with channel.conn_or_acquire() as client:
+        for key in _priority_keys(channel, queue):
+            for raw in client.lrange(key, 0, -1):
+                held.update(_job_ids_of(raw))
+    return held
+
+
+def _job_ids_of(raw: bytes | str) -> list[int]:
+    """The job ids a raw kombu message for our task carries; [] for anything else."""
+    try:
+        message = json.loads(raw)
+        if message.get("headers", {}).get("task") != RENDER_TASK:
+            return []
+        body = message["body"]
+        if message.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        args = json.loads(body)[0]
+        return [int(i) for i in args[0]]
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return []
+
+
+def try_lock(settings: Settings, app: Celery, name: str, seconds: float) -> bool:
+    """A farm-wide lock in Redis for ``seconds``: of many workers due for a periodic recovery
+    sweep, one does it."""
+    with broker_errors(settings), app.connection_for_write() as conn:
+        with conn.default_channel.conn_or_acquire() as client:
+            return bool(client.set(f"sdfarm:{settings.queue}:{name}", "1", nx=True,
+                                   px=max(1, int(seconds * 1000))))
+
+
+def cancel(settings: Settings, *, sweep_id: int | None = None,
+           job_ids: Sequence[int] | None = None) -> Canceled:
+    """Cancel in the database only: messages of canceled jobs become no-ops."""
+    factory = session_factory(settings.database_url)
+    with factory.begin() as session:
+        _check_exists(session, sweep_id, job_ids or ())
+        return cancel_jobs(session, sweep_id=sweep_id, job_ids=job_ids)
+
+
+def retry(settings: Settings, sweep_id: int, *, app: Celery | None = None) -> int:
+    """Failed and canceled jobs of the sweep back to the queue (attempts reset) and sent."""
+    factory = session_factory(settings.database_url)
+    with factory.begin() as session:
+        _check_exists(session, sweep_id, ())
+        ids = retry_jobs(session, sweep_id)
+    if ids:
+        with factory() as session:
+            batches = queued_batches(session, [sweep_id])
+        wanted = set(ids)
+        enqueue(settings, [b for b in (_keep(b, wanted) for b in batches) if b.job_ids], app=app)
+    return len(ids)
+
+
+def _keep(batch: QueuedBatch, wanted: set[int]) -> QueuedBatch:
+    return QueuedBatch(batch.sweep_id, batch.priority,
+                       tuple(i for i in batch.job_ids if i in wanted), batch.suspect)
+
+
+def _check_exists(session, sweep_id: int | None, job_ids: Iterable[int]) -> None:
+    if sweep_id is not None and session.get(Sweep, sweep_id) is None:
+        raise SweepNotFound(f"no sweep {sweep_id}; `sdfarm status` lists the sweeps")
+    for job_id in job_ids:
+        if session.get(Job, job_id) is None:
+            raise JobNotFound(f"no job {job_id}; `sdfarm history` lists the jobs")

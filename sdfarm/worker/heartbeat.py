@@ -1,0 +1,151 @@
+"""The worker registry: each ``sdfarm worker`` keeps its row in the ``workers`` table fresh
+(heartbeat, what it renders, which model it holds) from a thread beside Celery's loop, and
+runs the periodic recovery sweep from the same thread.
+
+The thread runs while a batch renders, so ``sdfarm status`` sees a busy worker as alive; a
+worker whose heartbeat is older than a few intervals died or hangs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+
+from sdfarm.config import Settings
+from sdfarm.db.engine import session_factory
+from sdfarm.db.models import FarmWorker, Job, utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Snapshot:
+    busy: bool
+    job_ids: tuple[int, ...]
+    model: str | None
+    done: int
+
+
+class WorkerState:
+    """What this worker process is doing, written by the task and read by the heartbeat.
+
+    It is also the ``ProgressSink`` the task hands to ``render_batch``: ``started`` says which
+    pass (jobs and model) began, ``finished`` counts outcomes.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._busy = False
+        self._job_ids: tuple[int, ...] = ()
+        self._model: str | None = None
+        self._done = 0
+        #: Set on every change, so the heartbeat writes it now rather than at its next tick.
+        self.changed = threading.Event()
+
+    def begin(self) -> None:
+        with self._lock:
+            self._busy = True
+        self.changed.set()
+
+    def end(self) -> None:
+        with self._lock:
+            self._busy = False
+            self._job_ids = ()
+        self.changed.set()
+
+    def started(self, job_ids: list[int], model: str) -> None:
+        with self._lock:
+            self._job_ids = tuple(job_ids)
+            self._model = model
+        self.changed.set()
+
+    def step(self, images: int) -> None:
+        pass
+
+    def finished(self, done: int = 0, failed: int = 0, canceled: int = 0) -> None:
+        with self._lock:
+            self._done += done
+
+    def snapshot(self) -> _Snapshot:
+        with self._lock:
+            return _Snapshot(self._busy, self._job_ids, self._model, self._done)
+
+
+def register_worker(settings: Settings, name: str, device: str | None) -> None:
+    """Create or reset this worker's row as it starts."""
+    now = utcnow()
+    with session_factory(settings.database_url).begin() as session:
+        row = session.get(FarmWorker, name)
+        if row is None:
+            row = FarmWorker(name=name)
+            session.add(row)
+        row.host, row.pid, row.device, row.state = socket.gethostname(), os.getpid(), device, "idle"
+        row.started_at = row.last_heartbeat = now
+        row.current_job_id = row.current_sweep_id = None
+        row.loaded_model, row.jobs_done = None, 0
+
+
+def beat(settings: Settings, name: str, snap: _Snapshot, *, state: str | None = None) -> None:
+    """Write one heartbeat with what the worker is doing now."""
+    factory = session_factory(settings.database_url)
+    current = snap.job_ids[0] if snap.busy and snap.job_ids else None
+    sweep_id = None
+    with factory.begin() as session:
+        if current is not None:
+            sweep_id = session.scalar(select(Job.sweep_id).where(Job.id == current))
+        session.execute(
+            update(FarmWorker).where(FarmWorker.name == name)
+            .values(last_heartbeat=utcnow(), state=state or ("busy" if snap.busy else "idle"),
+                    current_job_id=current, current_sweep_id=sweep_id,
+                    loaded_model=snap.model, jobs_done=snap.done)
+        )
+
+
+class Heartbeat:
+    """A daemon thread: a heartbeat every ``settings.heartbeat_seconds`` (and at once when
+    the state changes), a call of ``recover`` every ``settings.recover_interval``."""
+
+    def __init__(self, settings: Settings, name: str, state: WorkerState,
+                 recover: Callable[[], None] | None = None) -> None:
+        self.settings, self.name, self.state, self._recover = settings, name, state, recover
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sdfarm-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread and mark the worker as stopped (a clean exit, not a death)."""
+        self._stop.set()
+        self.state.changed.set()
+        self._thread.join(timeout=10)
+        try:
+            beat(self.settings, self.name, self.state.snapshot(), state="stopped")
+        except Exception:
+            log.warning("could not record worker %s as stopped", self.name, exc_info=True)
+
+    def _run(self) -> None:
+        import time
+
+        next_recover = time.monotonic() + self.settings.recover_interval
+        while not self._stop.is_set():
+            self.state.changed.clear()
+            try:
+                beat(self.settings, self.name, self.state.snapshot())
+            except Exception:  # a database hiccup: the next beat tries again
+                log.warning("heartbeat of %s failed", self.name, exc_info=True)
+            if self._recover is not None and time.monotonic() >= next_recover:
+                next_recover = time.monotonic() + self.settings.recover_interval
+                try:
+                    self._recover()
+                except Exception:
+                    log.warning("recovery sweep failed", exc_info=True)
+            wait = min(self.settings.heartbeat_seconds,
+                       max(0.0, next_recover - time.monotonic()) if self._recover else 1e9)
+            self.state.changed.wait(wait)
