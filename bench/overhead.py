@@ -39,7 +39,7 @@ def run_sdfarm(settings: Settings, args, batch_size: int, first_seed: int) -> fl
     job, mref = resolve_model(parse_job_file(job_text(args, batch_size, first_seed), "bench.toml"),
                               settings.model_dir)
     plan = plan_job(job, mref, settings.model_dir)
-    sweep_id = record(settings, plan)
+    sweep_id = record(settings, plan, force=True)  # measure rendering, not resume
     result = render_sweep_locally(settings, sweep_id)
     assert result.done == args.images, result
     return args.images / (time.perf_counter() - started)

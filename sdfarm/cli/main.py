@@ -37,9 +37,9 @@ def cli(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from sdfarm.cli import farm, history, jobs, render
+    from sdfarm.cli import farm, grid, history, jobs, render
 
-    for module in (render, jobs, history, farm):
+    for module in (render, grid, jobs, history, farm):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -93,6 +93,12 @@ class Job(Base):
     grid_x: Mapped[int | None] = mapped_column(Integer)
     grid_y: Mapped[int | None] = mapped_column(Integer)
     grid_z: Mapped[int | None] = mapped_column(Integer)
+    #: Index of the job's (prompt, negative prompt) expansion, and of its seed in the sweep's
+    #: seed list; with the extra axes' indices (a list, extra1 first) these place every image of
+    #: a sweep in its product (see ``sdfarm.scheduler.expand``).
+    grid_prompt: Mapped[int | None] = mapped_column(Integer)
+    grid_seed: Mapped[int | None] = mapped_column(Integer)
+    grid_extra: Mapped[list[int] | None] = mapped_column(JSON(none_as_null=True))
 
     # How it was rendered: the forward pass it shared (a seed's low bits depend on its
     # neighbours in a pass, so an exact rerun rebuilds the same pass), threads and device.

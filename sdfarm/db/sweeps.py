@@ -1,9 +1,13 @@
-"""Recording a planned sweep: one Sweep row and one Job row per image, in one transaction."""
+"""Recording a planned sweep: one Sweep row and one Job row per image, in one transaction;
+and what earlier sweeps offer it: done images to reuse (resume), measured seconds per step."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,35 +30,119 @@ def image_name(seq: int, seed: int) -> str:
     return f"{seq:05d}-{seed}.png"
 
 
+@dataclass(frozen=True)
+class ReusedImage:
+    """A done job whose image a new job with the same key takes instead of rendering."""
+
+    #: The job that rendered the image (a chain of reuses leads back to it).
+    job_id: int
+    path: str
+    sha256: str | None
+    threads: int | None
+    device: str | None
+
+
+#: Keys per ``IN (...)`` query: well under every backend's bound-parameter limit.
+_KEYS_PER_QUERY = 500
+
+
+def reusable_images(session: Session, keys: Iterable[str]) -> dict[str, ReusedImage]:
+    """For each key that has a done job whose file is still on disk: that image (newest first)."""
+    wanted = list(dict.fromkeys(keys))
+    found: dict[str, ReusedImage] = {}
+    for start in range(0, len(wanted), _KEYS_PER_QUERY):
+        rows = session.execute(
+            select(Job.key, Job.id, Job.reused_from_job_id, Job.output_path, Job.sha256,
+                   Job.threads, Job.device)
+            .where(Job.key.in_(wanted[start:start + _KEYS_PER_QUERY]),
+                   Job.status == JobStatus.done)
+            .order_by(Job.id.desc()))
+        for key, job_id, source, path, sha, threads, device in rows:
+            if key not in found and os.path.isfile(path):
+                found[key] = ReusedImage(source or job_id, path, sha, threads, device)
+    return found
+
+
+#: Called for each reused image with (existing file, path in the new sweep's folder); returns
+#: the path to record, or None when the image is gone (the job is then queued after all).
+PlaceImage = Callable[[Path, Path], "Path | None"]
+
+
 def record_plan(session: Session, plan: Plan, output_root: Path, *, kind: str = "render",
-                rerun_of_job_id: int | None = None, priority: int = 0) -> Sweep:
-    """Insert the sweep and all its jobs (bulk); returns the flushed Sweep."""
+                rerun_of_job_id: int | None = None, priority: int = 0,
+                reuse: Mapping[int, ReusedImage] | None = None,
+                place: PlaceImage | None = None) -> Sweep:
+    """Insert the sweep and all its jobs (bulk); returns the flushed Sweep.
+
+    ``reuse`` maps spec indices to earlier images: those jobs are recorded done, with
+    ``reused_from_job_id``, and are in no batch (``batch_index`` -1); ``plan.batches`` must
+    hold every other index (``Plan.without``). ``place`` puts a reused image in the new folder;
+    without it the job points at the existing file.
+    """
     job = plan.job
+    reuse = reuse or {}
     sweep = Sweep(name=job.name, kind=kind, job_file_path=job.path, job_file_text=job.text,
                   output_dir="", sweep_seed=job.sweep_seed, batch_size=job.batch_size,
                   allow_pickle=job.allow_pickle, priority=priority,
-                  rerun_of_job_id=rerun_of_job_id)
+                  rerun_of_job_id=rerun_of_job_id, axes=plan.grid_json())
     session.add(sweep)
     session.flush()
     folder = output_root / f"{slug(job.name)}-{sweep.id}"
     sweep.output_dir = str(folder)
     now = utcnow()
+    batch_of = {i: b for b, batch in enumerate(plan.batches) for i in batch}
+    next_batch = len(plan.batches)
+    cells = plan.cells or (None,) * len(plan.specs)
     rows = []
-    for batch_index, batch in enumerate(plan.batches):
-        for i in batch:
-            spec = plan.specs[i]
-            rows.append({
-                "sweep_id": sweep.id, "seq": i, "key": spec.key, "status": JobStatus.queued,
-                "model": spec.model, "model_hash": spec.model_hash, "model_config": job.model_config,
-                "prompt": spec.prompt, "negative_prompt": spec.negative_prompt, "seed": spec.seed,
-                "sampler": spec.sampler, "steps": spec.steps, "cfg": spec.cfg,
-                "width": spec.width, "height": spec.height, "clip_skip": spec.clip_skip,
-                "batch_index": batch_index, "output_path": str(folder / image_name(i, spec.seed)),
-                "attempts": 0, "created_at": now,
-            })
+    for i, (spec, cell) in enumerate(zip(plan.specs, cells, strict=True)):
+        path = folder / image_name(i, spec.seed)
+        row = {
+            "sweep_id": sweep.id, "seq": i, "key": spec.key, "status": JobStatus.queued,
+            "model": spec.model, "model_hash": spec.model_hash,
+            "model_config": plan.model_config_of(spec),
+            "prompt": spec.prompt, "negative_prompt": spec.negative_prompt, "seed": spec.seed,
+            "sampler": spec.sampler, "steps": spec.steps, "cfg": spec.cfg,
+            "width": spec.width, "height": spec.height, "clip_skip": spec.clip_skip,
+            "batch_index": batch_of.get(i, -1), "output_path": str(path), "attempts": 0,
+            "created_at": now, "reused_from_job_id": None, "sha256": None, "threads": None,
+            "device": None, "finished_at": None,
+            "grid_x": None, "grid_y": None, "grid_z": None, "grid_prompt": None,
+            "grid_seed": None, "grid_extra": None,
+        }
+        if cell is not None:
+            row.update(grid_x=cell.x, grid_y=cell.y, grid_z=cell.z, grid_prompt=cell.prompt,
+                       grid_seed=cell.seed, grid_extra=list(cell.extra) if cell.extra else None)
+        image = reuse.get(i)
+        if image is not None:
+            placed = place(Path(image.path), path) if place else Path(image.path)
+            if placed is None:  # deleted since it was found: render it after all
+                row["batch_index"] = next_batch
+                next_batch += 1
+            else:
+                row.update(status=JobStatus.done, reused_from_job_id=image.job_id,
+                           output_path=str(placed), sha256=image.sha256, threads=image.threads,
+                           device=image.device, finished_at=now)
+        rows.append(row)
     if rows:
         session.execute(insert(Job), rows)
     return sweep
+
+
+def seconds_per_step(session: Session, groups: Iterable[tuple[str | None, int, int]]) -> dict[tuple[str | None, int, int], float]:
+    """Measured render seconds per denoising step for each (model hash, width, height) that
+    has rendered images (reused ones excluded: they cost nothing)."""
+    wanted = set(groups)
+    hashes = {h for h, _, _ in wanted if h}
+    if not hashes:
+        return {}
+    rows = session.execute(
+        select(Job.model_hash, Job.width, Job.height, func.sum(Job.render_seconds),
+               func.sum(Job.steps))
+        .where(Job.model_hash.in_(sorted(hashes)), Job.status == JobStatus.done,
+               Job.render_seconds.is_not(None), Job.reused_from_job_id.is_(None))
+        .group_by(Job.model_hash, Job.width, Job.height))
+    return {(h, w, ht): seconds / steps for h, w, ht, seconds, steps in rows
+            if (h, w, ht) in wanted and steps}
 
 
 def batch_job_ids(session: Session, sweep_id: int, statuses: tuple[JobStatus, ...] = (JobStatus.queued,)) -> list[list[int]]:

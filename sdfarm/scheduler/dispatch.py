@@ -11,17 +11,30 @@ from dataclasses import dataclass, field
 from sdfarm.config import Settings
 from sdfarm.db.engine import session_factory
 from sdfarm.db.models import JobStatus
-from sdfarm.db.sweeps import batch_job_ids, record_plan
+from sdfarm.db.sweeps import batch_job_ids, record_plan, reusable_images
 from sdfarm.scheduler.plan import Plan
+from sdfarm.scheduler.reuse import place_image
 
 
 def record(settings: Settings, plan: Plan, *, kind: str = "render",
-           rerun_of_job_id: int | None = None, priority: int = 0) -> int:
-    """One transaction: the sweep and every job, or nothing. Returns the sweep id."""
+           rerun_of_job_id: int | None = None, priority: int = 0, force: bool = False) -> int:
+    """One transaction: the sweep and every job, or nothing. Returns the sweep id.
+
+    Resume: a job whose key already has a done image on disk is recorded done, its image
+    linked into the new sweep's folder, and is not queued; the rest are batched again. A
+    rerun, or ``force``, renders every job.
+    """
     factory = session_factory(settings.database_url)
     with factory.begin() as session:
+        reuse = {}
+        if not force and kind != "rerun":
+            found = reusable_images(session, (s.key for s in plan.specs))
+            reuse = {i: found[s.key] for i, s in enumerate(plan.specs) if s.key in found}
+        if reuse:
+            plan = plan.without(reuse)
         sweep = record_plan(session, plan, settings.output_dir, kind=kind,
-                            rerun_of_job_id=rerun_of_job_id, priority=priority)
+                            rerun_of_job_id=rerun_of_job_id, priority=priority, reuse=reuse,
+                            place=place_image)
         return sweep.id
 
 

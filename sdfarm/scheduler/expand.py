@@ -1,30 +1,168 @@
-"""Job file -> RenderSpecs: one spec per image, every value resolved. Pure.
+"""Job file -> RenderSpecs: one spec per image, every value resolved, each with its grid cell.
+Pure.
 
-Order of the product: prompts (outermost), then seeds (innermost); ordering for rendering is
-``batching.py``'s business, not this module's.
+The images are the product of, outermost first:
+
+1. the prompts: every expansion of the prompt template, each paired with every expansion of
+   the negative prompt (combinatorial mode), or N draws of each, paired in draw order (random
+   mode);
+2. the extra axes, the last ``[[axes.extra]]`` outermost;
+3. the z axis, then y, then x;
+4. the seeds (innermost; a seed axis replaces them).
+
+Rendering order is ``batching.py``'s business: it sorts this product by cost, stably.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from sdfarm.errors import JobFileError
+from sdfarm.scheduler.axes import Axis, apply_axis_value, check_prompt_sr
 from sdfarm.scheduler.jobfile import JobFile
+from sdfarm.scheduler.prompts import MAX_PROMPTS, expand_prompts
 from sdfarm.scheduler.seeds import resolve_seeds
 from sdfarm.spec import RenderSpec
 
+#: The product order, as stored with each sweep's axes.
+PRODUCT_ORDER = ("prompt", "extra", "z", "y", "x", "seed")
 
-def expand(job: JobFile, model_hash: str | None = None) -> list[RenderSpec]:
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """Where one image sits in its sweep's product: an index along every dimension."""
+
+    #: Index into :attr:`Expansion.prompts`.
+    prompt: int
+    #: Index into :attr:`Expansion.seeds` (always 0 when a seed axis sets the seed).
+    seed: int
+    x: int | None = None
+    y: int | None = None
+    z: int | None = None
+    #: One index per extra axis, extra1 first.
+    extra: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Expansion:
+    specs: list[RenderSpec]
+    #: One per spec, same order.
+    cells: list[Cell]
+    #: (prompt, negative prompt) of each prompt index.
+    prompts: tuple[tuple[str, str], ...]
+    #: The seeds every cell is rendered with; empty when a seed axis sets them.
+    seeds: tuple[int, ...]
+
+
+def expand(job: JobFile, model_hash: str | None = None,
+           model_hashes: Mapping[str, str | None] | None = None) -> list[RenderSpec]:
     """Every image ``job`` describes, in the documented product order."""
-    base = RenderSpec(
-        model=job.model,
-        model_hash=model_hash,
-        prompt=job.prompt,
-        negative_prompt=job.negative_prompt,
-        seed=0,
-        sampler=job.sampler,
-        steps=job.steps,
-        cfg=job.cfg,
-        width=job.width,
-        height=job.height,
-        clip_skip=job.clip_skip,
-    )
-    seeds = resolve_seeds(job.seeds, job.sweep_seed)
-    return [base.replace(seed=seed) for seed in seeds]
+    return expand_job(job, model_hash, model_hashes).specs
+
+
+def sub_seed(sweep_seed: int, purpose: str) -> int:
+    """A seed for one kind of draw, derived from the sweep seed, so that drawing prompts does
+    not shift the random seeds (or the other way round) and both are reproducible from it."""
+    digest = hashlib.sha256(f"{sweep_seed}:{purpose}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def expand_job(job: JobFile, model_hash: str | None = None,
+               model_hashes: Mapping[str, str | None] | None = None) -> Expansion:
+    """The product, with the grid cell of every image.
+
+    ``model_hash`` is the base model's; ``model_hashes`` maps each model axis value to its
+    hash (``None`` where the weights are not on this machine yet).
+    """
+    axes = job.axes
+    seed_axis = any(a.param == "seed" for a in axes)
+    seeds = () if seed_axis else tuple(resolve_seeds(job.seeds, job.sweep_seed))
+    _check_cap(job, len(seeds), None)  # before expanding prompts, which may take a while
+    prompts = _prompt_pairs(job)
+    _check_cap(job, len(seeds), len(prompts))
+    for axis in axes:
+        for prompt in dict.fromkeys(p for p, _ in prompts):
+            check_prompt_sr(axis, prompt, lambda key, problem: JobFileError(job.path, key, problem))
+
+    # Outermost first: extras (last one outermost), z, y, x.
+    slots = {a.slot: a for a in axes}
+    extras = [a for a in axes if a.slot.startswith("extra")]
+    nested: list[Axis] = [*reversed(extras), *(slots[s] for s in ("z", "y", "x") if s in slots)]
+    position = {a.slot: n for n, a in enumerate(nested)}
+    hashes = dict(model_hashes or {})
+    base = RenderSpec(model=job.model, model_hash=model_hash, prompt=job.prompt,
+                      negative_prompt=job.negative_prompt, seed=0, sampler=job.sampler,
+                      steps=job.steps, cfg=job.cfg, width=job.width, height=job.height,
+                      clip_skip=job.clip_skip)
+    seed_items = list(enumerate(seeds)) if seeds else [(0, None)]
+
+    specs: list[RenderSpec] = []
+    cells: list[Cell] = []
+    for p_index, (prompt, negative) in enumerate(prompts):
+        prompted = base.replace(prompt=prompt, negative_prompt=negative)
+        for coords in itertools.product(*(range(len(a.values)) for a in nested)):
+            spec = prompted
+            for axis, i in zip(nested, coords):
+                value = axis.values[i]
+                spec = apply_axis_value(spec, axis, value, prompt)
+                if axis.param == "model":
+                    spec = spec.replace(model_hash=hashes.get(value))
+            x, y, z = (coords[position[s]] if s in position else None for s in ("x", "y", "z"))
+            extra = tuple(coords[position[a.slot]] for a in extras)
+            for s_index, seed in seed_items:
+                specs.append(spec if seed is None else spec.replace(seed=seed))
+                cells.append(Cell(p_index, s_index, x, y, z, extra))
+    return Expansion(specs, cells, prompts, seeds)
+
+
+def _prompt_pairs(job: JobFile, limit: int = MAX_PROMPTS) -> tuple[tuple[str, str], ...]:
+    """(prompt, negative prompt) pairs with the prompt index of each; see the module docstring."""
+    folder = Path(job.wildcard_dir)
+    mode = job.prompt_mode
+    positives = expand_prompts(job.prompt, mode=mode, seed=sub_seed(job.sweep_seed, "prompt"),
+                               wildcard_dir=folder, limit=limit,
+                               fail=lambda problem: JobFileError(job.path, "prompt", problem))
+    negatives = expand_prompts(job.negative_prompt, mode=mode,
+                               seed=sub_seed(job.sweep_seed, "negative_prompt"),
+                               wildcard_dir=folder, limit=limit,
+                               fail=lambda problem: JobFileError(job.path, "negative_prompt", problem))
+    negative_axis = next((a for a in job.axes if a.param == "negative_prompt"), None)
+    if negative_axis is not None and len(set(negatives)) > 1:
+        raise JobFileError(job.path, "negative_prompt",
+                           f"expands to {len(set(negatives))} negative prompts but "
+                           f"{negative_axis.key} sets the negative prompt of every cell; "
+                           "use one or the other")
+    if mode == "combinatorial":
+        pairs = tuple(itertools.product(positives, negatives))
+        if len(pairs) > limit:
+            raise JobFileError(job.path, "prompt",
+                               f"{len(positives)} prompts x {len(negatives)} negative prompts "
+                               f"make {len(pairs)} prompt pairs, more than {limit}; draw a "
+                               "number of random prompts instead")
+        return pairs
+    return tuple(zip(positives, negatives, strict=True))
+
+
+def _check_cap(job: JobFile, seeds: int, prompts: int | None) -> None:
+    """Refuse a plan above ``max_images``, with the count and where it comes from.
+
+    ``prompts`` is ``None`` before the prompts are expanded: then the axes and seeds alone
+    already make too many, and the count is a lower bound.
+    """
+    factors = [(prompts, "prompts")] if prompts is not None else []
+    factors += [(len(a.values), f"{a.param} values") for a in job.axes]
+    if seeds:
+        factors.append((seeds, "seeds"))
+    total = math.prod(n for n, _ in factors)
+    if total <= job.max_images:
+        return
+    count = f"{total:,}" if prompts is not None else f"at least {total:,}"
+    how = " x ".join(f"{n:,} {what}" for n, what in factors)
+    raise JobFileError(job.path, "max_images",
+                       f"the job file describes {count} images ({how}), more than "
+                       f"max_images = {job.max_images:,}; raise max_images to render them all")

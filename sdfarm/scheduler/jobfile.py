@@ -13,6 +13,8 @@ from typing import Any
 
 from sdfarm.errors import JobFileError, SamplerError
 from sdfarm.samplers import canonical_sampler
+from sdfarm.scheduler.axes import Axis, parse_axes
+from sdfarm.scheduler.prompts import MAX_PROMPTS, PromptMode
 
 #: Seeds are stored as signed 64-bit integers; A1111 draws from 32 bits, ComfyUI from 64.
 MAX_SEED = 2**63 - 1
@@ -21,6 +23,13 @@ MAX_BATCH_SIZE = 64
 #: Default images per forward pass. The same on every device so that planning stays pure and
 #: a seed's batch composition does not depend on which worker picks it up.
 DEFAULT_BATCH_SIZE = 4
+#: Most images a job file may describe unless it raises ``max_images``: a typo in a range
+#: ("1-10000") should be a message, not a night of rendering.
+DEFAULT_MAX_IMAGES = 100_000
+#: Ceiling of ``max_images`` itself: a sweep is recorded in one transaction.
+MAX_IMAGES_LIMIT = 10_000_000
+#: Where ``__name__`` wildcards are looked up, relative to the job file.
+DEFAULT_WILDCARDS = "wildcards"
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,14 @@ class JobFile:
     model_config: str | None = None
     #: Explicit opt-in to load pickle checkpoints (.ckpt/.pt), which can run arbitrary code.
     allow_pickle: bool = False
+    #: Grid axes in x, y, z, extra1, ... order; empty for a plain sweep.
+    axes: tuple[Axis, ...] = ()
+    #: ``"combinatorial"`` (every expansion of the prompt templates) or N random draws.
+    prompt_mode: PromptMode = "combinatorial"
+    #: The wildcard folder, relative paths already joined to the job file's folder.
+    wildcard_dir: str = DEFAULT_WILDCARDS
+    #: The plan is refused above this many images.
+    max_images: int = DEFAULT_MAX_IMAGES
 
 
 class _Reader:
@@ -133,7 +150,13 @@ KNOWN_KEYS: dict[str, str] = {
     "batch_size": "images per forward pass",
     "seeds": "seed list, range or {random = N}",
     "sweep_seed": "seed of the sweep's random draws",
+    "prompts": '"combinatorial" or { random = N }',
+    "wildcards": "folder of __name__ wildcard files",
+    "max_images": "most images the file may describe",
+    "axes": "grid axes x, y, z and [[axes.extra]]",
 }
+
+_PROMPT_MODES = '"combinatorial" (every expansion) or { random = N } (N draws)'
 
 def parse_job_file(text: str, path: str = "<job file>") -> JobFile:
     """Validate ``text`` as a job file; raises :class:`JobFileError` on the first problem."""
@@ -157,6 +180,12 @@ def parse_job_file(text: str, path: str = "<job file>") -> JobFile:
 
     validate_seeds(r, "seeds", seeds)
     default_sweep_seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
+    axes = tuple(parse_axes(data.get("axes"), r.fail))
+    seed_axis = next((a for a in axes if a.param == "seed"), None)
+    if seed_axis is not None and "seeds" in data:
+        raise r.fail("seeds", f"the seed is already varied by {seed_axis.key}; remove seeds "
+                              "(or the seed axis): each cell's seed comes from the axis")
+    wildcards = r.string("wildcards", default=DEFAULT_WILDCARDS, allow_empty=False)
 
     return JobFile(
         path=path,
@@ -176,7 +205,22 @@ def parse_job_file(text: str, path: str = "<job file>") -> JobFile:
         batch_size=r.integer("batch_size", DEFAULT_BATCH_SIZE, 1, MAX_BATCH_SIZE),
         seeds=seeds,
         sweep_seed=r.integer("sweep_seed", default_sweep_seed, 0, MAX_SEED),
+        axes=axes,
+        prompt_mode=_prompt_mode(r, data.get("prompts", "combinatorial")),
+        wildcard_dir=str(Path(path).parent / Path(wildcards).expanduser()),  # type: ignore[arg-type]
+        max_images=r.integer("max_images", DEFAULT_MAX_IMAGES, 1, MAX_IMAGES_LIMIT),
     )
+
+
+def _prompt_mode(r: _Reader, value: Any) -> PromptMode:
+    if value == "combinatorial":
+        return "combinatorial"
+    if isinstance(value, dict) and set(value) == {"random"}:
+        return check_int(r, "prompts.random", value["random"], 1, MAX_PROMPTS)
+    if isinstance(value, dict):
+        raise r.fail("prompts", f"a prompts table takes only 'random' (as in {{ random = 8 }}), "
+                                f"got {sorted(value)}")
+    raise r.fail("prompts", f"must be {_PROMPT_MODES}, got {_describe(value)}")
 
 
 def load_job_file(path: str | Path) -> JobFile:

@@ -5,12 +5,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
 
+from sdfarm.scheduler.axes import Axis
 from sdfarm.scheduler.batching import make_batches, order_specs
-from sdfarm.scheduler.expand import expand
+from sdfarm.scheduler.expand import PRODUCT_ORDER, Cell, expand_job
 from sdfarm.scheduler.jobfile import JobFile
 from sdfarm.spec import RenderSpec
+
+#: Version of the JSON written to ``Sweep.axes``; readers check it.
+GRID_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -20,6 +26,14 @@ class Plan:
     specs: tuple[RenderSpec, ...]
     #: Batches as index lists into :attr:`specs`, in render order.
     batches: tuple[tuple[int, ...], ...]
+    #: The grid cell of each spec (same order); empty for a plan not expanded from a job file.
+    cells: tuple[Cell, ...] = ()
+    #: (prompt, negative prompt) of each prompt index of :attr:`cells`.
+    prompts: tuple[tuple[str, str], ...] = ()
+    #: The seeds every cell is rendered with (empty when a seed axis sets them).
+    seeds: tuple[int, ...] = ()
+    #: Config folder of each model axis value that needs one (single-file checkpoints).
+    model_configs: Mapping[str, str | None] = field(default_factory=dict)
 
     @property
     def images(self) -> int:
@@ -29,10 +43,45 @@ class Plan:
     def total_steps(self) -> int:
         return sum(s.steps for s in self.specs)
 
+    @property
+    def axes(self) -> tuple[Axis, ...]:
+        return self.job.axes
 
-def make_plan(job: JobFile, model_hash: str | None = None) -> Plan:
-    specs = expand(job, model_hash)
-    order = order_specs(specs)
-    ordered = [specs[i] for i in order]
-    batches = make_batches(ordered, range(len(ordered)), job.batch_size)
-    return Plan(job=job, specs=tuple(ordered), batches=tuple(tuple(b) for b in batches))
+    def model_config_of(self, spec: RenderSpec) -> str | None:
+        return self.model_configs.get(spec.model, self.job.model_config)
+
+    def without(self, done: Collection[int]) -> Plan:
+        """The same images, with batches cut again over those not in ``done`` (indices), so
+        that resuming does not leave half-empty forward passes."""
+        keep = [i for i in range(len(self.specs)) if i not in done]
+        batches = make_batches(self.specs, keep, self.job.batch_size)
+        return replace(self, batches=tuple(tuple(b) for b in batches))
+
+    def grid_json(self) -> dict[str, Any] | None:
+        """What ``Sweep.axes`` stores, so a grid can be drawn from the database alone;
+        ``None`` for a sweep without axes."""
+        if not self.axes:
+            return None
+        return {
+            "format": GRID_FORMAT,
+            "order": list(PRODUCT_ORDER),
+            "axes": [{"slot": a.slot, "param": a.param, "key": a.key,
+                      "values": [list(v) if isinstance(v, tuple) else v for v in a.values],
+                      "labels": list(a.labels)} for a in self.axes],
+            "prompts": len(self.prompts),
+            "seeds": len(self.seeds),
+        }
+
+
+def make_plan(job: JobFile, model_hash: str | None = None,
+              model_hashes: Mapping[str, str | None] | None = None,
+              model_configs: Mapping[str, str | None] | None = None) -> Plan:
+    """Expand ``job`` and put the images in render order, in batches."""
+    expansion = expand_job(job, model_hash, model_hashes)
+    order = order_specs(expansion.specs)
+    specs = tuple(expansion.specs[i] for i in order)
+    cells = tuple(expansion.cells[i] for i in order)
+    batches = make_batches(specs, range(len(specs)), job.batch_size)
+    return Plan(job=job, specs=specs, batches=tuple(tuple(b) for b in batches), cells=cells,
+                prompts=expansion.prompts, seeds=expansion.seeds,
+                model_configs=dict(model_configs or {}))

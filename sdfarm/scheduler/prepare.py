@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sdfarm.errors import JobFileError, ModelError
 from sdfarm.modelref import ModelRef, model_hash, parse_model_ref
+from sdfarm.scheduler.axes import Axis
 from sdfarm.scheduler.jobfile import JobFile, load_job_file
 from sdfarm.scheduler.plan import Plan, make_plan
 
@@ -22,7 +23,29 @@ def resolve_model(job: JobFile, model_dir: Path) -> tuple[JobFile, ModelRef]:
         raise JobFileError(job.path, "model", str(exc)) from None
     model = str(mref.path) if mref.kind in ("file", "folder") else job.model
     config = str(mref.config) if mref.config else None
-    return dataclasses.replace(job, model=model, model_config=config), mref
+    axes = tuple(_resolve_model_axis(job, a, model_dir) for a in job.axes)
+    return dataclasses.replace(job, model=model, model_config=config, axes=axes), mref
+
+
+def _resolve_model_axis(job: JobFile, axis: Axis, model_dir: Path) -> Axis:
+    # A model axis's values are made absolute like ``model``; their labels stay as written.
+    if axis.param != "model":
+        return axis
+    return dataclasses.replace(axis, values=tuple(
+        _axis_model_ref(job, axis, v, model_dir)[0] for v in axis.values))
+
+
+def _axis_model_ref(job: JobFile, axis: Axis, value: str, model_dir: Path) -> tuple[str, ModelRef]:
+    base = Path(job.path).parent
+    try:
+        mref = parse_model_ref(value, model_dir, allow_pickle=job.allow_pickle, base_dir=base)
+        if mref.kind == "file" and job.model_config:
+            # model_config describes single-file checkpoints; the other kinds carry their own.
+            mref = parse_model_ref(value, model_dir, model_config=job.model_config,
+                                   allow_pickle=job.allow_pickle, base_dir=base)
+    except ModelError as exc:
+        raise JobFileError(job.path, axis.key, str(exc)) from None
+    return (str(mref.path) if mref.kind in ("file", "folder") else value), mref
 
 
 def _abs(job: JobFile, path: str | None) -> str | None:
@@ -33,7 +56,24 @@ def _abs(job: JobFile, path: str | None) -> str | None:
 
 def plan_job(job: JobFile, mref: ModelRef, model_dir: Path) -> Plan:
     """Expand; the model hash enters each job's key when the weights are on this machine."""
-    return make_plan(job, model_hash(mref, model_dir))
+    hashes: dict[str, str | None] = {}
+    configs: dict[str, str | None] = {}
+    for axis in job.axes:
+        if axis.param == "model":
+            for value in axis.values:
+                _, axis_ref = _axis_model_ref(job, axis, value, model_dir)
+                hashes[value] = model_hash(axis_ref, model_dir)
+                configs[value] = str(axis_ref.config) if axis_ref.config else None
+    return make_plan(job, model_hash(mref, model_dir), hashes, configs)
+
+
+def model_refs(job: JobFile, mref: ModelRef, model_dir: Path) -> list[ModelRef]:
+    """Every model the job renders with: ``model``, then each model axis value."""
+    refs = [mref]
+    for axis in job.axes:
+        if axis.param == "model":
+            refs += [_axis_model_ref(job, axis, v, model_dir)[1] for v in axis.values]
+    return refs
 
 
 def load_plan(path: str | Path, model_dir: Path) -> Plan:

@@ -40,7 +40,8 @@ sampler = "{sampler}"
 def render_file(settings, tmp_path, seeds="[1, 2, 3, 4]", batch_size=4, sampler="Euler a", name="job.toml"):
     path = write_job(tmp_path, JOB.format(seeds=seeds, batch_size=batch_size, sampler=sampler), name)
     plan = load_plan(path, settings.model_dir)
-    sweep_id = record(settings, plan)
+    # force: these tests compare fresh renders; resume would hand back the earlier image.
+    sweep_id = record(settings, plan, force=True)
     result = render_sweep_locally(settings, sweep_id)
     return sweep_id, result
 
@@ -171,7 +172,8 @@ def test_a_cancel_raised_inside_the_diffusers_pipeline_leaves_it_reusable(settin
     # The job left in the pass was rendered again alone, by the same pipeline reused after the
     # exception: exactly what a fresh render of that seed alone gives.
     alone_body = body.replace("[5, 6]", "[5]").replace("batch_size = 2", "batch_size = 1")
-    alone_id = record(settings, load_plan(write_job(tmp_path, alone_body, "alone.toml"), settings.model_dir))
+    alone_id = record(settings, load_plan(write_job(tmp_path, alone_body, "alone.toml"), settings.model_dir),
+                      force=True)  # a fresh render, not the resumed image of the same key
     render_sweep_locally(settings, alone_id)
     again = jobs_of(settings, sweep_id)[0]
     assert again.pass_size == 1

@@ -95,3 +95,69 @@ def test_the_default_sweep_seed_is_derived_from_the_file_text():
     assert make_plan(parse(text)).specs == make_plan(parse(text)).specs
     assert parse(text).sweep_seed != parse(text + "# another draw\n").sweep_seed
     assert parse(text + "sweep_seed = 7\n").sweep_seed == 7
+
+
+# --- grids: [axes], prompts, wildcards, max_images -----------------------------------------
+
+PLAIN = 'model = "builtin:tiny"\nprompt = "a cat"\n'
+
+
+def test_axes_prompt_mode_wildcards_and_cap_have_defaults():
+    job = parse(PLAIN)
+    assert job.axes == () and job.prompt_mode == "combinatorial" and job.max_images == 100_000
+    assert job.wildcard_dir == "jobs/wildcards", "the wildcard folder is relative to the job file"
+
+
+def test_axes_prompt_mode_wildcards_and_cap_are_read_from_the_file():
+    job = parse(PLAIN + 'prompts = { random = 5 }\nwildcards = "../shared/wc"\nmax_images = 7\n'
+                        '[axes]\nx = { cfg = "4-8 (+2)" }\ny = { steps = [10, 20] }\n')
+    assert [(a.slot, a.param, a.values) for a in job.axes] == [
+        ("x", "cfg", (4.0, 6.0, 8.0)), ("y", "steps", (10, 20))]
+    assert job.prompt_mode == 5 and job.max_images == 7
+    assert job.wildcard_dir == "jobs/../shared/wc"
+
+
+@pytest.mark.parametrize("axes, key, fragment", [
+    ('x = { steps = "1-" }', "axes.x.steps", "'1-' is not a value or a range"),
+    ('x = { steps = "a-b" }', "axes.x.steps", "'a-b' is not a value or a range"),
+    ('x = { cfg = "1-5 (+0)" }', "axes.x.cfg", "range '1-5 (+0)' has step 0"),
+    ('x = { steps = [10, "20"] }', "axes.x.steps", "mixes types in one list (an integer 10, a string '20')"),
+    ('y = { steps = "1.5-3" }', "axes.y.steps", "'1.5-3' has a fractional number"),
+    ('x = { steps = "10-1 (+2)" }', "axes.x.steps", "a range from 10 to 1 needs a negative step"),
+    ('x = { steps = "1-10 [0]" }', "axes.x.steps", "the count in [N] must be at least 1"),
+    ('x = { steps = "0-4" }', "axes.x.steps", "steps value 0 is out of range"),
+    ('x = { cfg = "40-60 (+10)" }', "axes.x.cfg", "cfg value 60.0 is not allowed; cfg takes numbers from 0 to 50"),
+    ('x = { cfg = "4, 4" }', "axes.x.cfg", "repeats the value 'CFG: 4'"),
+    ('x = { cfg = "" }', "axes.x.cfg", "has no values"),
+    ('x = { steps = true }', "axes.x.steps", "must be a list or a string of values, got a boolean"),
+    ('x = { colour = [1] }', "axes.x.colour", "unknown axis parameter; allowed: cfg, steps, sampler"),
+    ('w = { cfg = [1] }', "axes.w", "unknown axis; allowed: x, y, z, extra"),
+    ('x = { cfg = [1], steps = [2] }', "axes.x", "an axis varies exactly one parameter, got 2"),
+    ('x = { width = [64] }\ny = { size = ["64x64"] }', "axes.y.size", "already varied by axes.x.width"),
+    ('z = { sampler = "Euler, Foo" }', "axes.z.sampler", "unknown sampler 'Foo'; known samplers: Euler"),
+    ('x = { size = "64by64" }', "axes.x.size", "'64by64' is not WIDTHxHEIGHT"),
+    ('x = { width = "60" }', "axes.x.width", "width value 60 is out of range"),
+    ('extra = 3', "axes.extra", "must be a list of tables, written [[axes.extra]]"),
+])
+def test_every_bad_axis_is_a_one_line_error_naming_the_file_the_axis_and_the_value(axes, key, fragment):
+    message = error_of(PLAIN + "[axes]\n" + axes + "\n")
+    assert f"jobs/test.toml: {key}: " in message
+    assert fragment in message
+
+
+def test_a_bad_extra_axis_is_named_by_its_position():
+    message = error_of(PLAIN + '[[axes.extra]]\nclip_skip = [1, 2]\n[[axes.extra]]\nseed = "1-x"\n')
+    assert "jobs/test.toml: axes.extra[2].seed: '1-x' is not a value or a range" in message
+
+
+@pytest.mark.parametrize("extra, key, fragment", [
+    ('seeds = [1]\n[axes]\nx = { seed = [1, 2] }', "seeds", "already varied by axes.x.seed"),
+    ('prompts = "random"', "prompts", 'must be "combinatorial" (every expansion) or { random = N }'),
+    ('prompts = { random = 0 }', "prompts.random", "from 1 to 100000, got 0"),
+    ('prompts = { count = 3 }', "prompts", "takes only 'random'"),
+    ('max_images = 0', "max_images", "from 1 to 10000000, got 0"),
+    ('wildcards = ""', "wildcards", "must not be empty"),
+])
+def test_bad_grid_keys_are_one_line_errors(extra, key, fragment):
+    message = error_of(PLAIN + extra + "\n")
+    assert f"jobs/test.toml: {key}: " in message and fragment in message

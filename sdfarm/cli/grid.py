@@ -1,0 +1,51 @@
+"""``sdfarm grid SWEEP_ID``: write a sweep's labelled grid images and index.html now, also
+for a sweep that is still rendering (missing cells are placeholders)."""
+
+from __future__ import annotations
+
+import click
+
+from typing import TYPE_CHECKING
+
+from sdfarm.config import Settings
+
+if TYPE_CHECKING:
+    from sdfarm.worker.gridwriter import GridReport
+
+#: Shown as the default; the value itself is ``sdfarm.worker.grid.MAX_GRID_MEGAPIXELS`` (Pillow
+#: is imported only when a grid is drawn, not on every command).
+_DEFAULT_MEGAPIXELS = "64"
+
+
+def echo_grid_report(report: GridReport) -> None:
+    """What ``render`` and ``grid`` say about the grids they wrote (on stderr)."""
+    missing = report.images - report.done
+    state = (f"{report.done} of {report.images} images rendered; "
+             f"{missing} missing cells drawn as placeholders" if missing
+             else f"all {report.images} images rendered")
+    click.echo(f"grids: {len(report.pngs)} image(s) and {report.index} ({state})", err=True)
+    scales = dict(report.downscaled)
+    for path in report.pngs:
+        note = (f" (downscaled to {scales[path]:.0%} to stay under the size limit)"
+                if path in scales else "")
+        click.echo(f"  {path}{note}", err=True)
+
+
+@click.command()
+@click.argument("sweep_id", type=int)
+@click.option("--max-megapixels", type=click.FloatRange(min=0.1), default=None,
+              show_default=_DEFAULT_MEGAPIXELS,
+              help="Grid images larger than this are drawn downscaled.")
+@click.pass_obj
+def grid(settings: Settings, sweep_id: int, max_megapixels: float | None) -> None:
+    """Write SWEEP_ID's grid PNGs (one per z value, prompt and seed) and index.html into its
+    folder; prints the folder."""
+    from sdfarm.worker.grid import MAX_GRID_MEGAPIXELS
+    from sdfarm.worker.gridwriter import write_grids
+
+    report = write_grids(settings, sweep_id, max_megapixels=max_megapixels or MAX_GRID_MEGAPIXELS)
+    echo_grid_report(report)
+    click.echo(report.folder)
+
+
+COMMANDS = [grid]

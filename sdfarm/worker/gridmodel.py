@@ -1,0 +1,150 @@
+"""A sweep's grid, read from the database alone: its axes, and its jobs as pages of cells.
+
+One page per combination of the dimensions that are not x or y: prompt, extra axes, z and
+seed (when seeds are not an axis). On a page, x values are the columns and y values the rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from sdfarm.db.models import Job, JobStatus, Sweep
+from sdfarm.errors import SdfarmError, SweepNotFound
+from sdfarm.spec import RenderSpec
+
+#: The ``Sweep.axes`` format this module reads (``sdfarm.scheduler.plan.GRID_FORMAT``).
+GRID_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class GridAxis:
+    slot: str
+    param: str
+    labels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GridJob:
+    """One job, as a grid cell needs it."""
+
+    job_id: int
+    status: str
+    path: Path
+    spec: RenderSpec
+    prompt: int
+    seed: int
+    x: int
+    y: int
+    z: int | None
+    extra: tuple[int, ...]
+
+    @property
+    def done(self) -> bool:
+        return self.status == JobStatus.done.value
+
+
+@dataclass(frozen=True)
+class GridPage:
+    #: File stem: "grid", "grid-z2", "grid-p1-s3-z2", "grid-extra1-2-z1".
+    name: str
+    #: What is fixed on this page: z and extra labels, the seed, and the prompt.
+    titles: tuple[str, ...]
+    #: Column (x) and row (y) labels; one empty label when the sweep has no such axis.
+    columns: tuple[str, ...]
+    rows: tuple[str, ...]
+    #: (column, row) -> job; a missing key is a cell with no job (cannot happen for a
+    #: recorded sweep, but a partial grid is drawn all the same).
+    cells: dict[tuple[int, int], GridJob]
+    #: Size of the largest image planned on the page: every cell gets this box.
+    cell_size: tuple[int, int]
+
+    @property
+    def done(self) -> int:
+        return sum(1 for job in self.cells.values() if job.done)
+
+
+@dataclass(frozen=True)
+class Grid:
+    sweep_id: int
+    name: str
+    folder: Path
+    axes: tuple[GridAxis, ...]
+    pages: tuple[GridPage, ...]
+
+    @property
+    def images(self) -> int:
+        return sum(len(p.cells) for p in self.pages)
+
+    @property
+    def done(self) -> int:
+        return sum(p.done for p in self.pages)
+
+
+def load_grid(session: Session, sweep_id: int) -> Grid:
+    sweep = session.get(Sweep, sweep_id)
+    if sweep is None:
+        raise SweepNotFound(f"no sweep {sweep_id}")
+    meta = sweep.axes
+    if not meta:
+        raise SdfarmError(f"sweep {sweep_id} has no axes, so there is no grid to draw; "
+                          "add an [axes] table to the job file for a grid")
+    if meta.get("format") != GRID_FORMAT:
+        raise SdfarmError(f"sweep {sweep_id} stores its axes in format {meta.get('format')!r}; "
+                          f"this sdfarm reads format {GRID_FORMAT}")
+    axes = tuple(GridAxis(a["slot"], a["param"], tuple(a["labels"])) for a in meta["axes"])
+    jobs = [_grid_job(row) for row in session.scalars(
+        select(Job).where(Job.sweep_id == sweep_id).order_by(Job.seq))]
+    pages = build_pages(axes, jobs, prompts=meta.get("prompts", 1), seeds=meta.get("seeds", 0))
+    return Grid(sweep_id, sweep.name, Path(sweep.output_dir), axes, pages)
+
+
+def _grid_job(job: Job) -> GridJob:
+    return GridJob(job_id=job.id, status=job.status.value, path=Path(job.output_path),
+                   spec=job.spec(), prompt=job.grid_prompt or 0, seed=job.grid_seed or 0,
+                   x=job.grid_x or 0, y=job.grid_y or 0, z=job.grid_z,
+                   extra=tuple(job.grid_extra or ()))
+
+
+def build_pages(axes: tuple[GridAxis, ...], jobs: list[GridJob], *, prompts: int,
+                seeds: int) -> tuple[GridPage, ...]:
+    """Group ``jobs`` into pages, in product order (prompt, extras, z, seed). Pure."""
+    by_slot = {a.slot: a for a in axes}
+    extras = [a for a in axes if a.slot.startswith("extra")]
+    columns = by_slot["x"].labels if "x" in by_slot else ("",)
+    rows = by_slot["y"].labels if "y" in by_slot else ("",)
+    grouped: dict[tuple, list[GridJob]] = {}
+    for job in jobs:
+        key = (job.prompt, tuple(reversed(job.extra)), job.z if job.z is not None else 0, job.seed)
+        grouped.setdefault(key, []).append(job)
+
+    pages = []
+    for key in sorted(grouped):
+        members = grouped[key]
+        first = min(members, key=lambda j: (j.y, j.x))
+        name = _page_name(first, extras, by_slot.get("z"), prompts, seeds)
+        labels = [by_slot["z"].labels[first.z]] if "z" in by_slot and first.z is not None else []
+        labels += [a.labels[i] for a, i in zip(extras, first.extra)]
+        if seeds:
+            labels.append(f"Seed: {first.spec.seed}")
+        titles = tuple(t for t in (" · ".join(labels), first.spec.prompt) if t)
+        cell_size = (max(j.spec.width for j in members), max(j.spec.height for j in members))
+        pages.append(GridPage(name, titles, columns, rows, {(j.x, j.y): j for j in members},
+                              cell_size))
+    return tuple(pages)
+
+
+def _page_name(job: GridJob, extras: list[GridAxis], z: GridAxis | None, prompts: int,
+               seeds: int) -> str:
+    # Only the dimensions with more than one value name a page; numbers count from 1.
+    parts = [f"p{job.prompt + 1}"] if prompts > 1 else []
+    parts += [f"{a.slot}-{i + 1}" for a, i in zip(extras, job.extra) if len(a.labels) > 1]
+    if z is not None and len(z.labels) > 1 and job.z is not None:
+        parts.append(f"z{job.z + 1}")
+    if seeds > 1:
+        parts.append(f"s{job.seed + 1}")
+    return "-".join(["grid", *parts])
+
