@@ -1,0 +1,152 @@
+"""Grid images and index.html from a real sweep: the example grid rendered with builtin:tiny,
+partial grids on demand, pages per prompt and seed, and a page that is safe to open."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from urllib.parse import unquote
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+from sqlalchemy import select
+
+from sdfarm.cli.main import cli
+from sdfarm.db.engine import session_factory
+from sdfarm.db.models import Job, Sweep
+from sdfarm.scheduler.dispatch import record
+from sdfarm.scheduler.prepare import load_plan
+from sdfarm.worker.batch import render_batch
+from sdfarm.worker.grid import PLACEHOLDER, layout_page
+from sdfarm.worker.gridmodel import load_grid
+from sdfarm.worker.gridwriter import write_grids
+from tests.conftest import write_job
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run(cli_env, *args) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, [str(a) for a in args], env=cli_env, catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def jobs_of(settings, sweep_id) -> list[Job]:
+    with session_factory(settings.database_url)() as s:
+        return list(s.scalars(select(Job).where(Job.sweep_id == sweep_id).order_by(Job.seq)))
+
+
+def pixels(path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def test_rendering_the_example_grid_writes_a_labelled_png_per_sampler_and_an_index(
+        settings, cli_env, tiny_model, tmp_path):
+    shutil.copytree(REPO / "examples", tmp_path / "examples")
+    code, out, err = run(cli_env, "render", tmp_path / "examples/cfg-steps-grid.toml", "-q")
+    assert code == 0, err
+    folder = Path(out.strip().splitlines()[-1])
+    assert sorted(p.name for p in folder.glob("grid*.png")) == ["grid-z1.png", "grid-z2.png"]
+    assert (folder / "index.html").is_file()
+    assert "grids: 2 image(s)" in err and "all 24 images rendered" in err
+
+    with session_factory(settings.database_url)() as session:
+        grid = load_grid(session, 1)
+    assert [p.titles[0] for p in grid.pages] == ["Sampler: Euler a · Seed: 1000",
+                                                 "Sampler: DPM++ 2M Karras · Seed: 1000"]
+    for page in grid.pages:
+        layout = layout_page(page)
+        image = pixels(folder / f"{page.name}.png")
+        # The PNG is exactly the layout: label bands, 3 columns x 4 rows of 64 px, gaps.
+        assert image.shape[:2] == (layout.height, layout.width)
+        assert layout.width == layout.left_w + 3 * 64 + 2 * layout.gap
+        assert layout.height == layout.title_h + layout.header_h + 4 * 64 + 3 * layout.gap
+        assert page.columns == ("CFG: 4", "CFG: 8", "CFG: 12")
+        assert page.rows == ("Steps: 5", "Steps: 10", "Steps: 15", "Steps: 20")
+        # Every cell shows the image of the job with that cfg (column) and steps (row).
+        for (col, row), job in page.cells.items():
+            assert (job.spec.cfg, job.spec.steps) == ((4, 8, 12)[col], (5, 10, 15, 20)[row])
+            x, y = layout.cell_origin(col, row)
+            assert np.array_equal(image[y:y + 64, x:x + 64], pixels(job.path))
+
+
+def test_grid_draws_a_partial_sweep_with_placeholders_for_what_is_not_rendered(
+        settings, cli_env, tiny_model, tmp_path):
+    job_file = write_job(tmp_path, 'model = "builtin:tiny"\nprompt = "a boat"\nwidth = 64\n'
+                                   'height = 64\nseeds = [3]\n[axes]\nx = { cfg = [4, 9] }\n'
+                                   'y = { steps = [2, 3] }\n')
+    sweep_id = record(settings, load_plan(job_file, settings.model_dir))
+    first_two = [j.id for j in jobs_of(settings, sweep_id)[:2]]
+    render_batch(first_two, settings)
+
+    code, out, err = run(cli_env, "grid", sweep_id)
+    assert code == 0, err
+    assert "2 of 4 images rendered; 2 missing cells drawn as placeholders" in err
+    folder = Path(out.strip())
+    with session_factory(settings.database_url)() as session:
+        (page,) = load_grid(session, sweep_id).pages
+    layout = layout_page(page)
+    image = pixels(folder / "grid.png")
+    for (col, row), job in page.cells.items():
+        x, y = layout.cell_origin(col, row)
+        if job.job_id in first_two:
+            assert np.array_equal(image[y:y + 64, x:x + 64], pixels(job.path))
+        else:
+            assert job.status == "queued" and tuple(image[y + 1, x + 1]) == PLACEHOLDER
+    assert (folder / "index.html").read_text().count('class="missing">queued<') == 2
+
+
+def test_each_prompt_and_seed_gets_its_own_page_named_by_its_indices(settings, tmp_path):
+    job_file = write_job(tmp_path, 'model = "builtin:tiny"\nprompt = "a {red|blue} kite"\n'
+                                   'seeds = [11, 12]\nwidth = 64\nheight = 64\n'
+                                   '[axes]\nx = { cfg = [4, 9] }\n')
+    sweep_id = record(settings, load_plan(job_file, settings.model_dir))
+    job_file.unlink()  # the grid comes from the database alone
+    report = write_grids(settings, sweep_id)
+    assert [p.name for p in report.pngs] == ["grid-p1-s1.png", "grid-p1-s2.png",
+                                             "grid-p2-s1.png", "grid-p2-s2.png"]
+    with session_factory(settings.database_url)() as session:
+        pages = load_grid(session, sweep_id).pages
+    assert [p.titles for p in pages] == [("Seed: 11", "a red kite"), ("Seed: 12", "a red kite"),
+                                         ("Seed: 11", "a blue kite"), ("Seed: 12", "a blue kite")]
+    assert all(len(p.cells) == 2 and p.rows == ("",) for p in pages)
+    assert (report.images, report.done) == (8, 0)
+
+
+def test_the_index_page_escapes_prompts_and_links_only_to_files_in_the_sweep(
+        settings, tiny_model, tmp_path):
+    evil = '<script>alert(1)</script> & \\"quoted\\" <img src=x onerror=alert(2)>'
+    job_file = write_job(tmp_path, f'name = "../../<b>evil</b>"\nmodel = "builtin:tiny"\n'
+                                   f'prompt = "a kite {evil}"\nsteps = 2\nwidth = 64\nheight = 64\n'
+                                   'seeds = [1]\n[axes]\nx = { cfg = [4, 9] }\n')
+    sweep_id = record(settings, load_plan(job_file, settings.model_dir))
+    render_batch([j.id for j in jobs_of(settings, sweep_id)], settings)
+    report = write_grids(settings, sweep_id)
+
+    assert report.folder.parent == settings.output_dir, "the sweep name cannot leave the output folder"
+    html = report.index.read_text(encoding="utf-8")
+    assert "<script" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;quoted&quot;" in html
+    assert "<b>evil</b>" not in html and "&lt;b&gt;evil&lt;/b&gt;" in html
+    links = re.findall(r'(?:href|src)="([^"]+)"', html)
+    assert links and all(not re.match(r"^[a-z]+:", link) for link in links)
+    for link in links:
+        target = (report.folder / unquote(link)).resolve()
+        assert target.is_file() and target.parent == report.folder.resolve()
+    assert len([link for link in links if link.endswith("-1.png")]) == 4  # 2 cells: a link and an img each
+
+
+def test_grid_refuses_a_sweep_without_axes_and_an_unknown_sweep_in_one_line(settings, cli_env, tmp_path):
+    job_file = write_job(tmp_path, 'model = "builtin:tiny"\nprompt = "a kite"\nseeds = [1, 2]\n')
+    sweep_id = record(settings, load_plan(job_file, settings.model_dir))
+    result = CliRunner().invoke(cli, ["grid", str(sweep_id)], env=cli_env)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (f"Error: sweep {sweep_id} has no axes, so there is no grid to "
+                                     "draw; add an [axes] table to the job file for a grid")
+    result = CliRunner().invoke(cli, ["grid", "99"], env=cli_env)
+    assert result.exit_code == 1 and result.stderr.strip() == "Error: no sweep 99"
+    with session_factory(settings.database_url)() as s:
+        assert s.get(Sweep, sweep_id).axes is None
