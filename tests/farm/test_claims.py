@@ -1,0 +1,172 @@
+"""The queue rules in the database, on SQLite and on a real PostgreSQL: who may claim a job,
+when a dead worker's job comes back, when it is failed instead, and that concurrent claimers
+never share a job."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from sdfarm.db.engine import session_factory
+from sdfarm.db.jobs import (cancel_jobs, claim_jobs, queued_batches, requeue_expired, retry_jobs,
+                            suspects_among)
+from sdfarm.db.models import Job, JobStatus, utcnow
+from sdfarm.scheduler.dispatch import record
+from sdfarm.scheduler.prepare import load_plan
+from sdfarm.worker.batch import render_batch
+from sdfarm.worker.render import FakeRenderer
+from tests.conftest import write_job
+
+pytestmark = pytest.mark.farm
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_settings(request, settings):
+    if request.param == "sqlite":
+        return settings
+    return settings.with_(database_url=request.getfixturevalue("postgres_url"))
+
+
+def make_sweep(settings, tmp_path, seeds="1-8", batch_size=4) -> list[int]:
+    path = write_job(tmp_path, f'model = "builtin:tiny"\nprompt = "a lake"\nsteps = 2\nwidth = 8\n'
+                               f'height = 8\nseeds = "{seeds}"\nbatch_size = {batch_size}\n',
+                     name=f"{uuid.uuid4().hex}.toml")
+    sweep_id = record(settings, load_plan(path, settings.model_dir))
+    with session_factory(settings.database_url)() as s:
+        return list(s.scalars(select(Job.id).where(Job.sweep_id == sweep_id).order_by(Job.seq)))
+
+
+def claim(settings, ids, worker="w", lease=60.0, now=None, **kw) -> list[int]:
+    with session_factory(settings.database_url).begin() as s:
+        return [j.id for j in claim_jobs(s, ids, token=uuid.uuid4().hex, worker=worker,
+                                         lease_seconds=lease, now=now, **kw)]
+
+
+def job(settings, job_id) -> Job:
+    with session_factory(settings.database_url)() as s:
+        return s.get(Job, job_id)
+
+
+def expire(settings, ids) -> None:
+    with session_factory(settings.database_url).begin() as s:
+        s.execute(update(Job).where(Job.id.in_(ids)).values(lease_until=utcnow() - timedelta(seconds=1)))
+
+
+def test_a_job_held_by_a_live_worker_or_done_is_not_claimed_again(db_settings, tmp_path):
+    ids = make_sweep(db_settings, tmp_path)
+    assert claim(db_settings, ids[:2], worker="a") == ids[:2]
+    # Another delivery of the same ids while the lease is live: nothing to claim.
+    assert claim(db_settings, ids[:2], worker="b") == []
+    assert job(db_settings, ids[0]).worker == "a" and job(db_settings, ids[0]).attempts == 1
+
+
+def test_a_job_whose_lease_expired_is_claimable_again_with_one_more_attempt(db_settings, tmp_path):
+    ids = make_sweep(db_settings, tmp_path)
+    claim(db_settings, ids[:1], worker="dead")
+    expire(db_settings, ids[:1])
+    assert claim(db_settings, ids[:1], worker="alive", max_attempts=3) == ids[:1]
+    j = job(db_settings, ids[0])
+    assert (j.worker, j.attempts, j.status) == ("alive", 2, JobStatus.running)
+
+
+def test_a_job_that_outlived_max_attempts_is_failed_with_the_reason_not_claimed(db_settings, tmp_path):
+    ids = make_sweep(db_settings, tmp_path)
+    for n in range(3):
+        assert claim(db_settings, ids[:1], worker=f"w{n}", max_attempts=3) == ids[:1]
+        expire(db_settings, ids[:1])
+    assert claim(db_settings, ids[:1], worker="w3", max_attempts=3) == []
+    j = job(db_settings, ids[0])
+    assert j.status == JobStatus.failed and j.attempts == 3
+    assert j.error.startswith("worker died or hung 3 times while rendering this job")
+    assert "last on w2" in j.error
+
+
+def test_recovery_requeues_expired_leases_and_fails_exhausted_ones(db_settings, tmp_path):
+    ids = make_sweep(db_settings, tmp_path)
+    claim(db_settings, ids[:2], worker="dead")
+    with session_factory(db_settings.database_url).begin() as s:
+        s.execute(update(Job).where(Job.id == ids[1]).values(attempts=3))
+    claim(db_settings, ids[2:3], worker="alive")
+    expire(db_settings, ids[:2])
+    with session_factory(db_settings.database_url).begin() as s:
+        result = requeue_expired(s, max_attempts=3)
+    assert result.requeued == [ids[0]] and result.failed == [ids[1]]
+    assert job(db_settings, ids[0]).status == JobStatus.queued
+    assert job(db_settings, ids[2]).status == JobStatus.running  # a live lease is left alone
+    # The requeued job is a suspect: it travels alone, after the fresh batches.
+    with session_factory(db_settings.database_url)() as s:
+        batches = queued_batches(s)
+        assert suspects_among(s, ids) == [ids[0]]
+    assert [b.job_ids for b in batches] == [tuple(ids[3:4]), tuple(ids[4:8]), (ids[0],)]
+    assert [b.suspect for b in batches] == [False, False, True]
+
+
+def test_concurrent_claimers_never_share_a_job(db_settings, tmp_path):
+    # Given 40 jobs and eight threads that each try to claim all of them, twice over
+    ids = make_sweep(db_settings, tmp_path, seeds="1-40")
+    got: dict[str, list[int]] = {}
+    barrier = threading.Barrier(8)
+
+    def claimer(name: str) -> None:
+        barrier.wait()
+        mine = []
+        for chunk in (ids[::-1], ids):
+            for start in range(0, 40, 5):
+                mine += claim(db_settings, chunk[start:start + 5], worker=name)
+        got[name] = mine
+
+    threads = [threading.Thread(target=claimer, args=(f"t{n}",)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # Then every job was claimed exactly once, by the worker its row names
+    claimed = [i for mine in got.values() for i in mine]
+    assert sorted(claimed) == ids
+    for name, mine in got.items():
+        assert all(job(db_settings, i).worker == name and job(db_settings, i).attempts == 1 for i in mine)
+
+
+def test_cancel_then_retry_puts_failed_and_canceled_jobs_back_with_attempts_reset(db_settings, tmp_path):
+    ids = make_sweep(db_settings, tmp_path)
+    sweep_id = job(db_settings, ids[0]).sweep_id
+    claim(db_settings, ids[:1])
+    with session_factory(db_settings.database_url).begin() as s:
+        s.execute(update(Job).where(Job.id == ids[7]).values(status=JobStatus.done))
+        s.execute(update(Job).where(Job.id == ids[6]).values(status=JobStatus.failed, attempts=3,
+                                                             error="boom"))
+        canceled = cancel_jobs(s, sweep_id=sweep_id)
+    assert (canceled.queued, canceled.running) == (5, 1)
+    with session_factory(db_settings.database_url).begin() as s:
+        back = retry_jobs(s, sweep_id)
+    assert sorted(back) == ids[:7]
+    assert all(job(db_settings, i).status == JobStatus.queued and job(db_settings, i).attempts == 0
+               and job(db_settings, i).error is None for i in ids[:7])
+    assert job(db_settings, ids[7]).status == JobStatus.done
+
+
+class _PassRecorder(FakeRenderer):
+    def __init__(self) -> None:
+        super().__init__(0.0)
+        self.passes: list[list[int]] = []
+
+    def render(self, specs, **kw):
+        self.passes.append([s.seed for s in specs])
+        return super().render(specs, **kw)
+
+
+def test_a_job_whose_worker_died_on_it_is_rendered_alone_after_its_neighbours(settings, tmp_path):
+    # Given a batch of four where the second job was claimed once by a worker that died
+    ids = make_sweep(settings, tmp_path, seeds="1-4")
+    claim(settings, ids[1:2], worker="dead")
+    expire(settings, ids[1:2])
+    # When the batch is rendered
+    renderer = _PassRecorder()
+    outcome = render_batch(ids, settings, renderer=renderer)
+    # Then its three neighbours share a pass and the suspect gets one of its own, last
+    assert renderer.passes == [[1, 3, 4], [2]]
+    assert sorted(outcome.done) == ids and job(settings, ids[1]).attempts == 2
