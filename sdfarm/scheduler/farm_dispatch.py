@@ -133,7 +133,8 @@ def broker_errors(settings: Settings) -> Iterator[None]:
     except (OperationalError, RedisConnectionError, TimeoutError, ConnectionError) as exc:
         raise BrokerUnavailable(
             f"cannot reach the broker SDFARM_BROKER_URL={maybe_sanitize_url(settings.broker_url)}: "
-            f"{exc}; once it is up, `sdfarm recover` queues what the database holds") from None
+            f"{str(exc).rstrip('.')}; once it is up, `sdfarm recover` queues what the database "
+            "holds") from None
 
 
 def _without(batch: QueuedBatch, held: set[int]) -> QueuedBatch:

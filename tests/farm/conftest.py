@@ -80,6 +80,12 @@ class Farm:
                 return row is not None and row.pid == pid
         wait_until(registered, f"worker {name} to register", farm=self)
 
+    def wait_ready(self, name: str) -> None:
+        """Until Celery consumes (and so handles SIGTERM as a warm shutdown)."""
+        log = self.folder / f"{name}.log"
+        wait_until(lambda: f"{name} ready." in log.read_text(errors="replace"),
+                   f"worker {name} to consume", farm=self)
+
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         proc = self.workers[name]
         if proc.poll() is None:

@@ -26,8 +26,10 @@ def test_ten_concurrent_submits_record_and_render_every_job_once(make_farm, tmp_
     url = request.getfixturevalue("postgres_url") if database == "postgresql" else None
     farm = make_farm(url, SDFARM_RENDERER="fake:0", SDFARM_LEASE_SECONDS="60")
     # Given two workers and ten job files of 200 images each (8x8 pixels, one step)
-    farm.start_worker("w1@test", wait=False)
-    farm.start_worker("w2@test", wait=False)
+    for name in ("w1@test", "w2@test"):
+        farm.start_worker(name, wait=False)
+    for name in ("w1@test", "w2@test"):
+        farm.wait_registered(name, farm.workers[name].pid)
     files = [write_job(tmp_path, f'name = "user{n}"\nmodel = "builtin:tiny"\nprompt = "user {n}"\n'
                                  f'steps = 1\nwidth = 8\nheight = 8\nseeds = "1-{IMAGES_EACH}"\n'
                                  f'batch_size = 25\n', name=f"user{n}.toml")

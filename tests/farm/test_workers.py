@@ -1,0 +1,59 @@
+"""The worker registry behind ``sdfarm status``: names are unique across machines, a dead
+worker shows as lost, a stopped one as stopped."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+
+from sdfarm.cli.farm_watch import status_data
+from sdfarm.db.engine import session_factory
+from sdfarm.db.models import FarmWorker, utcnow
+from sdfarm.errors import SdfarmError
+from sdfarm.worker.heartbeat import register_worker
+
+pytestmark = pytest.mark.farm
+
+
+def put_worker(settings, name: str, *, host: str, pid: int, seconds_ago: float, state: str = "idle") -> None:
+    with session_factory(settings.database_url).begin() as s:
+        s.merge(FarmWorker(name=name, host=host, pid=pid, state=state, jobs_done=0,
+                           started_at=utcnow(), last_heartbeat=utcnow() - timedelta(seconds=seconds_ago)))
+
+
+def test_a_name_used_by_a_live_worker_on_another_machine_is_refused(settings):
+    put_worker(settings, "gpu0@box", host="elsewhere", pid=4242, seconds_ago=1)
+    with pytest.raises(SdfarmError, match=r"worker name gpu0@box is in use by pid 4242 on elsewhere"):
+        register_worker(settings, "gpu0@box", "cpu")
+
+
+def test_a_name_is_free_again_once_its_worker_died(settings):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    import socket
+
+    put_worker(settings, "gpu0@box", host=socket.gethostname(), pid=int(dead.stdout), seconds_ago=1)
+    put_worker(settings, "gpu1@box", host="elsewhere", pid=1, seconds_ago=3600)
+    register_worker(settings, "gpu0@box", "cpu")  # its process is gone
+    register_worker(settings, "gpu1@box", "cpu")  # its heartbeat is an hour old
+
+
+def test_status_shows_a_silent_worker_as_lost_and_a_stopped_one_as_stopped(settings):
+    put_worker(settings, "alive@a", host="a", pid=1, seconds_ago=1)
+    put_worker(settings, "silent@b", host="b", pid=1, seconds_ago=120)
+    put_worker(settings, "done@c", host="c", pid=1, seconds_ago=120, state="stopped")
+    states = {w["name"]: w["state"] for w in status_data(settings)["workers"]}
+    assert states == {"alive@a": "idle", "silent@b": "lost", "done@c": "stopped"}
+
+
+def test_sigterm_stops_a_worker_cleanly_and_marks_it_stopped(farm):
+    proc = farm.start_worker("w@test")
+    farm.wait_ready("w@test")
+    farm.kill("w@test", signal.SIGTERM)
+    assert proc.returncode == 0
+    with farm.session() as s:
+        assert s.get(FarmWorker, "w@test").state == "stopped"
