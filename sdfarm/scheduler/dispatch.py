@@ -28,8 +28,9 @@ def record(settings: Settings, plan: Plan, *, kind: str = "render",
     with factory.begin() as session:
         reuse = {}
         if not force and kind != "rerun":
-            found = reusable_images(session, (s.key for s in plan.specs))
-            reuse = {i: found[s.key] for i, s in enumerate(plan.specs) if s.key in found}
+            keys = plan.key_list()
+            found = reusable_images(session, keys)
+            reuse = {i: found[key] for i, key in enumerate(keys) if key in found}
         if reuse:
             plan = plan.without(reuse)
         sweep = record_plan(session, plan, settings.output_dir, kind=kind,

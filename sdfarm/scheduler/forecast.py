@@ -40,8 +40,9 @@ def forecast(plan: Plan, database_url: str, *, force: bool = False) -> Forecast:
 
         with session_factory(database_url)() as session:
             if not force:
-                found = reusable_images(session, (s.key for s in plan.specs))
-                reused = {i for i, s in enumerate(plan.specs) if s.key in found}
+                keys = plan.key_list()
+                found = reusable_images(session, keys)
+                reused = {i for i, key in enumerate(keys) if key in found}
             groups = {(s.model_hash, s.width, s.height) for s in plan.specs}
             rates = seconds_per_step(session, groups)
     todo = [s for i, s in enumerate(plan.specs) if i not in reused]

@@ -34,6 +34,8 @@ class Plan:
     seeds: tuple[int, ...] = ()
     #: Config folder of each model axis value that needs one (single-file checkpoints).
     model_configs: Mapping[str, str | None] = field(default_factory=dict)
+    #: ``specs[i].key`` for every i, hashed once (recording looks each key up, then stores it).
+    keys: tuple[str, ...] = ()
 
     @property
     def images(self) -> int:
@@ -46,6 +48,9 @@ class Plan:
     @property
     def axes(self) -> tuple[Axis, ...]:
         return self.job.axes
+
+    def key_list(self) -> tuple[str, ...]:
+        return self.keys or tuple(s.key for s in self.specs)
 
     def model_config_of(self, spec: RenderSpec) -> str | None:
         return self.model_configs.get(spec.model, self.job.model_config)
@@ -84,4 +89,4 @@ def make_plan(job: JobFile, model_hash: str | None = None,
     batches = make_batches(specs, range(len(specs)), job.batch_size)
     return Plan(job=job, specs=specs, batches=tuple(tuple(b) for b in batches), cells=cells,
                 prompts=expansion.prompts, seeds=expansion.seeds,
-                model_configs=dict(model_configs or {}))
+                model_configs=dict(model_configs or {}), keys=tuple(s.key for s in specs))
