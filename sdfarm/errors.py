@@ -48,3 +48,12 @@ class RenderCanceled(SdfarmError):
 class BrokerUnavailable(SdfarmError):
     """The farm's broker (Redis) cannot be reached. What the database holds is safe:
     ``sdfarm recover`` sends the queued jobs once it is back."""
+
+
+class ImageMetadataError(SdfarmError):
+    """An image's file or embedded generation parameters cannot be read (``sdfarm index``
+    reports it and goes on)."""
+
+
+class HistoryQueryError(SdfarmError):
+    """A history search or ``rerun --set`` value that cannot be understood."""

@@ -8,10 +8,9 @@ reference, ids, key) for our own round trips. Pure: Pillow only enters in the wr
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from sdfarm.infotext import Infotext, parse_infotext
 from sdfarm.samplers import SAMPLERS
 from sdfarm.spec import RenderSpec
 
@@ -72,40 +71,9 @@ def sdfarm_chunk(spec: RenderSpec, **ids: object) -> str:
                       sort_keys=True)
 
 
-#: One ``Key: value`` item of the settings line; a value is a JSON string or runs to the comma.
-_PARAM = re.compile(r'\s*(\w[\w \-/+().]*?):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
-
-
-@dataclass
-class Infotext:
-    prompt: str
-    negative_prompt: str
-    #: Every ``Key: value`` of the settings line, unquoted, in order.
-    params: dict[str, str]
-
-
 def parse_parameters(text: str) -> Infotext:
-    """Read A1111's ``parameters`` text back: prompt lines, then ``Negative prompt:`` lines,
-    then one settings line of at least a few ``Key: value`` items."""
-    lines = text.strip().split("\n")
-    params: dict[str, str] = {}
-    if len(lines) > 0 and len(_PARAM.findall(lines[-1])) >= 3:
-        for key, value in _PARAM.findall(lines.pop()):
-            if len(value) >= 2 and value[0] == value[-1] == '"':
-                try:
-                    value = json.loads(value)
-                except json.JSONDecodeError:
-                    pass
-            params[key.strip()] = value.strip() if isinstance(value, str) else str(value)
-    prompt: list[str] = []
-    negative: list[str] = []
-    target = prompt
-    for line in lines:
-        if target is prompt and line.startswith("Negative prompt:"):
-            target = negative
-            line = line.removeprefix("Negative prompt:").lstrip()
-        target.append(line)
-    return Infotext("\n".join(prompt), "\n".join(negative), params)
+    """Read A1111's ``parameters`` text back (the grammar is in :mod:`sdfarm.infotext`)."""
+    return parse_infotext(text)
 
 
 def spec_from_infotext(info: Infotext, *, model: str | None = None) -> RenderSpec:

@@ -1,0 +1,154 @@
+"""How an image says it was made: its text chunks turned into a RenderSpec (for ``sdfarm index``).
+
+sdfarm's own ``sdfarm`` chunk is exact (model reference, sampler as planned); otherwise the
+A1111 ``parameters`` text is read, as written by AUTOMATIC1111, Forge, SD.Next or sdfarm.
+Settings sdfarm does not model (hires fix, LoRA hashes, ADetailer, ...) are kept as extras, and
+sampler names sdfarm cannot render are recorded as written: indexing records what happened, a
+rerun is where an unknown sampler becomes an error. Pure: standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from sdfarm.errors import ImageMetadataError, SamplerError
+from sdfarm.infotext import Infotext, parse_infotext
+from sdfarm.pngmeta import PARAMETERS_CHUNK, SDFARM_CHUNK
+from sdfarm.samplers import canonical_sampler
+from sdfarm.spec import SPEC_FIELDS, RenderSpec
+
+#: Settings every A1111-style writer puts in the settings line; without them there is no job.
+REQUIRED = ("Steps", "Sampler", "CFG scale", "Seed", "Size")
+#: Settings that become columns; every other one is kept in :attr:`ImageGeneration.extra`.
+MAPPED = frozenset({*REQUIRED, "Schedule type", "Model hash", "Model", "Clip skip"})
+#: Seeds are stored as signed 64-bit integers.
+SEED_RANGE = (-(2**63), 2**63 - 1)
+#: Column widths of the jobs table (PostgreSQL enforces them).
+MAX_SAMPLER, MAX_MODEL, MAX_HASH = 64, 1024, 16
+_HEX = re.compile(r"^[0-9a-f]+$")
+_SIZE = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$")
+
+
+@dataclass(frozen=True)
+class ImageGeneration:
+    spec: RenderSpec
+    #: Which chunk it came from.
+    source: Literal["sdfarm", "parameters"]
+    model_config: str | None = None
+    #: Settings of the image that sdfarm has no column for, as written.
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def generation_from_chunks(chunks: dict[str, str]) -> ImageGeneration:
+    """What the text chunks of one image say; :class:`ImageMetadataError` when they say
+    nothing usable (no parameters, or parameters missing a setting or with a bad value)."""
+    problem = None
+    if SDFARM_CHUNK in chunks:
+        try:
+            return generation_from_sdfarm_chunk(chunks[SDFARM_CHUNK])
+        except ImageMetadataError as exc:
+            problem = exc  # the A1111 text may still be good
+    if PARAMETERS_CHUNK in chunks:
+        return generation_from_infotext(parse_infotext(chunks[PARAMETERS_CHUNK]))
+    if problem is not None:
+        raise problem
+    raise ImageMetadataError("no generation parameters (no 'parameters' or 'sdfarm' text chunk)")
+
+
+def generation_from_sdfarm_chunk(text: str) -> ImageGeneration:
+    try:
+        data = json.loads(text)
+        raw = data["spec"]
+        values = {name: raw[name] for name in SPEC_FIELDS if name in raw}
+        spec = RenderSpec(**values)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ImageMetadataError(f"malformed 'sdfarm' chunk: {exc}") from None
+    types = {"model": str, "prompt": str, "negative_prompt": str, "sampler": str, "seed": int,
+             "steps": int, "width": int, "height": int, "clip_skip": int, "cfg": (int, float)}
+    for name, kind in types.items():
+        value = getattr(spec, name)
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise ImageMetadataError(f"malformed 'sdfarm' chunk: {name} is {value!r}")
+    config = data.get("model_config")
+    return ImageGeneration(spec.replace(cfg=float(spec.cfg)), "sdfarm",
+                           config if isinstance(config, str) else None)
+
+
+def generation_from_infotext(info: Infotext) -> ImageGeneration:
+    p = info.params
+    if info.settings_line is None:
+        raise ImageMetadataError("malformed 'parameters' text: no settings line "
+                                 "(Steps: ..., Sampler: ..., Seed: ...)")
+    missing = [key for key in REQUIRED if key not in p]
+    if missing:
+        raise ImageMetadataError(f"malformed 'parameters' text: no {', '.join(missing)}")
+    size = _SIZE.match(p["Size"])
+    if size is None:
+        raise ImageMetadataError(f"malformed 'parameters' text: Size {p['Size']!r} is not WIDTHxHEIGHT")
+    extra = {k: v for k, v in p.items() if k not in MAPPED}
+    model_hash = p.get("Model hash", "").strip().lower() or None
+    if model_hash is not None and (len(model_hash) > MAX_HASH or not _HEX.match(model_hash)):
+        extra["Model hash"], model_hash = p["Model hash"], None
+    if info.template is not None:
+        extra["Template"] = info.template
+    if info.negative_template is not None:
+        extra["Negative Template"] = info.negative_template
+    spec = RenderSpec(
+        model=_bounded(p.get("Model", ""), "Model", MAX_MODEL),
+        model_hash=model_hash,
+        prompt=info.prompt,
+        negative_prompt=info.negative_prompt,
+        seed=_integer(p, "Seed", *SEED_RANGE),
+        sampler=_bounded(sampler_as_written(p["Sampler"], p.get("Schedule type")), "Sampler",
+                         MAX_SAMPLER),
+        steps=_integer(p, "Steps", 1, 10_000),
+        cfg=_number(p, "CFG scale"),
+        width=int(size.group(1)),
+        height=int(size.group(2)),
+        clip_skip=_integer(p, "Clip skip", 1, 100) if "Clip skip" in p else 1,
+    )
+    return ImageGeneration(spec, "parameters", None, extra)
+
+
+def sampler_as_written(sampler: str, schedule_type: str | None) -> str:
+    """sdfarm's name when it knows the sampler; otherwise the name as the image gives it, with
+    a non-default schedule appended as A1111 used to write them ("DPM++ 3M SDE Karras")."""
+    name = " ".join(sampler.split())
+    schedule = (schedule_type or "").strip()
+    if schedule not in ("", "Automatic"):
+        # Not from_a1111: it falls back to the bare sampler and would drop a schedule sdfarm
+        # cannot render ("Align Your Steps"), so a rerun would silently differ.
+        name = f"{name} {schedule}"
+    try:
+        return canonical_sampler(name)
+    except SamplerError:
+        return name
+
+
+def _integer(p: dict[str, str], key: str, low: int, high: int) -> int:
+    try:
+        value = int(p[key].strip())
+    except ValueError:
+        raise ImageMetadataError(f"malformed 'parameters' text: {key} {p[key]!r} is not an integer") from None
+    if not low <= value <= high:
+        raise ImageMetadataError(f"malformed 'parameters' text: {key} {value} is outside {low}..{high}")
+    return value
+
+
+def _number(p: dict[str, str], key: str) -> float:
+    try:
+        value = float(p[key].strip())
+    except ValueError:
+        raise ImageMetadataError(f"malformed 'parameters' text: {key} {p[key]!r} is not a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ImageMetadataError(f"malformed 'parameters' text: {key} {p[key]!r} is not a number")
+    return value
+
+
+def _bounded(value: str, key: str, limit: int) -> str:
+    if len(value) > limit:
+        raise ImageMetadataError(f"malformed 'parameters' text: {key} is longer than {limit} characters")
+    return value
