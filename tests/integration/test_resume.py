@@ -219,3 +219,25 @@ def test_a_missing_wildcard_fails_render_in_one_line_before_anything_is_recorded
                       f"{tmp_path / 'wildcards'} does not exist"
     db = Path(settings.database_url.removeprefix("sqlite:///"))
     assert not db.exists() or _count(str(db), "SELECT count(*) FROM sweeps") == 0
+
+
+def test_grid_cells_resume_and_grid_pages_work_the_same_on_postgresql(settings, postgres_url, tmp_path):
+    from sdfarm.worker.batch import render_batch
+    from sdfarm.worker.gridmodel import load_grid
+    from sdfarm.worker.render import FakeRenderer
+
+    pg = settings.with_(database_url=postgres_url)
+    path = write_job(tmp_path, 'model = "builtin:tiny"\nprompt = "a {red|blue} kite"\nwidth = 64\n'
+                               'height = 64\nseeds = [1]\n[axes]\nx = { cfg = [4, 8] }\n'
+                               '[[axes.extra]]\nclip_skip = [1, 2]\n')
+    first = record(pg, load_plan(path, pg.model_dir))
+    render_batch([j.id for j in jobs_of(pg, first)], pg, renderer=FakeRenderer(0))
+    second = record(pg, load_plan(path, pg.model_dir))
+    jobs = jobs_of(pg, second)
+    assert len(jobs) == 8 and all(j.reused_from_job_id is not None for j in jobs)
+    assert sorted({tuple(j.grid_extra) for j in jobs}) == [(0,), (1,)]
+    with session_factory(pg.database_url)() as session:
+        grid = load_grid(session, second)
+    assert [p.name for p in grid.pages] == ["grid-p1-extra1-1", "grid-p1-extra1-2",
+                                            "grid-p2-extra1-1", "grid-p2-extra1-2"]
+    assert grid.done == 8
