@@ -121,7 +121,7 @@ def expand_job(job: JobFile, model_hash: str | None = None,
 
 
 def _prompt_pairs(job: JobFile, limit: int = MAX_PROMPTS) -> tuple[tuple[str, str], ...]:
-    """(prompt, negative prompt) pairs with the prompt index of each; see the module docstring."""
+    """The (prompt, negative prompt) pairs, in prompt-index order; see the module docstring."""
     folder = Path(job.wildcard_dir)
     mode = job.prompt_mode
     positives = expand_prompts(job.prompt, mode=mode, seed=sub_seed(job.sweep_seed, "prompt"),
@@ -138,13 +138,12 @@ def _prompt_pairs(job: JobFile, limit: int = MAX_PROMPTS) -> tuple[tuple[str, st
                            f"{negative_axis.key} sets the negative prompt of every cell; "
                            "use one or the other")
     if mode == "combinatorial":
-        pairs = tuple(itertools.product(positives, negatives))
-        if len(pairs) > limit:
+        if len(positives) * len(negatives) > limit:  # checked before building them
             raise JobFileError(job.path, "prompt",
                                f"{len(positives)} prompts x {len(negatives)} negative prompts "
-                               f"make {len(pairs)} prompt pairs, more than {limit}; draw a "
-                               "number of random prompts instead")
-        return pairs
+                               f"make {len(positives) * len(negatives)} prompt pairs, more than "
+                               f"{limit}; draw a number of random prompts instead")
+        return tuple(itertools.product(positives, negatives))
     return tuple(zip(positives, negatives, strict=True))
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import numpy as np
-import pytest
 from click.testing import CliRunner
 from PIL import Image
 from sqlalchemy import select
