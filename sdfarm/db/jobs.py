@@ -55,31 +55,67 @@ def claim_jobs(session: Session, job_ids: Sequence[int], *, token: str, worker: 
     the reason instead. With ``fresh_only``, only jobs never claimed before are taken (a job
     with earlier attempts may be the one that kills its worker: render it on its own).
     """
+    return claim_batch(session, job_ids, token=token, worker=worker, lease_seconds=lease_seconds,
+                       now=now, max_attempts=max_attempts, fresh_only=fresh_only).jobs
+
+
+@dataclass
+class Claim:
+    #: The jobs claimed, in render order, with their sweeps loaded.
+    jobs: list[Job]
+    #: Claimable jobs left unclaimed by ``fresh_only``: claimed before and never finished.
+    suspects: list[int]
+
+
+def claim_batch(session: Session, job_ids: Sequence[int], *, token: str, worker: str,
+                lease_seconds: float, now: datetime | None = None,
+                max_attempts: int | None = None, fresh_only: bool = False) -> Claim:
+    """:func:`claim_jobs`, also saying which jobs ``fresh_only`` left as suspects. Three
+    statements: lock the claimable rows, update them returning the jobs, load their sweeps."""
     now = now or utcnow()
     ids = list(job_ids)
     if not ids:
-        return []
-    if max_attempts is not None:
-        fail_exhausted(session, max_attempts, now=now, job_ids=ids)
-    where = [Job.id.in_(ids), _claimable(now)]
-    if fresh_only:
-        where.append(Job.attempts == 0)
-    picked = _locked_ids(session, *where)
-    if not picked:
-        return []
+        return Claim([], [])
+    rows = session.execute(
+        select(Job.id, Job.status, Job.attempts, Job.worker, Job.seq)
+        .where(Job.id.in_(ids), _claimable(now)).order_by(Job.id)
+        .with_for_update(skip_locked=True)).all()
+    take, suspects = [], []
+    for row in rows:
+        expired = row.status == JobStatus.running
+        if max_attempts is not None and expired and row.attempts >= max_attempts:
+            _fail_dead(session, row.id, row.attempts, row.worker, max_attempts, now)
+        elif fresh_only and row.attempts > 0:
+            suspects.append((row.seq, row.id))
+        else:
+            take.append(row.id)
+    jobs: list[Job] = []
+    if take:
+        jobs = list(session.scalars(
+            update(Job)
+            .where(Job.id.in_(take), _claimable(now))
+            .values(status=JobStatus.running, claim_token=token, worker=worker, started_at=now,
+                    lease_until=now + timedelta(seconds=lease_seconds),
+                    attempts=Job.attempts + 1, error=None)
+            .returning(Job)
+            .execution_options(populate_existing=True)))
+        jobs.sort(key=lambda j: j.seq)
+        sweep_ids = {j.sweep_id for j in jobs}
+        list(session.scalars(select(Sweep).where(Sweep.id.in_(sweep_ids))))
+        for job in jobs:
+            job.sweep  # from the identity map, no query: usable once the session is closed
+    return Claim(jobs, [job_id for _, job_id in sorted(suspects)])
+
+
+def _fail_dead(session: Session, job_id: int, attempts: int, worker: str | None,
+               max_attempts: int, now: datetime) -> None:
     session.execute(
         update(Job)
-        .where(Job.id.in_(picked), _claimable(now))
-        .values(status=JobStatus.running, claim_token=token, worker=worker, started_at=now,
-                lease_until=now + timedelta(seconds=lease_seconds), attempts=Job.attempts + 1,
-                error=None)
+        .where(Job.id == job_id, _lease_expired(now))
+        .values(status=JobStatus.failed, finished_at=now, lease_until=None, claim_token=None,
+                error=worker_died_reason(attempts, worker, max_attempts))
         .execution_options(synchronize_session=False)
     )
-    return list(session.scalars(
-        select(Job).where(Job.claim_token == token, Job.id.in_(picked))
-        .options(selectinload(Job.sweep)).order_by(Job.seq)
-        .execution_options(populate_existing=True)
-    ))
 
 
 def renew_lease(session: Session, token: str, lease_seconds: float) -> int:
@@ -146,18 +182,12 @@ def fail_exhausted(session: Session, max_attempts: int, *, now: datetime | None 
     where = [_lease_expired(now), Job.attempts >= max_attempts]
     if job_ids is not None:
         where.append(Job.id.in_(list(job_ids)))
-    picked = _locked_ids(session, *where)
-    if not picked:
-        return []
-    rows = session.execute(select(Job.id, Job.attempts, Job.worker).where(Job.id.in_(picked)))
-    for job_id, attempts, worker in rows.all():
-        session.execute(
-            update(Job)
-            .where(Job.id == job_id, _lease_expired(now))
-            .values(status=JobStatus.failed, finished_at=now, lease_until=None, claim_token=None,
-                    error=worker_died_reason(attempts, worker, max_attempts))
-            .execution_options(synchronize_session=False)
-        )
+    rows = session.execute(
+        select(Job.id, Job.attempts, Job.worker).where(*where).order_by(Job.id)
+        .with_for_update(skip_locked=True)).all()
+    for job_id, attempts, worker in rows:
+        _fail_dead(session, job_id, attempts, worker, max_attempts, now)
+    picked = [r[0] for r in rows]
     return picked
 
 

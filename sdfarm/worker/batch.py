@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sdfarm import __version__
 from sdfarm.config import Settings
 from sdfarm.db.engine import session_factory
-from sdfarm.db.jobs import canceled_among, claim_jobs, finish_job, renew_lease, suspects_among
+from sdfarm.db.jobs import canceled_among, claim_batch, claim_jobs, finish_job, renew_lease
 from sdfarm.db.models import Job, JobStatus
 from sdfarm.errors import RenderCanceled
 from sdfarm.pngmeta import a1111_parameters, sdfarm_chunk
@@ -92,10 +92,10 @@ def render_batch(job_ids: Sequence[int], settings: Settings, *, renderer: Render
     token = uuid.uuid4().hex
     worker = worker or default_worker_name()
     with factory.begin() as session:
-        jobs = claim_jobs(session, job_ids, token=token, worker=worker,
-                          lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts,
-                          fresh_only=True)
-        suspects = suspects_among(session, job_ids)
+        claim = claim_batch(session, job_ids, token=token, worker=worker,
+                            lease_seconds=settings.lease_seconds,
+                            max_attempts=settings.max_attempts, fresh_only=True)
+    jobs, suspects = claim.jobs, claim.suspects
     outcome = BatchOutcome()
     claimed = {j.id for j in jobs}
     if exact_pass:
@@ -233,6 +233,7 @@ def _record_images(jobs: list[Job], images, model_hash: str | None, seconds: flo
                         sdfarm_json=sdfarm_chunk(spec, job_id=job.id, sweep_id=job.sweep_id,
                                                  model_config=job.model_config))
         results.append((job, index, sha))
+    lost = []
     with factory.begin() as session:
         for job, index, sha in results:
             if finish_job(session, job.id, token, JobStatus.done, output_path=job.output_path,
@@ -240,6 +241,16 @@ def _record_images(jobs: list[Job], images, model_hash: str | None, seconds: flo
                           pass_size=len(jobs), threads=renderer.threads, device=renderer.device,
                           render_seconds=seconds / len(jobs), claim_token=None):
                 outcome.done.append(job.id)
+            else:
+                lost.append(job)
+    if lost:
+        # Canceled after its last step: no image, as for any canceled job. (A job another
+        # worker took over keeps the file: that worker writes the very same image.)
+        with factory() as session:
+            canceled = canceled_among(session, [j.id for j in lost])
+        for job in lost:
+            if job.id in canceled:
+                Path(job.output_path).unlink(missing_ok=True)
 
 
 def _one_line(exc: BaseException) -> str:

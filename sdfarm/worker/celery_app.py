@@ -97,8 +97,9 @@ def make_app(settings: Settings) -> Celery:
         task_default_queue=settings.queue,
         task_queues=[render_queue(settings)],
         task_default_priority=celery_priority(0),
-        # Flower shows tasks from these events.
-        worker_send_task_events=True,
+        # No task events unless asked: three Redis publishes per task, for nobody. Flower
+        # switches them on in the workers it watches (its enable_events, on by default).
+        worker_send_task_events=False,
         worker_disable_rate_limits=True,
     )
     return app

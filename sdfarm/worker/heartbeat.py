@@ -25,6 +25,9 @@ from sdfarm.errors import SdfarmError
 
 log = logging.getLogger(__name__)
 
+#: Least seconds between two heartbeats when the worker's state keeps changing.
+MIN_BEAT_SECONDS = 1.0
+
 
 @dataclass
 class _Snapshot:
@@ -175,4 +178,7 @@ class Heartbeat:
                     log.warning("recovery sweep failed", exc_info=True)
             wait = min(self.settings.heartbeat_seconds,
                        max(0.0, next_recover - time.monotonic()) if self._recover else 1e9)
-            self.state.changed.wait(wait)
+            if self.state.changed.wait(wait) and not self._stop.is_set():
+                # A change is written soon, not at once: batches of a fraction of a second
+                # would otherwise cost a database write each, for a display.
+                self._stop.wait(min(MIN_BEAT_SECONDS, self.settings.heartbeat_seconds))
