@@ -23,7 +23,7 @@ MAX_GRID_MEGAPIXELS = 64.0
 MIN_FONT_SIZE = 12
 #: Most wrapped lines a column label, the page labels and the prompt title may take.
 MAX_LABEL_LINES = 3
-MAX_PROMPT_LINES = 2
+MAX_PROMPT_LINES = 4
 BACKGROUND = (255, 255, 255)
 INK = (0, 0, 0)
 PLACEHOLDER = (204, 204, 204)
