@@ -22,17 +22,20 @@ from sdfarm.errors import SdfarmError
 @click.argument("job_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--priority", type=click.IntRange(0, 9), default=0, show_default=True,
               help="0-9; a higher priority runs first.")
+@click.option("--force", is_flag=True, help="Render every image, also those already rendered "
+              "(same key, file on disk), which are otherwise reused.")
 @click.pass_obj
-def submit(settings: Settings, job_file: Path, priority: int) -> None:
+def submit(settings: Settings, job_file: Path, priority: int, force: bool) -> None:
     """Record JOB_FILE's images and queue them for the farm's workers; prints the sweep id."""
     from sdfarm.scheduler.farm_dispatch import submit as submit_plan
     from sdfarm.scheduler.prepare import load_plan
 
     plan = load_plan(job_file, settings.model_dir)
-    result = submit_plan(settings, plan, priority=priority)
-    click.echo(f"sweep {result.sweep_id}: {result.images} images in {result.batches} batches "
-               f"queued (priority {priority}); follow it with `sdfarm watch {result.sweep_id}`",
-               err=True)
+    result = submit_plan(settings, plan, priority=priority, force=force)
+    reused = result.images - result.queued
+    click.echo(f"sweep {result.sweep_id}: {result.queued} images in {result.batches} batches "
+               f"queued (priority {priority})" + (f", {reused} reused" if reused else "")
+               + f"; follow it with `sdfarm watch {result.sweep_id}`", err=True)
     click.echo(result.sweep_id)
 
 

@@ -37,21 +37,25 @@ PUBLISH_CHUNK = 500
 @dataclass
 class Submitted:
     sweep_id: int
+    #: Images of the sweep, and how many of them were queued (the rest reuse done images).
     images: int
+    queued: int
     batches: int
 
 
-def submit(settings: Settings, plan: Plan, *, priority: int = 0, app: Celery | None = None) -> Submitted:
+def submit(settings: Settings, plan: Plan, *, priority: int = 0, force: bool = False,
+           app: Celery | None = None) -> Submitted:
     """Record the sweep (one transaction), then enqueue one task per batch. Should this process
     die between the two, the jobs are queued in the database and ``recover`` sends them."""
-    sweep_id = record(settings, plan, priority=priority)
+    sweep_id = record(settings, plan, priority=priority, force=force)
     with session_factory(settings.database_url)() as session:
         batches = queued_batches(session, [sweep_id])
     try:
         enqueue(settings, batches, app=app)
     except BrokerUnavailable as exc:
         raise BrokerUnavailable(f"sweep {sweep_id} is recorded but not queued: {exc}") from None
-    return Submitted(sweep_id=sweep_id, images=plan.images, batches=len(batches))
+    return Submitted(sweep_id=sweep_id, images=plan.images,
+                     queued=sum(len(b.job_ids) for b in batches), batches=len(batches))
 
 
 def enqueue(settings: Settings, batches: Sequence[QueuedBatch], *, app: Celery | None = None) -> int:

@@ -26,7 +26,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from sdfarm import __version__
 from sdfarm.config import Settings
 from sdfarm.db.engine import session_factory
-from sdfarm.db.jobs import canceled_among, claim_batch, claim_jobs, finish_job, renew_lease
+from sdfarm.db.jobs import (canceled_among, claim_batch, claim_jobs, finish_job, release_claims,
+                            renew_lease)
 from sdfarm.db.models import Job, JobStatus
 from sdfarm.errors import RenderCanceled
 from sdfarm.pngmeta import a1111_parameters, sdfarm_chunk
@@ -103,16 +104,23 @@ def render_batch(job_ids: Sequence[int], settings: Settings, *, renderer: Render
         passes = [sorted(jobs, key=lambda j: order[j.id])] if jobs else []
     else:
         passes = _passes(jobs)
-    for pass_jobs in passes:
-        _render_pass(pass_jobs, token, factory, renderer, settings, progress, outcome)
-    for job_id in suspects:
+    try:
+        for pass_jobs in passes:
+            _render_pass(pass_jobs, token, factory, renderer, settings, progress, outcome)
+        for job_id in suspects:
+            with factory.begin() as session:
+                single = claim_jobs(session, [job_id], token=token, worker=worker,
+                                    lease_seconds=settings.lease_seconds,
+                                    max_attempts=settings.max_attempts)
+            if single:
+                claimed.add(job_id)
+                _render_pass(single, token, factory, renderer, settings, progress, outcome)
+    except BaseException:
+        # Stopped from outside (Ctrl+C, a worker's cold shutdown): what is not done goes back
+        # to the queue now, without counting an attempt, instead of waiting out its lease.
         with factory.begin() as session:
-            single = claim_jobs(session, [job_id], token=token, worker=worker,
-                                lease_seconds=settings.lease_seconds,
-                                max_attempts=settings.max_attempts)
-        if single:
-            claimed.add(job_id)
-            _render_pass(single, token, factory, renderer, settings, progress, outcome)
+            release_claims(session, token)
+        raise
     outcome.skipped = [i for i in job_ids if i not in claimed]
     return outcome
 

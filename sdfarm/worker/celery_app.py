@@ -31,10 +31,13 @@ PRIORITY_LEVELS = 10
 UNACKED_RESTORE_INTERVAL = 60.0
 UNACKED_RESTORE_THROTTLE = 1
 
-#: On a cold shutdown (SIGQUIT, a second Ctrl+C) Celery waits this long before it cancels the
-#: running task; its message goes back to the queue, and the DB lease of its jobs decides
-#: whether another worker may take them.
-SOFT_SHUTDOWN_SECONDS = 30.0
+#: Celery's "soft shutdown" lets running tasks go on for a while before a cold shutdown
+#: cancels them. Our workers run the task in the main thread (solo pool), where Celery waits
+#: *inside the signal handler*, so the batch is frozen for the whole wait: 0 skips the
+#: pointless pause. SIGTERM is the graceful stop (the batch finishes); a cold shutdown
+#: (SIGQUIT, a second Ctrl+C) stops the batch at once and its jobs go straight back to the
+#: queue (``sdfarm.worker.solo.SoloPool``).
+SOFT_SHUTDOWN_SECONDS = 0.0
 
 
 def celery_priority(priority: int) -> int:

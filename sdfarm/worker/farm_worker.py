@@ -16,6 +16,7 @@ from sdfarm.scheduler.farm_dispatch import recover, try_lock
 from sdfarm.worker.batch import process_renderer
 from sdfarm.worker.celery_app import make_app
 from sdfarm.worker.heartbeat import Heartbeat, WorkerState, register_worker
+from sdfarm.worker.solo import SoloPool
 from sdfarm.worker.tasks import register_tasks
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def run_worker(settings: Settings, name: str, *, loglevel: str = "INFO") -> int:
     log.info("recovery at start: %s", report)
     heartbeat = Heartbeat(settings, name, state, recover=periodic_recovery)
     heartbeat.start()
-    worker = app.Worker(hostname=name, pool="solo", concurrency=1, queues=[settings.queue],
+    worker = app.Worker(hostname=name, pool_cls=SoloPool, concurrency=1, queues=[settings.queue],
                         loglevel=loglevel, without_mingle=True, without_gossip=True)
     try:
         worker.start()

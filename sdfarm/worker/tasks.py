@@ -9,12 +9,14 @@ import logging
 from typing import Any
 
 from celery import Celery
+from celery.exceptions import Reject
 from sqlalchemy.exc import DBAPIError
 
 from sdfarm.config import Settings
 from sdfarm.worker.batch import render_batch
 from sdfarm.worker.celery_app import RENDER_TASK
 from sdfarm.worker.heartbeat import WorkerState
+from sdfarm.worker.solo import WorkerStopping
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,9 @@ def register_tasks(app: Celery, settings: Settings, state: WorkerState | None = 
         state.begin()
         try:
             outcome = render_batch(ids, settings, worker=self.request.hostname, progress=state)
+        except WorkerStopping:
+            # render_batch gave the jobs back; the message goes back to the queue with them.
+            raise Reject("worker shutting down", requeue=True) from None
         except DBAPIError as exc:
             # The jobs are as the database last saw them: queued ones stay queued, claimed
             # ones come back when their lease expires. Try the message again later.

@@ -57,3 +57,28 @@ def test_sigterm_stops_a_worker_cleanly_and_marks_it_stopped(farm):
     assert proc.returncode == 0
     with farm.session() as s:
         assert s.get(FarmWorker, "w@test").state == "stopped"
+
+
+def test_a_cold_shutdown_gives_the_running_batch_back_to_the_queue_at_once(farm, tmp_path):
+    from sdfarm.db.models import JobStatus
+    from sdfarm.scheduler.farm_dispatch import submit
+    from sdfarm.scheduler.prepare import load_plan
+    from tests.conftest import write_job
+    from tests.farm.conftest import wait_until
+
+    # Given a worker in the middle of a long batch, with a lease far longer than the test
+    slow = {"SDFARM_RENDERER": "fake:10", "SDFARM_LEASE_SECONDS": "600"}
+    proc = farm.start_worker("w@test", **slow)
+    path = write_job(tmp_path, 'model = "builtin:tiny"\nprompt = "x"\nsteps = 20\nwidth = 8\n'
+                               'height = 8\nseeds = "1-2"\nbatch_size = 2\n')
+    sweep_id = submit(farm.settings, load_plan(path, farm.settings.model_dir)).sweep_id
+    wait_until(lambda: farm.running_on("w@test"), "the batch to start", farm=farm)
+    # When it gets SIGQUIT (a cold shutdown)
+    farm.kill("w@test", signal.SIGQUIT)
+    # Then it exits cleanly, its jobs are queued again without an attempt counted...
+    assert proc.returncode == 0
+    assert [(j.status, j.attempts) for j in farm.jobs(sweep_id)] == [(JobStatus.queued, 0)] * 2
+    # ...and the next worker renders them without waiting for the lease to expire
+    farm.start_worker("w2@test", SDFARM_RENDERER="fake:0")
+    jobs = farm.wait_finished(sweep_id, timeout=30)
+    assert [(j.status, j.attempts, j.worker) for j in jobs] == [(JobStatus.done, 1, "w2@test")] * 2
