@@ -1,16 +1,25 @@
-"""``sdfarm history``: find past jobs."""
+"""``sdfarm history`` (find past jobs), ``sdfarm index FOLDER`` (record images made elsewhere)
+and ``sdfarm prune --missing`` (forget jobs whose image is gone)."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.table import Table
 
+from sdfarm.cli.filters import NumberRange, Size, When
 from sdfarm.config import Settings
 from sdfarm.db.engine import session_factory
-from sdfarm.db.history import find_jobs, job_fields
+from sdfarm.db.history import (HistoryQuery, delete_jobs, distinct_values, job_fields,
+                               missing_jobs, search_jobs)
+from sdfarm.db.models import JobStatus
+from sdfarm.pngmeta import model_display_name
+
+#: Paths listed before the confirmation question of ``prune``.
+PRUNE_PREVIEW = 10
 
 
 def _short(text: str, n: int = 60) -> str:
@@ -18,28 +27,138 @@ def _short(text: str, n: int = 60) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
+def _console() -> Console:
+    # Piped output gets a wide fixed width rather than 80 columns of wrapped cells.
+    return Console(width=None if click.get_text_stream("stdout").isatty() else 200)
+
+
 @click.command()
-@click.option("--seed", type=int, help="Only jobs with this seed.")
-@click.option("--prompt", help="Only jobs whose prompt contains this text.")
-@click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
-@click.option("--offset", type=click.IntRange(0), default=0, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the jobs as JSON.")
+@click.option("--prompt", metavar="QUERY",
+              help='Prompt words (all must appear), "a phrase", prefix*, -excluded. '
+                   "Ranked by relevance, then newest first.")
+@click.option("--negative", metavar="QUERY", help="The same, in the negative prompt.")
+@click.option("--seed", type=int, help="Only this seed.")
+@click.option("--model", metavar="NAME|HASH",
+              help="Model file or folder name (with or without extension), reference, or hash prefix.")
+@click.option("--sampler", help="Sampler name (case-insensitive).")
+@click.option("--cfg", type=NumberRange(float), metavar="VALUE|RANGE", help="CFG scale, e.g. 7 or 6-8.")
+@click.option("--steps", type=NumberRange(int), metavar="VALUE|RANGE", help="Steps, e.g. 30 or 20-40.")
+@click.option("--size", type=Size(), help="Width x height, e.g. 512x768.")
+@click.option("--sweep", "sweep_id", type=int, metavar="ID", help="Only jobs of this sweep.")
+@click.option("--status", "statuses", multiple=True,
+              type=click.Choice([s.value for s in JobStatus]), help="Only this status (repeatable).")
+@click.option("--since", type=When(), help="Made at or after: 7d, 12h, 30m, 2w ago, or a UTC date.")
+@click.option("--until", type=When(end_of_day=True),
+              help="Made before: a time ago, or a UTC date (that whole day included).")
+@click.option("--missing", is_flag=True, help="Only done jobs whose image file is gone.")
+@click.option("--limit", type=click.IntRange(0), default=20, show_default=True,
+              help="At most this many jobs; 0 for all.")
+@click.option("--offset", type=click.IntRange(0), default=0, show_default=True,
+              help="Skip this many first.")
+@click.option("--json", "as_json", is_flag=True, help="Print every field of each job as JSON.")
+@click.option("--paths", is_flag=True,
+              help="Print only image paths, one per line (implies --status done).")
 @click.pass_obj
-def history(settings: Settings, seed: int | None, prompt: str | None, limit: int, offset: int,
-            as_json: bool) -> None:
-    """The latest jobs, newest first, optionally filtered."""
-    with session_factory(settings.database_url)() as session:
-        jobs = find_jobs(session, seed=seed, prompt=prompt, limit=limit, offset=offset)
+def history(settings: Settings, prompt, negative, seed, model, sampler, cfg, steps, size,
+            sweep_id, statuses, since, until, missing, limit, offset, as_json, paths) -> None:
+    """Find past jobs: newest first, or by relevance when searching prompt words."""
+    if paths and not statuses:
+        statuses = (JobStatus.done.value,)
+    query = HistoryQuery(prompt=prompt, negative=negative, seed=seed, model=model,
+                         sampler=sampler, cfg=cfg, steps=steps, size=size, sweep_id=sweep_id,
+                         statuses=tuple(JobStatus(s) for s in statuses), since=since, until=until)
+    factory = session_factory(settings.database_url)
+    # A transaction, not a read: on SQLite the search first indexes newly recorded prompts.
+    with factory.begin() as session:
+        if missing:
+            jobs = missing_jobs(session, query, limit=limit or None, offset=offset)
+        else:
+            jobs = search_jobs(session, query, limit=limit or None, offset=offset)
         rows = [job_fields(j) for j in jobs]
-    if as_json:
+        hint = _no_model_hint(session, model) if model and not rows else None
+    if paths:
+        for r in rows:
+            click.echo(r["output_path"])
+    elif as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
-        return
-    table = Table("id", "date", "status", "seed", "cfg", "steps", "sampler", "model", "prompt", "path")
+    else:
+        _print_table(rows)
+    if not rows:
+        click.echo("no matching jobs" + (f"; {hint}" if hint else ""), err=True)
+
+
+def _print_table(rows: list[dict[str, object]]) -> None:
+    table = Table("id", "date (UTC)", "status", "seed", "cfg", "steps", "sampler", "model",
+                  "prompt", "path")
     for r in rows:
-        table.add_row(str(r["id"]), str(r["created_at"])[:16], r["status"], str(r["seed"]),
-                      f"{r['cfg']:g}", str(r["steps"]), r["sampler"], _short(r["model"], 24),
-                      _short(r["prompt"]), r["output_path"])
-    Console(width=200 if not click.get_text_stream("stdout").isatty() else None).print(table)
+        table.add_row(str(r["id"]), str(r["created_at"])[:16], str(r["status"]), str(r["seed"]),
+                      f"{r['cfg']:g}", str(r["steps"]), str(r["sampler"]),
+                      _short(model_display_name(str(r["model"])), 24), _short(str(r["prompt"])),
+                      str(r["output_path"]))
+    _console().print(table)
 
 
-COMMANDS = [history]
+def _no_model_hint(session, model: str) -> str:
+    names = sorted({model_display_name(m) for m in distinct_values(session, "model")})
+    shown = ", ".join(names[:20]) + (", …" if len(names) > 20 else "")
+    return f"models in the history: {shown or 'none'}"
+
+
+@click.command()
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.pass_obj
+def index(settings: Settings, folder: Path, quiet: bool) -> None:
+    """Record the PNGs under FOLDER (from AUTOMATIC1111, Forge, SD.Next or sdfarm) as done
+    jobs of an "imported" sweep, so `sdfarm history` finds them. Files already recorded with
+    the same path and content are skipped; unreadable ones are reported."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from sdfarm.db.importer import index_folder, png_files
+
+    factory = session_factory(settings.database_url)
+    if quiet or not folder.is_dir():
+        report = index_folder(factory, folder)
+    else:
+        bar = Progress(TextColumn("[bold]indexing"), BarColumn(), MofNCompleteColumn(),
+                       console=Console(stderr=True), transient=True)
+        with bar:
+            task = bar.add_task("indexing", total=len(png_files(folder.resolve())))
+            report = index_folder(factory, folder, progress=lambda _: bar.advance(task))
+    for path, problem in report.problems:
+        click.echo(f"skipped {path}: {problem}", err=True)
+    where = f" into sweep {report.sweep_id}" if report.sweep_id is not None else ""
+    click.echo(f"indexed {report.indexed} images{where}; {report.already_indexed} already "
+               f"indexed; {len(report.problems)} skipped")
+
+
+@click.command()
+@click.option("--missing", is_flag=True, help="Remove jobs whose image file is gone.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+def prune(settings: Settings, missing: bool, yes: bool) -> None:
+    """Remove job rows from the database (the sweeps stay)."""
+    if not missing:
+        raise click.UsageError("say what to prune: --missing (done jobs whose image is gone)")
+    factory = session_factory(settings.database_url)
+    with factory.begin() as session:
+        gone = [(j.id, j.output_path) for j in missing_jobs(session, HistoryQuery())]
+    if not gone:
+        click.echo("no jobs with a missing image")
+        return
+    for job_id, path in gone[:PRUNE_PREVIEW]:
+        click.echo(f"  job {job_id}: {path}")
+    if len(gone) > PRUNE_PREVIEW:
+        click.echo(f"  … and {len(gone) - PRUNE_PREVIEW} more")
+    # Asked outside any transaction: on SQLite an open one would hold the write lock and
+    # stall every worker while the question waits.
+    if not yes and not click.confirm(f"Remove these {len(gone)} job rows?", default=False):
+        click.echo("nothing removed")
+        return
+    still_gone = [job_id for job_id, path in gone if not Path(path).is_file()]
+    with factory.begin() as session:
+        removed = delete_jobs(session, still_gone)
+    click.echo(f"removed {removed} job rows whose image is missing")
+
+
+COMMANDS = [history, index, prune]

@@ -117,6 +117,9 @@ class Job(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     #: For a resumed cell: the earlier job whose image this one reuses.
     reused_from_job_id: Mapped[int | None] = mapped_column(Integer)
+    #: For an image indexed from elsewhere (``sdfarm index``): the settings it was made with
+    #: that have no column here (hires fix, LoRA hashes, ADetailer, ...), as written.
+    extra_params: Mapped[dict[str, str] | None] = mapped_column(JSON(none_as_null=True))
 
     # Queue bookkeeping: who holds it and until when.
     claim_token: Mapped[str | None] = mapped_column(String(36))
@@ -135,6 +138,13 @@ class Job(Base):
         Index("ix_jobs_seed", "seed"),
         Index("ix_jobs_created_at", "created_at"),
         Index("ix_jobs_claim_token", "claim_token"),
+        # History filters (migration 0002_history; the full-text index lives there too).
+        Index("ix_jobs_cfg_created", "cfg", "created_at"),
+        Index("ix_jobs_steps_created", "steps", "created_at"),
+        Index("ix_jobs_sampler_created", "sampler", "created_at"),
+        Index("ix_jobs_model_created", "model", "created_at"),
+        Index("ix_jobs_model_hash_created", "model_hash", "created_at"),
+        Index("ix_jobs_size_created", "width", "height", "created_at"),
     )
 
     def spec(self):

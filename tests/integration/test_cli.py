@@ -108,7 +108,7 @@ def test_history_filters_by_seed_and_prompt_text(settings, cli_env, tiny_model, 
         run(cli_env, "render", tmp_path / "j.toml", "-q")
     by_seed = json.loads(run(cli_env, "history", "--seed", 2, "--json"))
     assert sorted(r["prompt"] for r in by_seed) == ["a castle", "a lighthouse"]
-    by_text = json.loads(run(cli_env, "history", "--prompt", "light", "--json"))
+    by_text = json.loads(run(cli_env, "history", "--prompt", "light*", "--json"))
     assert {r["seed"] for r in by_text} == {1, 2}
 
 
