@@ -3,6 +3,7 @@ cancel and a retry, each against real workers on a real redis-server (fake rende
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from datetime import timedelta
@@ -39,24 +40,29 @@ def assert_all_done_once_on_disk(jobs) -> None:
 
 
 def test_killing_a_worker_mid_batch_again_and_again_loses_no_job(farm, tmp_path):
-    # Given two workers, one of them restarted whenever it dies, and a sweep of 24 images
-    farm.keep_alive("victim@test", "steady@test", SDFARM_RENDERER="fake:0.08")
-    sweep_id = submit_file(farm, sweep_file(tmp_path, seeds="1-24", batch_size=2))
-    # When the victim is killed -9 three times while it holds a running job
+    # Given a worker that is restarted whenever it dies, and a sweep of 16 images
+    fake = {"SDFARM_RENDERER": "fake:0.15"}
+    farm.keep_alive("victim@test", **fake)
+    sweep_id = submit_file(farm, sweep_file(tmp_path, seeds="1-16", batch_size=2))
+    # When it is killed -9 three times while it holds a running job
     killed_holding: set[int] = set()
-    last_kill = utcnow() - timedelta(days=1)
+    since = utcnow() - timedelta(days=1)
+
+    def held_by_this_life():
+        return [j for j in farm.running_on("victim@test") if j.started_at > since]
+
     for _ in range(3):
-        held = wait_until(lambda: [j for j in farm.running_on("victim@test") if j.started_at > last_kill],
-                          "the victim to hold a job", farm=farm)
+        wait_until(held_by_this_life, "the victim to hold a job", farm=farm)
         farm.kill("victim@test", signal.SIGKILL)
-        last_kill = utcnow()
-        killed_holding.update(j.id for j in held)
-    assert farm.restarts("victim@test") >= 2
+        killed_holding.update(j.id for j in held_by_this_life())
+        since = utcnow()
+    # ...and a second worker joins in
+    farm.start_worker("steady@test", wait=False, **fake)
     # Then the sweep completes, every image exactly once on disk, and the attempts show it
     jobs = farm.wait_finished(sweep_id)
     assert_all_done_once_on_disk(jobs)
-    retried = {j.id: j.attempts for j in jobs if j.id in killed_holding}
-    assert retried and all(a >= 2 for a in retried.values()), retried
+    assert farm.restarts("victim@test") >= 2 and len(killed_holding) >= 3
+    assert all(j.attempts >= 2 for j in jobs if j.id in killed_holding)
     assert all(j.attempts == 1 for j in jobs if j.id not in killed_holding)
 
 
@@ -83,12 +89,12 @@ def test_a_job_that_kills_its_worker_fails_after_three_attempts_and_the_rest_are
 @pytest.mark.parametrize("how", ["sdfarm recover", "worker restart"])
 def test_a_flushed_redis_loses_nothing_once_recovered(farm, tmp_path, broker_url, how):
     # Given one worker that never looks for lost work by itself, busy with a sweep
-    farm.start_worker("w@test", SDFARM_RECOVER_INTERVAL="3600", SDFARM_RENDERER="fake:0.05")
+    farm.start_worker("w@test", SDFARM_RECOVER_INTERVAL="3600", SDFARM_RENDERER="fake:0.15")
     sweep_id = submit_file(farm, sweep_file(tmp_path, seeds="1-16", batch_size=2))
     wait_until(lambda: farm.statuses(sweep_id).get("done", 0) >= 2, "a first batch", farm=farm)
-    # When every Redis key is lost mid-sweep
+    # When every Redis key is lost mid-sweep (the batch being rendered still ends)
     flush_redis(broker_url)
-    time.sleep(1.5)
+    time.sleep(1.0)
     stalled = farm.statuses(sweep_id)
     assert stalled.get("queued", 0) > 0, "the flush should have stranded queued jobs"
     time.sleep(1.0)
@@ -99,7 +105,7 @@ def test_a_flushed_redis_loses_nothing_once_recovered(farm, tmp_path, broker_url
         assert f"sent {stalled['queued']} in" in out
     else:
         farm.kill("w@test", signal.SIGTERM)
-        farm.start_worker("w@test", SDFARM_RECOVER_INTERVAL="3600", SDFARM_RENDERER="fake:0.05")
+        farm.start_worker("w@test", SDFARM_RECOVER_INTERVAL="3600", SDFARM_RENDERER="fake:0.02")
     # Then the sweep completes, each image once
     jobs = farm.wait_finished(sweep_id)
     assert_all_done_once_on_disk(jobs)
@@ -107,44 +113,46 @@ def test_a_flushed_redis_loses_nothing_once_recovered(farm, tmp_path, broker_url
 
 
 def test_a_message_delivered_twice_renders_its_jobs_once(farm, tmp_path):
-    # Given a one-second visibility timeout, far below the three-second batch, so that Redis
-    # hands the running batch to the second, idle worker
+    # Given two idle workers and a one-second visibility timeout, far below the three-second
+    # batch, so that Redis hands the running batch to the idle worker too
     env = {"SDFARM_VISIBILITY_TIMEOUT": "1", "SDFARM_RENDERER": "fake:1.5",
            "SDFARM_LEASE_SECONDS": "30", "SDFARM_RECOVER_INTERVAL": "3600"}
     farm.start_worker("first@test", **env)
-    sweep_id = submit_file(farm, sweep_file(tmp_path, seeds="1-2", batch_size=2, steps=10))
-    wait_until(lambda: farm.running_on("first@test"), "the first worker to start", farm=farm)
     farm.start_worker("second@test", **env)
+    sweep_id = submit_file(farm, sweep_file(tmp_path, seeds="1-2", batch_size=2, steps=10))
     # When the batch ends
     jobs = farm.wait_finished(sweep_id)
-    # Then the second worker got the message, found the jobs held by a live worker, and
-    # acknowledged it without rendering: every job done once, by the first worker
-    wait_until(lambda: "'skipped': [" in (farm.folder / "second@test.log").read_text()
-               and "'skipped': []" not in (farm.folder / "second@test.log").read_text(),
+    # Then the idle worker got the message again, found the jobs held by a live worker, and
+    # acknowledged it without rendering: every job done once, by the other worker
+    renderer = jobs[0].worker
+    other = ({"first@test", "second@test"} - {renderer}).pop()
+    wait_until(lambda: "'skipped': [" in (farm.folder / f"{other}.log").read_text()
+               and "'skipped': []" not in (farm.folder / f"{other}.log").read_text(),
                "the redelivered message to be skipped", timeout=20, farm=farm)
     assert_all_done_once_on_disk(jobs)
-    assert all(j.attempts == 1 and j.worker == "first@test" for j in jobs)
+    assert all(j.attempts == 1 and j.worker == renderer for j in jobs)
 
 
 def test_cancel_stops_the_sweep_and_retry_brings_it_back(farm, tmp_path):
     # Given a worker in the middle of a sweep
-    farm.start_worker("w@test", SDFARM_RENDERER="fake:0.15")
-    sweep_id = submit_file(farm, sweep_file(tmp_path, seeds="1-12", batch_size=2, steps=10))
+    farm.start_worker("w@test", SDFARM_RENDERER="fake:0.3")
+    sweep_id = submit_file(farm, sweep_file(tmp_path, seeds="1-16", batch_size=2, steps=10))
     wait_until(lambda: farm.statuses(sweep_id).get("done", 0) >= 2 and farm.running_on("w@test"),
                "a batch done and one running", farm=farm)
     # When the sweep is canceled
     out = farm.sdfarm("cancel", sweep_id).stdout
-    canceled_at = time.time()
-    assert "running job(s)" in out
+    canceled_at = utcnow()
+    queued, running = map(int, re.search(r"canceled (\d+) queued and (\d+) running", out).groups())
+    assert queued >= 2
     wait_until(lambda: not farm.running_on("w@test"), "the running pass to stop", farm=farm)
     time.sleep(1.0)
-    # Then no job starts afterwards, and nothing left unfinished is anything but canceled
+    # Then no job starts afterwards, and every job not done is canceled, with no image
     jobs = farm.jobs(sweep_id)
     done = [j for j in jobs if j.status == JobStatus.done]
     canceled = [j for j in jobs if j.status == JobStatus.canceled]
-    assert len(done) + len(canceled) == 12 and len(canceled) >= 6
+    assert len(done) + len(canceled) == 16 and len(canceled) >= queued
     assert all(not Path(j.output_path).exists() for j in canceled)
-    assert all(j.started_at is None or j.started_at.timestamp() < canceled_at + 0.5 for j in jobs)
+    assert all(j.started_at is None or j.started_at < canceled_at for j in jobs)
     # When the sweep is retried
     out = farm.sdfarm("retry", sweep_id).stdout
     assert f"{len(canceled)} job(s) queued again" in out
