@@ -4,6 +4,7 @@ and ``sdfarm prune --missing`` (forget jobs whose image is gone)."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -29,7 +30,7 @@ def _short(text: str, n: int = 60) -> str:
 
 def _console() -> Console:
     # Piped output gets a wide fixed width rather than 80 columns of wrapped cells.
-    return Console(width=None if click.get_text_stream("stdout").isatty() else 200)
+    return Console(width=None if sys.stdout.isatty() else 200)
 
 
 @click.command()
