@@ -147,13 +147,19 @@ CANCEL_POLL_SECONDS = 0.1
 class _PassWatch:
     """Watches one forward pass from a thread: polls the database for cancels and keeps the
     lease alive (also while a model loads, when no step runs). The step hook only reads an
-    Event: a database query per step costs more than a whole step of a small model."""
+    Event: a database query per step costs more than a whole step of a small model.
+
+    Once the pass has made a first step, the lease is renewed only while steps keep coming: a
+    render stuck on its device (a hung GPU) then lets its lease expire, and its jobs go to
+    another worker, as a dead worker's do.
+    """
 
     def __init__(self, factory: sessionmaker[Session], token: str, job_ids: list[int],
                  settings: Settings, progress: ProgressSink) -> None:
         self.factory, self.token, self.job_ids = factory, token, job_ids
         self.settings, self.progress = settings, progress
         self.canceled = threading.Event()
+        self.steps = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sdfarm-pass-watch", daemon=True)
 
@@ -166,21 +172,23 @@ class _PassWatch:
         self._thread.join()
 
     def _run(self) -> None:
-        last_renew = time.monotonic()
+        last_renew, steps_then = time.monotonic(), 0
         while not self._stop.wait(CANCEL_POLL_SECONDS):
             try:
                 with self.factory() as session:
                     if canceled_among(session, self.job_ids):
                         self.canceled.set()
-                if time.monotonic() - last_renew > self.settings.lease_seconds / 4:
+                progressing = self.steps == 0 or self.steps > steps_then
+                if progressing and time.monotonic() - last_renew > self.settings.lease_seconds / 4:
                     with self.factory.begin() as session:
                         renew_lease(session, self.token, self.settings.lease_seconds)
-                    last_renew = time.monotonic()
+                    last_renew, steps_then = time.monotonic(), self.steps
             except Exception:  # a database hiccup must not kill the render; the next poll retries
                 log.warning("pass watch: database check failed", exc_info=True)
 
     def step(self) -> None:
         """The denoising-step hook."""
+        self.steps += 1
         self.progress.step(len(self.job_ids))
         if self.canceled.is_set():
             raise RenderCanceled(f"a job of pass {self.job_ids} was canceled")

@@ -12,6 +12,7 @@ import logging
 import socket
 
 from sdfarm.config import Settings
+from sdfarm.errors import BrokerUnavailable
 from sdfarm.scheduler.farm_dispatch import recover, try_lock
 from sdfarm.worker.batch import process_renderer
 from sdfarm.worker.celery_app import make_app
@@ -45,8 +46,12 @@ def run_worker(settings: Settings, name: str, *, loglevel: str = "INFO") -> int:
             if report.requeued or report.failed or report.enqueued_jobs:
                 log.warning("recovery: %s", report)
 
-    report = recover(settings, app, thorough=True)
-    log.info("recovery at start: %s", report)
+    try:
+        # Several workers starting together need only one of them to read the queue.
+        if try_lock(settings, app, "recover-lock", settings.recover_interval * 0.9):
+            log.info("recovery at start: %s", recover(settings, app, thorough=True))
+    except BrokerUnavailable as exc:  # Celery waits for the broker below; the sweep retries
+        log.warning("no recovery at start: %s", exc)
     heartbeat = Heartbeat(settings, name, state, recover=periodic_recovery)
     heartbeat.start()
     worker = app.Worker(hostname=name, pool_cls=SoloPool, concurrency=1, queues=[settings.queue],

@@ -170,3 +170,38 @@ def test_a_job_whose_worker_died_on_it_is_rendered_alone_after_its_neighbours(se
     # Then its three neighbours share a pass and the suspect gets one of its own, last
     assert renderer.passes == [[1, 3, 4], [2]]
     assert sorted(outcome.done) == ids and job(settings, ids[1]).attempts == 2
+
+
+class _HangsAfterFirstStep(FakeRenderer):
+    """A render whose device stops responding after one step (for ``seconds``)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(0.0)
+        self.hang = seconds
+
+    def render(self, specs, *, on_step, **kw):
+        on_step()
+        import time
+
+        time.sleep(self.hang)
+        return super().render(specs, on_step=lambda: None, **kw)
+
+
+def test_a_render_that_stops_making_steps_loses_its_lease_to_another_worker(settings, tmp_path):
+    # Given a pass that hangs after its first step, under a one-second lease
+    quick = settings.with_(lease_seconds=1.0)
+    ids = make_sweep(quick, tmp_path, seeds="1-2", batch_size=2)
+    outcome = {}
+    hung = threading.Thread(target=lambda: outcome.update(
+        first=render_batch(ids, quick, renderer=_HangsAfterFirstStep(4.0), worker="hung")))
+    hung.start()
+    # When another worker looks at the jobs after the lease ran out
+    import time
+
+    time.sleep(2.5)
+    taken = claim(quick, ids, worker="healthy", max_attempts=3)
+    hung.join()
+    # Then it could take them over: the hung render had stopped renewing the lease...
+    assert taken == ids
+    # ...and the late render records nothing over the new claim
+    assert outcome["first"].done == [] and job(quick, ids[0]).worker == "healthy"
