@@ -290,7 +290,7 @@ def sizes(url: str) -> list[str]:
     with engine.connect() as conn:
         db, table, heap, tsv = conn.exec_driver_sql(
             "SELECT pg_database_size(current_database()), pg_total_relation_size('jobs'), "
-            "pg_table_size('jobs'), pg_relation_size('ix_jobs_search_tsv')").one()
+            "pg_table_size('jobs'), pg_relation_size('ix_jobs_prompt_tsv') + pg_relation_size('ix_jobs_negative_tsv')").one()
         idx = conn.exec_driver_sql("SELECT pg_indexes_size('jobs')").scalar()
     return [f"database {db / 1e6:,.0f} MB; jobs table {heap / 1e6:,.0f} MB (with TOAST), indexes "
             f"{idx / 1e6:,.0f} MB of which GIN full-text {tsv / 1e6:,.0f} MB; total {table / 1e6:,.0f} MB"]

@@ -17,10 +17,10 @@ from sdfarm.errors import HistoryQueryError
 
 _TOKEN = re.compile(r"[^\W_]+")
 
-#: FTS5 column and PostgreSQL weight of each searchable text (see migration 0002_history).
+#: FTS5 column and PostgreSQL tsvector column of each searchable text (migration 0002_history).
 COLUMNS: dict[str, tuple[str, str]] = {
-    "prompt": ("prompt", "A"),
-    "negative": ("negative_prompt", "B"),
+    "prompt": ("prompt", "prompt_tsv"),
+    "negative": ("negative_prompt", "negative_tsv"),
 }
 
 
@@ -110,20 +110,18 @@ def fts5_match(queries: Mapping[str, TextQuery]) -> tuple[str | None, str | None
     return match, None
 
 
-def _pg_lexeme(word: str, weight: str, prefix: bool) -> str:
+def _pg_lexeme(word: str, prefix: bool) -> str:
     quoted = "'" + word.replace("\\", "\\\\").replace("'", "''") + "'"
-    return f"{quoted}:{'*' if prefix else ''}{weight}"
+    return f"{quoted}:*" if prefix else quoted
 
 
-def _pg_term(term: Term, weight: str) -> str:
+def _pg_term(term: Term) -> str:
     last = len(term.words) - 1
-    parts = [_pg_lexeme(w, weight, term.prefix and k == last) for k, w in enumerate(term.words)]
+    parts = [_pg_lexeme(w, term.prefix and k == last) for k, w in enumerate(term.words)]
     text = parts[0] if len(parts) == 1 else "(" + " <-> ".join(parts) + ")"
     return f"!{text}" if term.exclude else text
 
 
-def pg_tsquery(queries: Mapping[str, TextQuery]) -> str:
-    """One ``to_tsquery('simple', ...)`` text for all queries; weights keep prompt words from
-    matching the negative prompt and the other way round."""
-    return " & ".join(_pg_term(t, COLUMNS[name][1])
-                      for name, query in queries.items() for t in query.terms)
+def pg_tsquery(query: TextQuery) -> str:
+    """The ``to_tsquery('simple', ...)`` text of one query (one tsvector column)."""
+    return " & ".join(_pg_term(t) for t in query.terms)

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import PurePath
 
-from sqlalchemy import ColumnElement, delete, false, or_, select, text
+from sqlalchemy import ColumnElement, and_, delete, false, or_, select, text
 from sqlalchemy.orm import Session
 
 from sdfarm.db.fulltext import TextQuery, parse_text_query
 from sdfarm.db.models import Job, JobStatus
 from sdfarm.db import textsearch
-from sdfarm.db.textsearch import Hit, match_condition, older_matches, ranked_window, sync_fulltext
+from sdfarm.db.textsearch import Hit, match_condition, older_matches, prepare_search, ranked_window
 from sdfarm.errors import SamplerError
 from sdfarm.pngmeta import model_display_name
 from sdfarm.samplers import canonical_sampler
@@ -85,12 +85,12 @@ def search_jobs(session: Session, query: HistoryQuery, *, limit: int | None = 20
 
 def search_ids(session: Session, query: HistoryQuery, *, limit: int | None = 20,
                offset: int = 0) -> list[int]:
+    prepare_search(session)
     conditions = _conditions(session, query)
     if not query.ranked:
         stmt = (select(Job.id).where(*conditions(lambda c: c), *_text_condition(session, query))
                 .order_by(Job.created_at.desc(), Job.id.desc()).limit(limit).offset(offset))
         return list(session.scalars(stmt))
-    sync_fulltext(session)
     size = textsearch.RANK_WINDOW
     window = ranked_window(session, query.text_queries, conditions, size)
     return _page(window, size, limit, offset, lambda before, n, k: older_matches(
@@ -105,9 +105,9 @@ def find_jobs(session: Session, *, seed: int | None = None, prompt: str | None =
 
 def _page(window: list[Hit], size: int, limit: int | None, offset: int,
           older: Callable[[int, int | None, int], list[int]]) -> list[int]:
-    """One page of: the window by relevance then date, then (when the window was full) the
-    older matches newest first."""
-    ranked = sorted(window, key=lambda h: (-h.score, -h.created_at.timestamp(), -h.id))
+    """One page of: the window by relevance, then newest first (ids grow in recording order),
+    then, when the window was full, the older matches newest first."""
+    ranked = sorted(window, key=lambda h: (-h.score, -h.id))
     stop = None if limit is None else offset + limit
     ids = [h.id for h in ranked[offset:stop]]
     if len(window) < size or (stop is not None and stop <= len(window)):
@@ -120,7 +120,6 @@ def _page(window: list[Hit], size: int, limit: int | None, offset: int,
 def _text_condition(session: Session, query: HistoryQuery) -> list[ColumnElement]:
     if not query.text_queries:
         return []
-    sync_fulltext(session)
     return [match_condition(session.get_bind().dialect.name, query.text_queries)]
 
 
@@ -130,6 +129,8 @@ def _conditions(session: Session, q: HistoryQuery):
     sampler = _sampler_name(q.sampler) if q.sampler is not None else None
 
     def build(c: Callable[[ColumnElement], ColumnElement]) -> list[ColumnElement]:
+        # One condition per filter (a filter on two columns is one and_): the full-text search
+        # on SQLite probes them one by one.
         out: list[ColumnElement] = []
         if q.seed is not None:
             out.append(c(Job.seed) == q.seed)
@@ -138,11 +139,16 @@ def _conditions(session: Session, q: HistoryQuery):
         if q.statuses:
             out.append(c(Job.status).in_(list(q.statuses)))
         if q.cfg is not None:
-            out.append(c(Job.cfg).between(q.cfg[0] - CFG_TOLERANCE, q.cfg[1] + CFG_TOLERANCE))
+            # One value is an equality, so the (cfg, created_at) index lists it newest first;
+            # a range gets a tolerance for decimals like 6.1 that floats cannot hold exactly.
+            low, high = q.cfg
+            out.append(c(Job.cfg) == low if low == high else
+                       c(Job.cfg).between(low - CFG_TOLERANCE, high + CFG_TOLERANCE))
         if q.steps is not None:
-            out.append(c(Job.steps).between(*q.steps))
+            low, high = q.steps
+            out.append(c(Job.steps) == low if low == high else c(Job.steps).between(low, high))
         if q.size is not None:
-            out += [c(Job.width) == q.size[0], c(Job.height) == q.size[1]]
+            out.append(and_(c(Job.width) == q.size[0], c(Job.height) == q.size[1]))
         if sampler is not None:
             out.append(c(Job.sampler) == sampler)
         if models is not None:
@@ -150,10 +156,10 @@ def _conditions(session: Session, q: HistoryQuery):
             either = [c(Job.model).in_(names)] if names else []
             either += [c(Job.model_hash).in_(hashes)] if hashes else []
             out.append(or_(*either) if either else false())
-        if q.since is not None:
-            out.append(c(Job.created_at) >= q.since)
-        if q.until is not None:
-            out.append(c(Job.created_at) < q.until)
+        if q.since is not None or q.until is not None:
+            dates = [c(Job.created_at) >= q.since] if q.since is not None else []
+            dates += [c(Job.created_at) < q.until] if q.until is not None else []
+            out.append(and_(*dates))
         return out
 
     return build
@@ -197,6 +203,7 @@ def missing_jobs(session: Session, query: HistoryQuery, *, limit: int | None = N
                  offset: int = 0) -> list[Job]:
     """Done jobs matching ``query`` whose image file is gone, newest first."""
     done = HistoryQuery(**{**_fields(query), "statuses": (JobStatus.done,)})
+    prepare_search(session)
     conditions = _conditions(session, done)
     stmt = (select(Job.id, Job.output_path)
             .where(*conditions(lambda c: c), *_text_condition(session, done))

@@ -11,26 +11,27 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
-from sqlalchemy import (ColumnElement, Integer, String, bindparam, column, func, literal_column,
-                        select, table, text)
+from sqlalchemy import (ColumnElement, Integer, String, and_, bindparam, column, func,
+                        literal_column, select, table, text)
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.expression import UnaryExpression
 
-from sdfarm.db.fulltext import TextQuery, fts5_match, pg_tsquery
+from sdfarm.db.fulltext import COLUMNS, TextQuery, fts5_match, pg_tsquery
 from sdfarm.db.models import Job
 
 #: Matches ranked by relevance per search; older matches follow by date.
-RANK_WINDOW = 5000
+RANK_WINDOW = 1000
 #: When the other filters select at most this many jobs, SQLite's full-text scan is limited to
 #: those ids instead of checking each match against the jobs table.
-NARROW_LIMIT = 5000
+NARROW_LIMIT = 10_000
+#: On PostgreSQL, how many of the newest jobs a search reads in id order before it lets the
+#: full-text index find older matches.
+PG_RECENT_ROWS = 50_000
 
 _fts = table("jobs_fts", column("rowid", Integer))
 _FTS_TABLE = literal_column("jobs_fts")
-_TSV = literal_column("jobs.search_tsv")
 _unary_plus = operators.custom_op("+")
 
 #: Builds the filter conditions; given a column wrapper so SQLite can be kept off their indexes.
@@ -40,7 +41,6 @@ Conditions = Callable[[Callable[[ColumnElement], ColumnElement]], list[ColumnEle
 @dataclass(frozen=True)
 class Hit:
     id: int
-    created_at: datetime
     #: Higher is more relevant.
     score: float
 
@@ -63,6 +63,18 @@ def sync_fulltext(session: Session) -> int:
     return added
 
 
+def prepare_search(session: Session) -> None:
+    """Before searching: SQLite indexes new prompts. PostgreSQL, for this transaction: plans
+    every statement for its own values (psycopg prepares a statement run five times, and the
+    generic plan of a prepared search cannot know how common its words are), and no JIT
+    (compiling costs tens of ms, more than these queries run)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+        session.execute(text("SET LOCAL jit = off"))
+    else:
+        sync_fulltext(session)
+
+
 def no_index(col: ColumnElement) -> ColumnElement:
     """``+col`` for SQLite: the same value, but the planner cannot drive the query from the
     column's index (and so cannot probe the full-text index once per row, which costs a full
@@ -77,7 +89,7 @@ def same(col: ColumnElement) -> ColumnElement:
 def match_condition(dialect: str, queries: Mapping[str, TextQuery]) -> ColumnElement:
     """A WHERE condition for "matches the text queries", unranked (listings, housekeeping)."""
     if dialect == "postgresql":
-        return _TSV.op("@@")(_tsquery(queries))
+        return _pg_match(queries)
     include, exclude = fts5_match(queries)
     if include is None:
         return Job.id.not_in(select(_fts.c.rowid).where(_fts_match(exclude)))
@@ -89,47 +101,95 @@ def ranked_window(session: Session, queries: Mapping[str, TextQuery], conditions
     """The newest ``window`` jobs that match and pass ``conditions``, with relevance scores,
     newest first. ``queries`` must include at least one word (not only exclusions)."""
     if session.get_bind().dialect.name == "postgresql":
-        tsq = _tsquery(queries)
-        stmt = (select(Job.id, Job.created_at, func.ts_rank(_TSV, tsq, 1))
-                .where(_TSV.op("@@")(tsq), *conditions(same))
-                .order_by(Job.id.desc()).limit(window))
-        return [Hit(i, c, float(s)) for i, c, s in session.execute(stmt)]
-    include, _ = fts5_match(queries)
-    narrowed = _narrow(session, conditions)
-    if narrowed == []:
+        return _pg_window(session, queries, conditions, window)
+    scan = _sqlite_scan(session, queries, conditions, func.bm25(_FTS_TABLE))
+    if scan is None:
         return []
-    stmt = (select(Job.id, Job.created_at, func.bm25(_FTS_TABLE))
-            .select_from(_fts.join(Job, Job.id == _fts.c.rowid))
-            .where(_fts_match(include), *_within(narrowed), *conditions(no_index))
-            .order_by(_fts.c.rowid.desc()).limit(window))
     # bm25 is lower for better matches.
-    return [Hit(i, c, -float(s)) for i, c, s in session.execute(stmt)]
+    return [Hit(i, -float(s)) for i, s in session.execute(scan.limit(window))]
+
+
+def _pg_window(session: Session, queries: Mapping[str, TextQuery], conditions: Conditions,
+               window: int) -> list[Hit]:
+    """The newest matches in two bounded steps. PostgreSQL estimates the matches of a tsquery
+    from each word alone; for two words that rarely meet it expects thousands of matches, walks
+    the primary key from the newest job, and reads the whole table to find none. So: walk only
+    the newest PG_RECENT_ROWS jobs that way, and if the window is not full, let the GIN index
+    (and the filters' indexes) find the older matches, which are then few."""
+    top = session.scalar(select(func.max(Job.id))) or 0
+    cut = top - PG_RECENT_ROWS
+    match = [_pg_match(queries), *conditions(same)]
+    hits = [Hit(i, float(s)) for i, s in session.execute(
+        select(Job.id, _pg_rank(queries)).where(*match, Job.id > cut)
+        .order_by(Job.id.desc()).limit(window))]
+    if len(hits) < window and cut > 0:
+        # id + 0: an order the primary key cannot give, so the plan starts from the indexes
+        # that select, and sorts the (few) matches; ranked afterwards, since ts_rank in this
+        # query would run on every match the sort sees.
+        ids = list(session.scalars(select(Job.id).where(*match, Job.id <= cut)
+                                   .order_by((Job.id + 0).desc()).limit(window - len(hits))))
+        if ids:
+            score = dict(session.execute(select(Job.id, _pg_rank(queries)).where(Job.id.in_(ids))).all())
+            hits += [Hit(i, float(score[i])) for i in ids]
+    return hits
 
 
 def older_matches(session: Session, queries: Mapping[str, TextQuery], conditions: Conditions,
                   before_id: int, limit: int | None, offset: int) -> list[int]:
     """Ids of matching jobs older than the window (id below ``before_id``), newest first."""
     if session.get_bind().dialect.name == "postgresql":
-        stmt = (select(Job.id).where(_TSV.op("@@")(_tsquery(queries)), Job.id < before_id,
-                                     *conditions(same)).order_by(Job.id.desc()))
+        stmt = (select(Job.id).where(_pg_match(queries), Job.id < before_id, *conditions(same))
+                .order_by(Job.id.desc()))
     else:
-        include, _ = fts5_match(queries)
-        narrowed = _narrow(session, conditions)
-        stmt = (select(Job.id).select_from(_fts.join(Job, Job.id == _fts.c.rowid))
-                .where(_fts_match(include), _fts.c.rowid < before_id, *_within(narrowed or None),
-                       *conditions(no_index))
-                .order_by(_fts.c.rowid.desc()))
+        stmt = _sqlite_scan(session, queries, conditions, before_id=before_id)
+        if stmt is None:
+            return []
     return list(session.scalars(stmt.limit(limit).offset(offset)))
 
 
+def _sqlite_scan(session: Session, queries: Mapping[str, TextQuery], conditions: Conditions,
+                 *extra: ColumnElement, before_id: int | None = None):
+    """SELECT rowid[, extra] of the matches, newest first: the FTS5 index drives, always.
+
+    When a filter keeps few jobs their ids are handed to the scan (FTS5 seeks to their range
+    and checks the list without touching the jobs table); otherwise each match is looked up
+    by primary key and the filters are checked there, never through their own indexes.
+    ``None`` when the filters keep no job at all.
+    """
+    include, _ = fts5_match(queries)
+    where = [_fts_match(include)]
+    if before_id is not None:
+        where.append(_fts.c.rowid < before_id)
+    narrowed = _narrow(session, conditions)
+    if narrowed == []:
+        return None
+    stmt = select(_fts.c.rowid, *extra).select_from(_fts)
+    if narrowed is not None:
+        where += _within(narrowed)
+    elif conditions(same):
+        stmt = stmt.join(Job, Job.id == _fts.c.rowid)
+        where += conditions(no_index)
+    return stmt.where(*where).order_by(_fts.c.rowid.desc())
+
+
 def _narrow(session: Session, conditions: Conditions) -> list[int] | None:
-    """The ids the other filters allow when there are few of them; ``None`` when many."""
-    conds = conditions(same)
-    if not conds:
+    """The ids the filters keep, when one of them keeps at most NARROW_LIMIT jobs; else None.
+
+    Each filter is counted on its own index first (index only, stopping past the limit), so a
+    selective filter drives and a common one is never read to the end.
+    """
+    plain = conditions(same)
+    if not plain:
         return None
     limit = NARROW_LIMIT
-    ids = list(session.scalars(select(Job.id).where(*conds).limit(limit + 1)))
-    return ids if len(ids) <= limit else None
+    counts = [session.scalar(select(func.count()).select_from(
+        select(literal_column("1")).select_from(Job).where(cond).limit(limit + 1).subquery()))
+        for cond in plain]
+    best = min(range(len(plain)), key=counts.__getitem__)
+    if counts[best] > limit:
+        return None
+    others = [c for k, c in enumerate(conditions(no_index)) if k != best]
+    return list(session.scalars(select(Job.id).where(plain[best], *others)))
 
 
 def _within(ids: Sequence[int] | None) -> list[ColumnElement]:
@@ -149,5 +209,23 @@ def _fts_match(text: str) -> ColumnElement:
     return _FTS_TABLE.op("MATCH")(bindparam(None, text, type_=String))
 
 
-def _tsquery(queries: Mapping[str, TextQuery]) -> ColumnElement:
-    return func.to_tsquery(literal_column("'simple'"), bindparam(None, pg_tsquery(queries), type_=String))
+def _tsvector(name: str) -> ColumnElement:
+    return literal_column(f"jobs.{COLUMNS[name][1]}")
+
+
+def _tsquery(query: TextQuery) -> ColumnElement:
+    return func.to_tsquery(literal_column("'simple'"), bindparam(None, pg_tsquery(query), type_=String))
+
+
+def _pg_match(queries: Mapping[str, TextQuery]) -> ColumnElement:
+    return and_(*(_tsvector(name).op("@@")(_tsquery(q)) for name, q in queries.items()))
+
+
+def _pg_rank(queries: Mapping[str, TextQuery]) -> ColumnElement:
+    # Normalization 1: divided by 1 + log(length), so a short prompt that is all about the
+    # words ranks above a long one that mentions them once (as bm25 does on SQLite).
+    ranks = [func.ts_rank(_tsvector(name), _tsquery(q), 1) for name, q in queries.items() if q.include]
+    total = ranks[0]
+    for r in ranks[1:]:
+        total = total + r
+    return total

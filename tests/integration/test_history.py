@@ -131,9 +131,12 @@ def test_relevance_first_then_the_newest_of_equally_relevant_jobs(db_url):
     assert ids(db_url, HistoryQuery(prompt="lighthouse")) == [ids_[2], ids_[0], ids_[1]]
 
 
-def test_beyond_the_ranking_window_older_matches_follow_newest_first(db_url, monkeypatch):
-    # Given more matches than the ranking window: the newest 3 are ranked
+@pytest.mark.parametrize("recent_rows", [100, 2])
+def test_beyond_the_ranking_window_older_matches_follow_newest_first(db_url, monkeypatch, recent_rows):
+    # Given more matches than the ranking window: the newest 3 are ranked (PostgreSQL finds
+    # them among the newest jobs, or partly through the index when those hold too few)
     monkeypatch.setattr(textsearch, "RANK_WINDOW", 3)
+    monkeypatch.setattr(textsearch, "PG_RECENT_ROWS", recent_rows)
     long = "moon over a quiet harbour with boats and nets and gulls"
     jobs = add_jobs(db_url, [{"prompt": p} for p in
                              ["moon", long, "moon", long, "moon", long, "moon"]])
@@ -235,12 +238,15 @@ QUERIES = [
 ]
 
 
-@pytest.mark.parametrize("narrow_limit", [0, 100_000], ids=["full-text-first", "filters-first"])
+@pytest.mark.parametrize("narrow_limit, recent_rows", [(0, 50), (100_000, 100_000)],
+                         ids=["full-text-first", "filters-first"])
 def test_every_filter_and_combination_finds_exactly_the_jobs_it_describes(db_url, monkeypatch,
-                                                                          narrow_limit):
+                                                                          narrow_limit, recent_rows):
     # Given 300 jobs with random prompts, models, samplers, settings, statuses and dates
-    # (SQLite plans the combined queries two ways, depending on how many jobs the filters keep)
+    # (SQLite drives a combined query from the full-text index or from a selective filter;
+    # PostgreSQL reads the newest jobs in id order, then older ones through the indexes)
     monkeypatch.setattr(textsearch, "NARROW_LIMIT", narrow_limit)
+    monkeypatch.setattr(textsearch, "PG_RECENT_ROWS", recent_rows)
     rows = random_jobs(300)
     for row, job_id in zip(rows, add_jobs(db_url, rows), strict=True):
         row["id"] = job_id

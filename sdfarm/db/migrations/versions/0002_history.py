@@ -6,7 +6,7 @@ search (``sdfarm.db.textsearch.sync_fulltext``), and triggers keep the indexed o
 delete and update. Inserts have no trigger on purpose: an insert trigger makes SQLite journal
 every row of an executemany bulk insert, and indexing from the trigger makes FTS5 flush at
 every row; together they tripled the cost of recording a 10,000-job sweep.
-PostgreSQL: a stored tsvector (prompt weight A, negative prompt weight B) with a GIN index.
+PostgreSQL: stored tsvectors of the prompt and of the negative prompt, each with a GIN index.
 Both tokenize the same way: runs of letters and digits, lower-cased, accents kept.
 
 Revision ID: 0002_history
@@ -71,15 +71,20 @@ SQLITE_DOWN = (
 #: What PostgreSQL indexes of a text: punctuation becomes spaces first, so its parser sees the
 #: same words as SQLite's unicode61 ("sci-fi" is "sci" and "fi", "(cat:1.2)" is "cat", "1", "2").
 _PG_WORDS = "to_tsvector('simple'::regconfig, regexp_replace({}, '[[:punct:]]+', ' ', 'g'))"
+# One tsvector per text rather than one with weights: the planner's word statistics are per
+# column, and "blurry", common in negative prompts, must not look common in prompts.
 PG_UP = (
-    f"""ALTER TABLE jobs ADD COLUMN search_tsv tsvector GENERATED ALWAYS AS (
-          setweight({_PG_WORDS.format('prompt')}, 'A')
-          || setweight({_PG_WORDS.format('negative_prompt')}, 'B')) STORED""",
-    "CREATE INDEX ix_jobs_search_tsv ON jobs USING gin (search_tsv)",
+    f"ALTER TABLE jobs ADD COLUMN prompt_tsv tsvector GENERATED ALWAYS AS ({_PG_WORDS.format('prompt')}) STORED",
+    f"ALTER TABLE jobs ADD COLUMN negative_tsv tsvector GENERATED ALWAYS AS "
+    f"({_PG_WORDS.format('negative_prompt')}) STORED",
+    "CREATE INDEX ix_jobs_prompt_tsv ON jobs USING gin (prompt_tsv)",
+    "CREATE INDEX ix_jobs_negative_tsv ON jobs USING gin (negative_tsv)",
 )
 PG_DOWN = (
-    "DROP INDEX IF EXISTS ix_jobs_search_tsv",
-    "ALTER TABLE jobs DROP COLUMN IF EXISTS search_tsv",
+    "DROP INDEX IF EXISTS ix_jobs_negative_tsv",
+    "DROP INDEX IF EXISTS ix_jobs_prompt_tsv",
+    "ALTER TABLE jobs DROP COLUMN IF EXISTS negative_tsv",
+    "ALTER TABLE jobs DROP COLUMN IF EXISTS prompt_tsv",
 )
 
 
