@@ -274,6 +274,11 @@ def time_queries(url: str, kinds: dict[str, list[HistoryQuery]]) -> dict[str, tu
 def sizes(url: str) -> list[str]:
     engine = get_engine(url)
     if engine.dialect.name == "sqlite":
+        raw = engine.raw_connection()  # outside a transaction: the WAL holds the bulk insert
+        try:                           # until a checkpoint moves it into the database file
+            raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            raw.close()
         path = Path(engine.url.database)
         total = sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p.is_file())
         lines = [f"database file {total / 1e6:,.0f} MB"]

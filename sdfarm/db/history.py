@@ -17,9 +17,9 @@ from pathlib import PurePath
 from sqlalchemy import ColumnElement, and_, delete, false, or_, select, text
 from sqlalchemy.orm import Session
 
+from sdfarm.db import textsearch
 from sdfarm.db.fulltext import TextQuery, parse_text_query
 from sdfarm.db.models import Job, JobStatus
-from sdfarm.db import textsearch
 from sdfarm.db.textsearch import Hit, match_condition, older_matches, prepare_search, ranked_window
 from sdfarm.errors import SamplerError
 from sdfarm.pngmeta import model_display_name

@@ -2,9 +2,10 @@
 
 Relevance needs a score for every match, and a common word matches a third of a million-job
 history; so a search ranks the newest :data:`RANK_WINDOW` matches by relevance (bm25 on SQLite,
-ts_rank on PostgreSQL) and lists any older matches after them, newest first. Both scans walk
-the full-text index newest first and stop after the window, so the cost is bounded by the
-window, not by how common the word is.
+ts_rank on PostgreSQL) and lists any older matches after them, newest first. Finding the
+newest matches is bounded work: SQLite walks the FTS5 index from the newest job and stops at
+the window; PostgreSQL walks the newest jobs, then lets its indexes find the rest (see
+:func:`_pg_window`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from sqlalchemy.sql.expression import UnaryExpression
 from sdfarm.db.fulltext import COLUMNS, TextQuery, fts5_match, pg_tsquery
 from sdfarm.db.models import Job
 
-#: Matches ranked by relevance per search; older matches follow by date.
+#: Matches ranked by relevance per search; older matches follow, newest first.
 RANK_WINDOW = 1000
 #: When the other filters select at most this many jobs, SQLite's full-text scan is limited to
 #: those ids instead of checking each match against the jobs table.

@@ -1,0 +1,94 @@
+"""``sdfarm rerun JOB_ID --set key=value``: a past job rendered again with some parameters
+changed, into a sweep linked to it; and reruns of images indexed from other tools."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+from PIL import Image
+from sqlalchemy import func, select
+
+from sdfarm.cli.main import cli
+from sdfarm.db.engine import session_factory
+from sdfarm.db.models import Job, JobStatus, Sweep
+from tests.conftest import write_job
+from tests.integration.test_index import FIXTURES, png
+
+
+def sdfarm(env: dict, *args):
+    return CliRunner().invoke(cli, [str(a) for a in args], env=env)
+
+
+def render_one(cli_env, tmp_path) -> None:
+    job = write_job(tmp_path, 'model = "builtin:tiny"\nprompt = "a red boat, at sea"\nsteps = 3\n'
+                              'cfg = 7\nwidth = 64\nheight = 64\nseeds = [11]\n')
+    result = sdfarm(cli_env, "render", job, "-q")
+    assert result.exit_code == 0, result.output
+
+
+def sweeps(url: str) -> int:
+    with session_factory(url)() as session:
+        return session.scalar(select(func.count()).select_from(Sweep))
+
+
+def test_set_renders_the_job_again_with_the_changes_into_a_linked_sweep(settings, cli_env, tiny_model, tmp_path):
+    render_one(cli_env, tmp_path)
+    result = sdfarm(cli_env, "rerun", 1, "--set", "steps=4", "--set", "width=72",
+                    "--set", "prompt=a blue boat, at dawn")
+    assert result.exit_code == 0, result.output
+    assert "rendered with steps=4 (was 3), width=72 (was 64), prompt=a blue boat, at dawn (was a red boat, at sea)" in result.stdout
+    with session_factory(settings.database_url)() as session:
+        original, new = session.get(Job, 1), session.get(Job, 2)
+        sweep = session.get(Sweep, new.sweep_id)
+        assert (sweep.kind, sweep.rerun_of_job_id) == ("rerun", 1)
+        assert new.status == JobStatus.done
+        assert (new.steps, new.width, new.prompt) == (4, 72, "a blue boat, at dawn")
+        # everything not set is the original's
+        assert (new.seed, new.cfg, new.height, new.sampler, new.model_hash) == (
+            original.seed, original.cfg, original.height, original.sampler, original.model_hash)
+        assert new.key != original.key
+    with Image.open(new.output_path) as im:
+        assert im.size == (72, 64)
+
+
+def test_bad_set_values_are_refused_naming_the_key_and_nothing_is_recorded(settings, cli_env, tiny_model, tmp_path):
+    render_one(cli_env, tmp_path)
+    for args, message in [
+        (("--set", "colour=red"), "Error: --set: colour: cannot be set; settable: model, prompt, "
+                                  "negative_prompt, sampler, seed, steps, cfg, width, height, clip_skip"),
+        (("--set", "steps=0"), "Error: --set: steps: must be an integer from 1 to 1000, got 0"),
+        (("--set", "width=70"), "Error: --set: width: must be a multiple of 8, got 70"),
+        (("--set", "sampler=Restart"), "Error: --set: sampler: unknown sampler 'Restart'"),
+        (("--set", "steps"), "Error: --set: steps: is not key=value"),
+    ]:
+        result = sdfarm(cli_env, "rerun", 1, *args)
+        assert result.exit_code == 1 and result.stderr.startswith(message), (args, result.stderr)
+    assert sweeps(settings.database_url) == 1
+
+
+def test_an_imported_image_is_rerun_once_its_sampler_and_model_are_ones_sdfarm_has(
+        settings, cli_env, tiny_model, tmp_path):
+    # Given an image from Forge, made with a sampler sdfarm cannot render and a model that is
+    # not on this machine
+    png(tmp_path / "forge" / "sailor.png", (FIXTURES / "forge_unknown_sampler.txt").read_text("utf-8"))
+    assert sdfarm(cli_env, "index", tmp_path / "forge", "-q").exit_code == 0
+    # Then a plain rerun says what it cannot do and how to get past it, recording nothing
+    unknown = sdfarm(cli_env, "rerun", 1)
+    assert unknown.exit_code == 1
+    assert unknown.stderr.startswith("Error: job 1 was made with sampler 'DPM++ 3M SDE Exponential', "
+                                     "which sdfarm cannot render; choose one with --set sampler=NAME: Euler, ")
+    no_model = sdfarm(cli_env, "rerun", 1, "--set", "sampler=DPM++ 2M Karras")
+    assert no_model.exit_code == 1
+    assert no_model.stderr.startswith("Error: job 1: model 'juggernautXL_v9'")
+    assert no_model.stderr.strip().endswith("point it at the weights with --set model=PATH")
+    assert sweeps(settings.database_url) == 1
+    # And with both set it renders, keeping the image's prompt and seed
+    result = sdfarm(cli_env, "rerun", 1, "--set", "sampler=Euler", "--set", "model=builtin:tiny",
+                    "--set", "width=64", "--set", "height=64", "--set", "steps=2")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(sdfarm(cli_env, "history", "--sweep", 2, "--json").stdout)
+    assert [(r["prompt"], r["seed"], r["sampler"], r["model"], r["status"]) for r in rows] == [
+        ("portrait of an old sailor, weathered face, rim light", 77, "Euler", "builtin:tiny", "done")]
+    assert len(rows[0]["model_hash"]) == 10 and Path(rows[0]["output_path"]).is_file()
