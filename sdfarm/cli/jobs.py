@@ -67,10 +67,12 @@ def rerun(settings: Settings, job_id: int, assignments: tuple[str, ...]) -> None
             raise SamplerError(
                 f"job {job_id} was made with sampler {job.sampler!r}, which sdfarm cannot render; "
                 f"choose one with --set sampler=NAME: {', '.join(SAMPLERS)}")
-        companions = [job]
-        if not changes and job.pass_id and (job.pass_size or 1) > 1:
+        # A resumed cell reused an earlier render: its pixels come from that job's pass.
+        rendered = _rendered_origin(session, job)
+        companions = [rendered]
+        if not changes and rendered.pass_id and (rendered.pass_size or 1) > 1:
             companions = list(session.scalars(
-                select(Job).where(Job.pass_id == job.pass_id).order_by(Job.pass_index)))
+                select(Job).where(Job.pass_id == rendered.pass_id).order_by(Job.pass_index)))
         specs = [j.spec() for j in companions]
         model_config = job.model_config
         if changes:
@@ -78,9 +80,9 @@ def rerun(settings: Settings, job_id: int, assignments: tuple[str, ...]) -> None
             if "model" in changes:
                 specs, model_config = _with_new_model(specs[0], settings)
         _check_model(job_id, specs[0].model, model_config, job.sweep.allow_pickle, settings)
-        position = [j.id for j in companions].index(job.id)
+        position = [j.id for j in companions].index(rendered.id)
         original = Path(job.output_path)
-        threads = job.threads or settings.threads
+        threads = rendered.threads or settings.threads
         plan = rerun_plan(job_id, specs, model_config=model_config,
                           allow_pickle=job.sweep.allow_pickle)
         before = {k: getattr(job, k) for k in changes}
@@ -114,6 +116,18 @@ def rerun(settings: Settings, job_id: int, assignments: tuple[str, ...]) -> None
     else:
         click.echo(f"differs: largest pixel difference {diff}/255 (device {new_job.device} vs "
                    f"original {job.device})")
+
+
+def _rendered_origin(session, job: Job) -> Job:
+    """The job whose render produced ``job``'s image: itself, or the one it reused."""
+    seen = {job.id}
+    while job.reused_from_job_id and job.reused_from_job_id not in seen:
+        earlier = session.get(Job, job.reused_from_job_id)
+        if earlier is None:
+            break
+        seen.add(earlier.id)
+        job = earlier
+    return job
 
 
 def _with_new_model(spec, settings: Settings):

@@ -136,3 +136,16 @@ def test_a_bad_job_file_gives_one_error_line_and_records_nothing(settings, cli_e
         assert "Traceback" not in proc.stderr
     assert db_rows(settings, "SELECT count(*) FROM sweeps") in ([], [(0,)])
     assert db_rows(settings, "SELECT count(*) FROM jobs") in ([], [(0,)])
+
+
+def test_rerun_of_a_resumed_cell_rebuilds_the_pass_that_first_rendered_its_image(settings, cli_env, tiny_model, tmp_path):
+    body = ('model = "builtin:tiny"\nprompt = "a boat"\nsteps = 5\nwidth = 64\nheight = 64\n'
+            'seeds = [1, 2, 3]\nbatch_size = 3\n')
+    run(cli_env, "render", write_job(tmp_path, body), "-q")
+    # The same cells again: all three are reused from sweep 1, not rendered.
+    run(cli_env, "render", write_job(tmp_path, body, "again.toml"), "-q")
+    assert db_rows(settings, "SELECT reused_from_job_id FROM jobs WHERE id = 5") == [(2,)]
+    result = CliRunner().invoke(cli, ["rerun", "5"], env=cli_env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "shared a forward pass of 3 images" in result.stderr
+    assert "identical: every pixel matches the original" in result.stdout
