@@ -201,6 +201,7 @@ def _render_pass(jobs: list[Job], token: str, factory: sessionmaker[Session], re
         first = remaining[0]
         ids = [j.id for j in remaining]
         started = time.perf_counter()
+        loaded_before = getattr(renderer, "load_seconds", 0.0)
         announce = getattr(progress, "started", None)
         if announce is not None:
             announce(ids, first.model)
@@ -211,7 +212,8 @@ def _render_pass(jobs: list[Job], token: str, factory: sessionmaker[Session], re
                                          allow_pickle=first.sweep.allow_pickle, on_step=watch.step)
             model_hash = first.model_hash or renderer.model_hash(
                 first.model, first.model_config, first.sweep.allow_pickle)
-            seconds = time.perf_counter() - started
+            loading = getattr(renderer, "load_seconds", 0.0) - loaded_before
+            seconds = time.perf_counter() - started - loading
             _record_images(remaining, images, model_hash, seconds, token, factory, renderer, outcome)
         except RenderCanceled:
             with factory() as session:

@@ -57,6 +57,9 @@ class DiffusersRenderer:
         #: The sampler each cached pipeline's scheduler is set up for. Schedulers reset their
         #: state in set_timesteps, so one is reused across calls instead of rebuilt (2-3 ms).
         self._sampler_of: dict[int, str] = {}
+        #: Seconds spent loading models so far; a pass subtracts what it spent loading, so a
+        #: job's render_seconds (and the plan's estimates from it) measure rendering alone.
+        self.load_seconds = 0.0
 
     def set_threads(self, threads: int) -> None:
         import torch
@@ -88,8 +91,10 @@ class DiffusersRenderer:
             _, (evicted, _config) = self._pipelines.popitem(last=False)
             self._sampler_of.pop(id(evicted), None)
             self._free_memory()
+        loading = time.perf_counter()
         pipe = load_pipeline(self._model_ref(model, model_config, allow_pickle),
                              self.settings.model_dir, device=self._device, dtype=self._dtype)
+        self.load_seconds += time.perf_counter() - loading
         entry = (pipe, pipe.scheduler.config)
         self._pipelines[key] = entry
         return entry

@@ -206,3 +206,30 @@ def test_clip_skip_uses_a1111_numbering_and_changes_the_image(settings, tiny_mod
                                          allow_pickle=False, on_step=lambda: None)[0], dtype=np.int16)
               for n in (1, 2)]
     assert np.abs(images[0] - images[1]).max() > 0
+
+
+class _SlowToLoad(FakeRenderer):
+    """Spends 0.6 s loading a model on its first pass, and accounts for it as the real
+    renderer does."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        self.load_seconds = 0.0
+
+    def render(self, specs, **kw):
+        if self.load_seconds == 0:
+            time.sleep(0.6)
+            self.load_seconds += 0.6
+        return super().render(specs, **kw)
+
+
+def test_render_seconds_leave_out_the_time_spent_loading_the_model(settings, tmp_path):
+    path = write_job(tmp_path, JOB.format(seeds="[1, 2]", batch_size=1, sampler="Euler"))
+    sweep_id = record(settings, load_plan(path, settings.model_dir))
+    renderer = _SlowToLoad()
+    for job in jobs_of(settings, sweep_id):
+        render_batch([job.id], settings, renderer=renderer)
+    first, second = jobs_of(settings, sweep_id)
+    # The first pass took 0.6 s more wall time; the plan's s/step estimate must not inherit a
+    # one-off model load.
+    assert 0 <= first.render_seconds < 0.3 and 0 <= second.render_seconds < 0.3
