@@ -61,6 +61,16 @@ def _create(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+def database_exists(url: str) -> bool:
+    """Whether opening ``url`` would find a database rather than create one: a SQLite file is
+    checked on disk (read-only commands must not leave an empty sdfarm.db behind); servers are
+    assumed to exist."""
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite":
+        return True
+    return bool(u.database) and u.database != ":memory:" and Path(u.database).is_file()
+
+
 def session_factory(url: str) -> sessionmaker[Session]:
     return sessionmaker(get_engine(url), expire_on_commit=False)
 

@@ -7,7 +7,6 @@ images and steps left to render, batches, and a time estimate from measured seco
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from sdfarm.scheduler.plan import Plan
 
@@ -34,7 +33,9 @@ class Forecast:
 def forecast(plan: Plan, database_url: str, *, force: bool = False) -> Forecast:
     reused: set[int] = set()
     rates: dict[tuple[str | None, int, int], float] = {}
-    if _database_exists(database_url):
+    from sdfarm.db.engine import database_exists
+
+    if database_exists(database_url):
         from sdfarm.db.engine import session_factory
         from sdfarm.db.sweeps import reusable_images, seconds_per_step
 
@@ -63,16 +64,6 @@ def forecast(plan: Plan, database_url: str, *, force: bool = False) -> Forecast:
         estimate_seconds=round(estimate, 3) if known else None,
         unmeasured_images=unmeasured,
     )
-
-
-def _database_exists(url: str) -> bool:
-    # Planning must not leave an empty sdfarm.db behind; other databases are servers.
-    from sqlalchemy.engine import make_url
-
-    u = make_url(url)
-    if u.get_backend_name() != "sqlite":
-        return True
-    return bool(u.database) and u.database != ":memory:" and Path(u.database).is_file()
 
 
 def format_duration(seconds: float) -> str:
