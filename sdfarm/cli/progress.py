@@ -57,8 +57,9 @@ class RenderProgress:
         self._pass_steps += 1
         elapsed = now - self._first_step
         # Each image of the pass advanced one step: the bar counts image-steps, for the ETA.
-        self._progress.update(self._task, advance=images,
-                              it_per_s=self._pass_steps / elapsed if elapsed > 0.5 else None)
+        # Steps between the first one and now: the first step's own time is unknown.
+        rate = (self._pass_steps - 1) / elapsed if self._pass_steps > 2 and elapsed > 0 else None
+        self._progress.update(self._task, advance=images, it_per_s=rate)
 
     def finished(self, done: int = 0, failed: int = 0, canceled: int = 0) -> None:
         self.done += done
