@@ -57,3 +57,13 @@ class ImageMetadataError(SdfarmError):
 
 class HistoryQueryError(SdfarmError):
     """A history search or ``rerun --set`` value that cannot be understood."""
+
+
+def one_line(exc: BaseException, *, named: bool = True, limit: int = 300) -> str:
+    """The first non-empty line of ``exc``'s message (with its type name when ``named``),
+    cut to ``limit`` characters: what a job's error column and a CLI error show."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    if named and lines:
+        text = f"{type(exc).__name__}: {text}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."

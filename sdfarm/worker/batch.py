@@ -29,7 +29,7 @@ from sdfarm.db.engine import session_factory
 from sdfarm.db.jobs import (canceled_among, claim_batch, claim_jobs, finish_job, release_claims,
                             renew_lease)
 from sdfarm.db.models import Job, JobStatus
-from sdfarm.errors import RenderCanceled
+from sdfarm.errors import RenderCanceled, one_line
 from sdfarm.pngmeta import a1111_parameters, sdfarm_chunk
 from sdfarm.worker.output import write_png
 from sdfarm.worker.render import Renderer, make_renderer
@@ -224,7 +224,7 @@ def _render_pass(jobs: list[Job], token: str, factory: sessionmaker[Session], re
             remaining = [j for j in remaining if j.id not in gone]
             continue
         except Exception as exc:  # a broken model, input or disk fails its pass, not the sweep
-            error = _one_line(exc)
+            error = one_line(exc)
             detail = traceback.format_exc(limit=8)
             failed = []
             with factory.begin() as session:
@@ -269,8 +269,3 @@ def _record_images(jobs: list[Job], images, model_hash: str | None, seconds: flo
         for job in lost:
             if job.id in canceled:
                 Path(job.output_path).unlink(missing_ok=True)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")

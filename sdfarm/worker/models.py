@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sdfarm.errors import ModelError
+from sdfarm.errors import ModelError, one_line
 from sdfarm.modelref import ModelRef
 from sdfarm.worker.builtin import ensure_builtin, quiet_libraries
 
@@ -47,7 +47,7 @@ def load_pipeline(mref: ModelRef, model_dir: Path, *, device: str,
         except ModelError:
             raise
         except Exception as exc:
-            raise ModelError(f"cannot load model {mref.ref!r}: {_one_line(exc)}") from exc
+            raise ModelError(f"cannot load model {mref.ref!r}: {one_line(exc, named=False)}") from exc
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -85,7 +85,7 @@ def _load_hub(cls: Any, repo_id: str, dtype: Any) -> Any:
             return _from_pretrained(cls, repo_id, dtype, local_files_only=False)
         except Exception as exc:
             # diffusers wraps a failed download in "not cached locally"; the cause says why.
-            reason, cause = f"downloading failed ({_one_line(_root_cause(exc), named=True)})", exc
+            reason, cause = f"downloading failed ({one_line(_root_cause(exc))})", exc
     raise ModelError(
         f"model {repo_id!r} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and cannot "
         f"be downloaded here: {reason}; download it on a machine with network access "
@@ -107,7 +107,7 @@ def _load_single_file(cls: Any, mref: ModelRef, dtype: Any) -> Any:
         raise ModelError(
             f"cannot load single-file checkpoint {mref.ref!r}: it needs a diffusers config for its "
             f"architecture, normally fetched from the Hugging Face hub, and that failed here "
-            f"({_one_line(exc)}); set model_config = \"path/to/a/diffusers/folder\" in the job "
+            f"({one_line(exc, named=False)}); set model_config = \"path/to/a/diffusers/folder\" in the job "
             f"file (for SD 1.5 checkpoints, a download of runwayml/stable-diffusion-v1-5; its "
             f"configs are enough) to load it offline"
         ) from exc
@@ -120,14 +120,6 @@ def _hub_offline() -> bool:
 
     value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
     return constants.HF_HUB_OFFLINE or value.strip().upper() in {"1", "ON", "YES", "TRUE"}
-
-
-def _one_line(exc: BaseException, *, named: bool = False) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    text = lines[0] if lines else type(exc).__name__
-    if named and lines:
-        text = f"{type(exc).__name__}: {text}"
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def _root_cause(exc: BaseException) -> BaseException:
