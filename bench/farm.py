@@ -36,9 +36,9 @@ from sqlalchemy import func, select  # noqa: E402
 from sdfarm.config import Settings  # noqa: E402
 from sdfarm.db.engine import session_factory  # noqa: E402
 from sdfarm.db.models import FarmWorker, Job, JobStatus  # noqa: E402
-from sdfarm.scheduler.farm_dispatch import submit  # noqa: E402
 from sdfarm.scheduler.jobfile import parse_job_file  # noqa: E402
 from sdfarm.scheduler.plan import make_plan  # noqa: E402
+from sdfarm.usecases.farm import submit  # noqa: E402
 from tests.servers import PostgresServer, RedisServer, _postgres_bindir  # noqa: E402
 
 _sweeps = 0

@@ -20,9 +20,10 @@ import time
 from pathlib import Path
 
 from sdfarm.config import Settings
-from sdfarm.scheduler.dispatch import record, render_sweep_locally
 from sdfarm.scheduler.jobfile import parse_job_file
 from sdfarm.scheduler.prepare import plan_job, resolve_model
+from sdfarm.usecases.local import render_sweep_locally
+from sdfarm.usecases.record import record
 from sdfarm.worker.batch import process_renderer
 from sdfarm.worker.builtin import ensure_builtin
 

@@ -20,9 +20,9 @@ from pathlib import Path
 
 from sdfarm.config import Settings
 from sdfarm.db.engine import dispose_all, get_engine
-from sdfarm.scheduler.dispatch import record
 from sdfarm.scheduler.jobfile import parse_job_file
 from sdfarm.scheduler.plan import make_plan
+from sdfarm.usecases.record import record
 
 JOB = """
 name = "bench-grid"

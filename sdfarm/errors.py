@@ -21,10 +21,6 @@ class JobFileError(SdfarmError):
         super().__init__(f"{where}: {problem}")
 
 
-class WildcardNotFound(SdfarmError):
-    """A ``__name__`` wildcard has no file in the wildcard folder."""
-
-
 class ModelError(SdfarmError):
     """A model reference cannot be resolved or loaded."""
 

@@ -11,12 +11,12 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from sdfarm.errors import ModelError
+from sdfarm.files import write_atomic
 
 #: Built-in random-weight models, built offline on first use (``sdfarm.worker.builtin``).
 BUILTIN_MODELS: dict[str, str] = {
@@ -227,14 +227,8 @@ def _remember(cache_file: Path, key: str, entry: dict[str, object]) -> None:
             fcntl.flock(lock, fcntl.LOCK_EX)
             cache = _read_cache(cache_file)
             cache[key] = entry
-            fd, tmp = tempfile.mkstemp(dir=cache_file.parent, prefix=".hashes-", suffix=".tmp")
-            try:
-                os.fchmod(fd, 0o644)  # mkstemp makes it private; other users' workers read it
-                with os.fdopen(fd, "w", encoding="utf-8") as f:
-                    json.dump(cache, f, indent=1, sort_keys=True)
-                os.replace(tmp, cache_file)
-            except BaseException:
-                os.unlink(tmp)
-                raise
+            # Readable by all: other users' workers read it.
+            write_atomic(cache_file, json.dumps(cache, indent=1, sort_keys=True).encode(),
+                         mode=0o644)
     except OSError:
         pass

@@ -27,10 +27,10 @@ from sdfarm.errors import SdfarmError
 @click.pass_obj
 def submit(settings: Settings, job_file: Path, priority: int, force: bool) -> None:
     """Record JOB_FILE's images and queue them for the farm's workers; prints the sweep id."""
-    from sdfarm.scheduler.farm_dispatch import submit as submit_plan
-    from sdfarm.scheduler.prepare import load_plan
+    from sdfarm.usecases.farm import submit as submit_plan
+    from sdfarm.usecases.render import load_plan
 
-    plan = load_plan(job_file, settings.model_dir)
+    plan = load_plan(settings, job_file)
     result = submit_plan(settings, plan, priority=priority, force=force)
     reused = result.images - result.queued
     click.echo(f"sweep {result.sweep_id}: {result.queued} images in {result.batches} batches "
@@ -103,7 +103,7 @@ def status(settings: Settings, limit: int, as_json: bool) -> None:
 def recover(settings: Settings) -> None:
     """Requeue jobs whose worker died (expired lease) and send every queued job the broker
     does not hold, e.g. after a Redis restart or FLUSHALL. Safe to run at any time."""
-    from sdfarm.scheduler.farm_dispatch import recover as recover_farm
+    from sdfarm.broker.queue import recover as recover_farm
 
     report = recover_farm(settings, thorough=True)
     click.echo(f"requeued {len(report.requeued)} job(s) with an expired lease, failed "
@@ -119,7 +119,7 @@ def recover(settings: Settings) -> None:
 def cancel(settings: Settings, sweep_id: int | None, job_ids: tuple[int, ...]) -> None:
     """Cancel SWEEP_ID (or the jobs given with --job): queued jobs never start, running ones
     stop within a denoising step."""
-    from sdfarm.scheduler.farm_dispatch import cancel as cancel_jobs
+    from sdfarm.usecases.farm import cancel as cancel_jobs
 
     if (sweep_id is None) == (not job_ids):
         raise click.UsageError("give a SWEEP_ID or --job JOB_ID (not both)")
@@ -133,7 +133,7 @@ def cancel(settings: Settings, sweep_id: int | None, job_ids: tuple[int, ...]) -
 @click.pass_obj
 def retry(settings: Settings, sweep_id: int) -> None:
     """Put SWEEP_ID's failed and canceled jobs back in the queue (attempts reset)."""
-    from sdfarm.scheduler.farm_dispatch import retry as retry_sweep
+    from sdfarm.usecases.farm import retry as retry_sweep
 
     n = retry_sweep(settings, sweep_id)
     click.echo(f"sweep {sweep_id}: {n} job(s) queued again")

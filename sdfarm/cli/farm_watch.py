@@ -13,9 +13,9 @@ from rich.text import Text
 
 from sdfarm.config import Settings
 from sdfarm.db.engine import session_factory
-from sdfarm.db.farm_status import (SweepProgress, is_alive, latest_sweeps, sweep_progress,
-                                   workers)
+from sdfarm.db.farm_status import SweepProgress, latest_sweeps, sweep_progress
 from sdfarm.db.models import utcnow
+from sdfarm.db.workers import is_alive, workers
 from sdfarm.errors import SweepNotFound
 
 _STATUSES = ("queued", "running", "done", "failed", "canceled")

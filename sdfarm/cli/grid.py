@@ -3,16 +3,16 @@ for a sweep that is still rendering (missing cells are placeholders)."""
 
 from __future__ import annotations
 
-import click
-
 from typing import TYPE_CHECKING
+
+import click
 
 from sdfarm.config import Settings
 
 if TYPE_CHECKING:
-    from sdfarm.worker.gridwriter import GridReport
+    from sdfarm.grids.write import GridReport
 
-#: Shown as the default; the value itself is ``sdfarm.worker.grid.MAX_GRID_MEGAPIXELS`` (Pillow
+#: Shown as the default; the value itself is ``sdfarm.grids.draw.MAX_GRID_MEGAPIXELS`` (Pillow
 #: is imported only when a grid is drawn, not on every command).
 _DEFAULT_MEGAPIXELS = "64"
 
@@ -40,8 +40,8 @@ def echo_grid_report(report: GridReport) -> None:
 def grid(settings: Settings, sweep_id: int, max_megapixels: float | None) -> None:
     """Write SWEEP_ID's grid PNGs (one per z value, prompt and seed) and index.html into its
     folder; prints the folder."""
-    from sdfarm.worker.grid import MAX_GRID_MEGAPIXELS
-    from sdfarm.worker.gridwriter import write_grids
+    from sdfarm.grids.draw import MAX_GRID_MEGAPIXELS
+    from sdfarm.grids.write import write_grids
 
     report = write_grids(settings, sweep_id, max_megapixels=max_megapixels or MAX_GRID_MEGAPIXELS)
     echo_grid_report(report)

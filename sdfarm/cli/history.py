@@ -14,10 +14,16 @@ from rich.table import Table
 from sdfarm.cli.filters import NumberRange, Size, When
 from sdfarm.config import Settings
 from sdfarm.db.engine import session_factory
-from sdfarm.db.history import (HistoryQuery, delete_jobs, distinct_values, job_fields,
-                               missing_jobs, search_jobs)
+from sdfarm.db.history import (
+    HistoryQuery,
+    delete_jobs,
+    distinct_values,
+    job_fields,
+    missing_jobs,
+    search_jobs,
+)
 from sdfarm.db.models import JobStatus
-from sdfarm.pngmeta import model_display_name
+from sdfarm.metadata.a1111 import model_display_name
 
 #: Paths listed before the confirmation question of ``prune``.
 PRUNE_PREVIEW = 10

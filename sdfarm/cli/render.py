@@ -8,10 +8,9 @@ from pathlib import Path
 import click
 
 from sdfarm.config import Settings
-from sdfarm.scheduler.forecast import Forecast, forecast, format_duration
-from sdfarm.scheduler.jobfile import load_job_file
+from sdfarm.scheduler.forecast import Forecast, format_duration
 from sdfarm.scheduler.plan import Plan
-from sdfarm.scheduler.prepare import model_refs, plan_job, resolve_model
+from sdfarm.usecases.render import load_plan, plan_outlook
 
 
 def plan_summary(plan: Plan, outlook: Forecast | None = None) -> dict[str, object]:
@@ -65,9 +64,8 @@ def _plan_lines(plan: Plan, outlook: Forecast) -> list[str]:
 @click.pass_obj
 def plan(settings: Settings, job_file: Path, as_json: bool, force: bool) -> None:
     """Dry run: validate JOB_FILE and print what rendering it would do. Imports no torch."""
-    job, mref = resolve_model(load_job_file(job_file), settings.model_dir)
-    p = plan_job(job, mref, settings.model_dir)
-    outlook = forecast(p, settings.database_url, force=force)
+    p = load_plan(settings, job_file)
+    outlook = plan_outlook(settings, p, force=force)
     if as_json:
         click.echo(json.dumps(plan_summary(p, outlook), indent=2, ensure_ascii=False))
         return
@@ -86,60 +84,29 @@ def render(settings: Settings, job_file: Path, quiet: bool, force: bool) -> None
     Images already rendered (same key, file still on disk) are reused, not rendered again;
     a sweep with axes gets its grid images and index.html when it finishes.
     """
+    from sdfarm.cli.grid import echo_grid_report
     from sdfarm.cli.progress import RenderProgress
-    from sdfarm.scheduler.dispatch import record, render_sweep_locally
-    from sdfarm.worker.builtin import ensure_builtin
+    from sdfarm.usecases.render import record_for_local_render, render_recorded
 
-    job, mref = resolve_model(load_job_file(job_file), settings.model_dir)
-    for ref in model_refs(job, mref, settings.model_dir):
-        if ref.kind == "builtin":
-            # Built before planning, so that its hash enters every job's key.
-            ensure_builtin(ref.ref.removeprefix("builtin:"), settings.model_dir)
-    p = plan_job(job, mref, settings.model_dir)
-    sweep_id = record(settings, p, force=force)
-    todo, todo_steps = _queued(settings, sweep_id)
-    reused = p.images - todo
-    click.echo(f"sweep {sweep_id}: {p.images} images, {reused} reused, {todo} to render",
-               err=True)
-    if quiet or not todo:
-        result = render_sweep_locally(settings, sweep_id)
+    p = load_plan(settings, job_file, build_builtins=True)
+    sweep = record_for_local_render(settings, p, force=force)
+    click.echo(f"sweep {sweep.sweep_id}: {sweep.images} images, {sweep.reused} reused, "
+               f"{sweep.to_render} to render", err=True)
+    if quiet or not sweep.to_render:
+        outcome = render_recorded(settings, sweep)
     else:
-        with RenderProgress(todo, todo_steps / todo) as bar:
-            result = render_sweep_locally(settings, sweep_id, bar)
-    folder = _sweep_folder(settings, sweep_id)
-    click.echo(f"sweep {sweep_id}: {result.done} rendered, {reused} reused, {result.failed} failed"
+        with RenderProgress(sweep.to_render, sweep.steps_to_render / sweep.to_render) as bar:
+            outcome = render_recorded(settings, sweep, bar)
+    result = outcome.result
+    click.echo(f"sweep {sweep.sweep_id}: {result.done} rendered, {sweep.reused} reused, "
+               f"{result.failed} failed"
                + (f", {result.canceled} canceled" if result.canceled else ""), err=True)
-    if p.axes:
-        from sdfarm.cli.grid import echo_grid_report
-        from sdfarm.worker.gridwriter import write_grids
-
-        echo_grid_report(write_grids(settings, sweep_id))
-    click.echo(folder)
+    if outcome.grids is not None:
+        echo_grid_report(outcome.grids)
+    click.echo(sweep.folder)
     if result.failed:
         raise click.ClickException(
             f"{result.failed} image(s) failed; see `sdfarm show {result.failed_ids[0]}` for the error")
-
-
-def _queued(settings: Settings, sweep_id: int) -> tuple[int, int]:
-    """Images left to render in the sweep, and their denoising steps."""
-    from sqlalchemy import func, select
-
-    from sdfarm.db.engine import session_factory
-    from sdfarm.db.models import Job, JobStatus
-
-    with session_factory(settings.database_url)() as session:
-        count, steps = session.execute(
-            select(func.count(), func.coalesce(func.sum(Job.steps), 0))
-            .where(Job.sweep_id == sweep_id, Job.status == JobStatus.queued)).one()
-    return count, steps
-
-
-def _sweep_folder(settings: Settings, sweep_id: int) -> str:
-    from sdfarm.db.engine import session_factory
-    from sdfarm.db.models import Sweep
-
-    with session_factory(settings.database_url)() as session:
-        return session.get(Sweep, sweep_id).output_dir
 
 
 COMMANDS = [render, plan]

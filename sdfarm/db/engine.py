@@ -11,9 +11,14 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sdfarm.db.migrate import upgrade_to_head
+
+#: What a session raises when the database cannot be reached or refuses a statement: callers
+#: outside ``db/`` catch this name rather than import SQLAlchemy's.
+DatabaseError = DBAPIError
 
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()

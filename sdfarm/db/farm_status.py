@@ -10,12 +10,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from sdfarm.db.models import FarmWorker, Job, JobStatus, Sweep, utcnow
+from sdfarm.db.models import Job, JobStatus, Sweep, utcnow
 
 #: The window over which ``watch`` measures images per minute.
 RATE_WINDOW = timedelta(seconds=60)
-#: A worker whose last heartbeat is older than this many intervals is shown as lost.
-STALE_AFTER_INTERVALS = 3
 
 
 @dataclass(frozen=True)
@@ -93,15 +91,3 @@ def sweep_progress(session: Session, sweep_id: int, now: datetime | None = None)
     busy = session.scalars(select(Job.worker).distinct().where(
         Job.sweep_id == sweep_id, Job.status == JobStatus.running).order_by(Job.worker)).all()
     return SweepProgress(counts, recent / seconds * 60, [w for w in busy if w], first)
-
-
-def workers(session: Session) -> list[FarmWorker]:
-    return list(session.scalars(select(FarmWorker).order_by(FarmWorker.name)))
-
-
-def is_alive(worker: FarmWorker, heartbeat_seconds: float, now: datetime | None = None) -> bool:
-    """A worker that did not stop cleanly and beat recently. (Each worker beats at its own
-    SDFARM_HEARTBEAT_SECONDS; the reader's setting is the best guess it has.)"""
-    now = now or utcnow()
-    age = (now - worker.last_heartbeat).total_seconds()
-    return worker.state != "stopped" and age <= STALE_AFTER_INTERVALS * heartbeat_seconds

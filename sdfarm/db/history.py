@@ -20,9 +20,15 @@ from sqlalchemy.orm import Session
 from sdfarm.db import textsearch
 from sdfarm.db.fulltext import TextQuery, parse_text_query
 from sdfarm.db.models import Job, JobStatus
-from sdfarm.db.textsearch import Hit, match_condition, older_matches, prepare_search, ranked_window
+from sdfarm.db.textsearch import (
+    Hit,
+    match_condition,
+    older_matches,
+    prepare_search,
+    ranked_window,
+)
 from sdfarm.errors import SamplerError
-from sdfarm.pngmeta import model_display_name
+from sdfarm.metadata.a1111 import model_display_name
 from sdfarm.samplers import canonical_sampler
 
 #: CFG values are stored as floats: a value matches within this distance.
@@ -95,12 +101,6 @@ def search_ids(session: Session, query: HistoryQuery, *, limit: int | None = 20,
     window = ranked_window(session, query.text_queries, conditions, size)
     return _page(window, size, limit, offset, lambda before, n, k: older_matches(
         session, query.text_queries, conditions, before, n, k))
-
-
-def find_jobs(session: Session, *, seed: int | None = None, prompt: str | None = None,
-              limit: int = 20, offset: int = 0) -> Sequence[Job]:
-    """The first version's interface, kept for its callers: seed and prompt words."""
-    return search_jobs(session, HistoryQuery(seed=seed, prompt=prompt), limit=limit, offset=offset)
 
 
 def _page(window: list[Hit], size: int, limit: int | None, offset: int,

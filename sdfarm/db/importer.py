@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from sdfarm.db.models import Job, JobStatus, Sweep
 from sdfarm.db.textsearch import sync_fulltext
 from sdfarm.errors import ImageMetadataError, SdfarmError
-from sdfarm.imagemeta import ImageGeneration, generation_from_chunks
-from sdfarm.pngtext import read_png_text
+from sdfarm.metadata.chunks import read_png_text
+from sdfarm.metadata.generation import ImageGeneration, generation_from_chunks
 
 #: Images recorded per transaction: an interrupted run keeps what it recorded.
 BATCH = 500

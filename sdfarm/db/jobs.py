@@ -13,7 +13,8 @@ SQLite (no row locks, FOR UPDATE is not rendered) every write transaction starts
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import dataclasses
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -161,15 +162,6 @@ def release_claims(session: Session, token: str) -> int:
     ).rowcount
 
 
-def suspects_among(session: Session, job_ids: Sequence[int], now: datetime | None = None) -> list[int]:
-    """The claimable jobs among ``job_ids`` that were claimed before and never finished, in
-    render order: their worker died or hung, possibly because of them."""
-    now = now or utcnow()
-    return list(session.scalars(
-        select(Job.id).where(Job.id.in_(list(job_ids)), _claimable(now), Job.attempts > 0)
-        .order_by(Job.seq)))
-
-
 def get_job(session: Session, job_id: int) -> Job | None:
     return session.get(Job, job_id, options=[selectinload(Job.sweep)])
 
@@ -225,6 +217,10 @@ class QueuedBatch:
     #: Some job here was claimed before and never finished: it may be the one that kills its
     #: worker, so it travels alone.
     suspect: bool
+
+    def only(self, wanted: Callable[[int], bool]) -> QueuedBatch:
+        """This batch with only the job ids ``wanted`` accepts (maybe none)."""
+        return dataclasses.replace(self, job_ids=tuple(i for i in self.job_ids if wanted(i)))
 
 
 def queued_batches(session: Session, sweep_ids: Sequence[int] | None = None) -> list[QueuedBatch]:
@@ -301,3 +297,25 @@ def retry_jobs(session: Session, sweep_id: int) -> list[int]:
             .execution_options(synchronize_session=False)
         )
     return picked
+
+
+def rendered_origin(session: Session, job: Job) -> Job:
+    """The job whose render produced ``job``'s image: itself, or the one it reused (a chain of
+    resumes leads back to it)."""
+    seen = {job.id}
+    while job.reused_from_job_id and job.reused_from_job_id not in seen:
+        earlier = session.get(Job, job.reused_from_job_id)
+        if earlier is None:
+            break
+        seen.add(earlier.id)
+        job = earlier
+    return job
+
+
+def pass_jobs(session: Session, job: Job) -> list[Job]:
+    """Every job of the forward pass that rendered ``job``, in pass order (``[job]`` when it
+    was rendered alone or its pass is unknown)."""
+    if not job.pass_id or (job.pass_size or 1) <= 1:
+        return [job]
+    return list(session.scalars(
+        select(Job).where(Job.pass_id == job.pass_id).order_by(Job.pass_index)))

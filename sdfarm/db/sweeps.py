@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from sdfarm.db.models import Job, JobStatus, Sweep, utcnow
+from sdfarm.errors import JobNotFound, SweepNotFound
 
 if TYPE_CHECKING:
     from sdfarm.scheduler.plan import Plan
@@ -147,19 +147,38 @@ def seconds_per_step(session: Session, groups: Iterable[tuple[str | None, int, i
             if (h, w, ht) in wanted and steps}
 
 
-def batch_job_ids(session: Session, sweep_id: int, statuses: tuple[JobStatus, ...] = (JobStatus.queued,)) -> list[list[int]]:
-    """The sweep's jobs in those statuses, grouped by planned batch, in render order."""
-    rows = session.execute(
-        select(Job.batch_index, Job.id).where(Job.sweep_id == sweep_id, Job.status.in_(statuses))
-        .order_by(Job.batch_index, Job.seq)
-    )
-    batches: dict[int, list[int]] = {}
-    for batch_index, job_id in rows:
-        batches.setdefault(batch_index, []).append(job_id)
-    return list(batches.values())
+def queued_work(session: Session, sweep_id: int) -> tuple[int, int]:
+    """Images left to render in the sweep, and their denoising steps."""
+    count, steps = session.execute(
+        select(func.count(), func.coalesce(func.sum(Job.steps), 0))
+        .where(Job.sweep_id == sweep_id, Job.status == JobStatus.queued)).one()
+    return count, steps
 
 
-def status_counts(session: Session, sweep_id: int) -> Counter[str]:
-    rows = session.execute(
-        select(Job.status, func.count()).where(Job.sweep_id == sweep_id).group_by(Job.status))
-    return Counter({status.value: n for status, n in rows})
+def require_sweep(session: Session, sweep_id: int | None) -> Sweep | None:
+    """The sweep (``None`` for no id), or :class:`SweepNotFound` naming where to look."""
+    if sweep_id is None:
+        return None
+    sweep = session.get(Sweep, sweep_id)
+    if sweep is None:
+        raise SweepNotFound(f"no sweep {sweep_id}; `sdfarm status` lists the sweeps")
+    return sweep
+
+
+def sweep_with_jobs(session: Session, sweep_id: int) -> tuple[Sweep, list[Job]]:
+    """The sweep and its jobs in render order, or :class:`SweepNotFound`."""
+    sweep = require_sweep(session, sweep_id)
+    assert sweep is not None
+    return sweep, sweep_jobs(session, sweep_id)
+
+
+def sweep_jobs(session: Session, sweep_id: int) -> list[Job]:
+    """The sweep's jobs in render order."""
+    return list(session.scalars(select(Job).where(Job.sweep_id == sweep_id).order_by(Job.seq)))
+
+
+def require_jobs(session: Session, job_ids: Iterable[int]) -> None:
+    """:class:`JobNotFound` for the first id that has no job."""
+    for job_id in job_ids:
+        if session.get(Job, job_id) is None:
+            raise JobNotFound(f"no job {job_id}; `sdfarm history` lists the jobs")

@@ -30,9 +30,6 @@ from sdfarm.scheduler.prompts import MAX_PROMPTS, expand_prompts
 from sdfarm.scheduler.seeds import resolve_seeds
 from sdfarm.spec import SPEC_FIELDS, RenderSpec
 
-#: The product order, as stored with each sweep's axes.
-PRODUCT_ORDER = ("prompt", "extra", "z", "y", "x", "seed")
-
 
 @dataclass(frozen=True, slots=True)
 class Cell:

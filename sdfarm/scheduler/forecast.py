@@ -1,11 +1,13 @@
 """What rendering a plan would do against this database: images reused from earlier sweeps,
 images and steps left to render, batches, and a time estimate from measured seconds per step.
 
-``sdfarm plan`` prints it. No torch; the database is only read, and not created when absent.
+``sdfarm plan`` prints it. Pure: the caller reads the reused images and the measured rates
+from the database (``sdfarm.usecases.render.plan_outlook``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
 
 from sdfarm.scheduler.plan import Plan
@@ -30,22 +32,18 @@ class Forecast:
         return asdict(self)
 
 
-def forecast(plan: Plan, database_url: str, *, force: bool = False) -> Forecast:
-    reused: set[int] = set()
-    rates: dict[tuple[str | None, int, int], float] = {}
-    from sdfarm.db.engine import database_exists
+#: Measured render seconds per denoising step, by (model hash, width, height).
+Rates = Mapping[tuple[str | None, int, int], float]
 
-    if database_exists(database_url):
-        from sdfarm.db.engine import session_factory
-        from sdfarm.db.sweeps import reusable_images, seconds_per_step
 
-        with session_factory(database_url)() as session:
-            if not force:
-                keys = plan.key_list()
-                found = reusable_images(session, keys)
-                reused = {i for i, key in enumerate(keys) if key in found}
-            groups = {(s.model_hash, s.width, s.height) for s in plan.specs}
-            rates = seconds_per_step(session, groups)
+def rate_groups(plan: Plan) -> set[tuple[str | None, int, int]]:
+    """The (model hash, width, height) groups whose measured rates the estimate needs."""
+    return {(s.model_hash, s.width, s.height) for s in plan.specs}
+
+
+def forecast(plan: Plan, reused: Collection[int], rates: Rates) -> Forecast:
+    """What rendering ``plan`` would do, given the indices of its images already rendered
+    elsewhere (``reused``) and the measured ``rates``."""
     todo = [s for i, s in enumerate(plan.specs) if i not in reused]
     estimate = 0.0
     unmeasured = 0

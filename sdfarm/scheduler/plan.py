@@ -11,12 +11,10 @@ from typing import Any
 
 from sdfarm.scheduler.axes import Axis
 from sdfarm.scheduler.batching import make_batches, order_specs
-from sdfarm.scheduler.expand import PRODUCT_ORDER, Cell, expand_job
+from sdfarm.scheduler.expand import Cell, expand_job
+from sdfarm.scheduler.gridformat import grid_json
 from sdfarm.scheduler.jobfile import JobFile
 from sdfarm.spec import RenderSpec
-
-#: Version of the JSON written to ``Sweep.axes``; readers check it.
-GRID_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -63,19 +61,8 @@ class Plan:
         return replace(self, batches=tuple(tuple(b) for b in batches))
 
     def grid_json(self) -> dict[str, Any] | None:
-        """What ``Sweep.axes`` stores, so a grid can be drawn from the database alone;
-        ``None`` for a sweep without axes."""
-        if not self.axes:
-            return None
-        return {
-            "format": GRID_FORMAT,
-            "order": list(PRODUCT_ORDER),
-            "axes": [{"slot": a.slot, "param": a.param, "key": a.key,
-                      "values": [list(v) if isinstance(v, tuple) else v for v in a.values],
-                      "labels": list(a.labels)} for a in self.axes],
-            "prompts": len(self.prompts),
-            "seeds": len(self.seeds),
-        }
+        """What ``Sweep.axes`` stores (``sdfarm.scheduler.gridformat``)."""
+        return grid_json(self.axes, len(self.prompts), len(self.seeds))
 
 
 def make_plan(job: JobFile, model_hash: str | None = None,

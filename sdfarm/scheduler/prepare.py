@@ -9,7 +9,7 @@ from pathlib import Path
 from sdfarm.errors import JobFileError, ModelError
 from sdfarm.modelref import ModelRef, model_hash, parse_model_ref
 from sdfarm.scheduler.axes import Axis
-from sdfarm.scheduler.jobfile import JobFile, load_job_file
+from sdfarm.scheduler.jobfile import JobFile
 from sdfarm.scheduler.plan import Plan, make_plan
 
 
@@ -74,8 +74,3 @@ def model_refs(job: JobFile, mref: ModelRef, model_dir: Path) -> list[ModelRef]:
         if axis.param == "model":
             refs += [_axis_model_ref(job, axis, v, model_dir)[1] for v in axis.values]
     return refs
-
-
-def load_plan(path: str | Path, model_dir: Path) -> Plan:
-    job, mref = resolve_model(load_job_file(path), model_dir)
-    return plan_job(job, mref, model_dir)

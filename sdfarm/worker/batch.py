@@ -26,11 +26,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from sdfarm import __version__
 from sdfarm.config import Settings
 from sdfarm.db.engine import session_factory
-from sdfarm.db.jobs import (canceled_among, claim_batch, claim_jobs, finish_job, release_claims,
-                            renew_lease)
+from sdfarm.db.jobs import (
+    canceled_among,
+    claim_batch,
+    claim_jobs,
+    finish_job,
+    release_claims,
+    renew_lease,
+)
 from sdfarm.db.models import Job, JobStatus
 from sdfarm.errors import RenderCanceled, one_line
-from sdfarm.pngmeta import a1111_parameters, sdfarm_chunk
+from sdfarm.metadata.a1111 import a1111_parameters, sdfarm_chunk
 from sdfarm.worker.output import write_png
 from sdfarm.worker.render import Renderer, make_renderer
 
@@ -126,16 +132,12 @@ def render_batch(job_ids: Sequence[int], settings: Settings, *, renderer: Render
 
 
 def _passes(jobs: list[Job]) -> list[list[Job]]:
-    """Consecutive jobs sharing everything but prompt and seed, at most the sweep's batch size."""
-    passes: list[list[Job]] = []
+    """The claimed jobs as forward passes: one per planned batch, as the planner cut them
+    (``sdfarm.scheduler.batching``), in render order."""
+    passes: dict[tuple[int, int], list[Job]] = {}
     for job in jobs:
-        current = passes[-1] if passes else None
-        if (current and current[0].spec().batch_group == job.spec().batch_group
-                and current[0].sweep_id == job.sweep_id and len(current) < job.sweep.batch_size):
-            current.append(job)
-        else:
-            passes.append([job])
-    return passes
+        passes.setdefault((job.sweep_id, job.batch_index), []).append(job)
+    return list(passes.values())
 
 
 #: Seconds between a pass's checks for cancels. The check runs in a thread beside the pass,

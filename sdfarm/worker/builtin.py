@@ -220,8 +220,12 @@ def _unknown(name: str) -> ModelError:
 def _build(name: str, folder: Path) -> None:
     with quiet_libraries():
         import torch
-        from diffusers import (AutoencoderKL, PNDMScheduler, StableDiffusionPipeline,
-                               UNet2DConditionModel)
+        from diffusers import (
+            AutoencoderKL,
+            PNDMScheduler,
+            StableDiffusionPipeline,
+            UNet2DConditionModel,
+        )
         from transformers import CLIPTextConfig, CLIPTextModel
 
         configs = builtin_configs(name)

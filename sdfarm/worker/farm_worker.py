@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 import socket
 
+from sdfarm.broker.app import make_app
+from sdfarm.broker.queue import recover, try_lock
 from sdfarm.config import Settings
 from sdfarm.errors import BrokerUnavailable
-from sdfarm.scheduler.farm_dispatch import recover, try_lock
 from sdfarm.worker.batch import process_renderer
-from sdfarm.worker.celery_app import make_app
 from sdfarm.worker.heartbeat import Heartbeat, WorkerState, register_worker
 from sdfarm.worker.solo import SoloPool
 from sdfarm.worker.tasks import register_tasks

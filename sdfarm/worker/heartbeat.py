@@ -15,13 +15,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
-
 from sdfarm.config import Settings
 from sdfarm.db.engine import session_factory
-from sdfarm.db.farm_status import is_alive
-from sdfarm.db.models import FarmWorker, Job, utcnow
-from sdfarm.errors import SdfarmError
+from sdfarm.db.workers import record_heartbeat
+from sdfarm.db.workers import register_worker as register
 
 log = logging.getLogger(__name__)
 
@@ -83,58 +80,18 @@ class WorkerState:
 
 
 def register_worker(settings: Settings, name: str, device: str | None) -> None:
-    """Create or reset this worker's row as it starts. Refuses a name a live worker on another
-    machine uses: jobs, Celery and ``sdfarm status`` all tell workers apart by name."""
-    now = utcnow()
-    host = socket.gethostname()
+    """Create or reset this worker's row as it starts (``sdfarm.db.workers.register_worker``)."""
     with session_factory(settings.database_url).begin() as session:
-        row = session.get(FarmWorker, name)
-        if row is None:
-            row = FarmWorker(name=name)
-            session.add(row)
-        elif _another_live_worker(row, host, settings.heartbeat_seconds, now):
-            raise SdfarmError(
-                f"worker name {name} is in use by pid {row.pid} on {row.host} (heartbeat "
-                f"{(now - row.last_heartbeat).total_seconds():.0f} s ago); give this worker "
-                "another --name (or SDFARM_HOST in docker compose)")
-        row.host, row.pid, row.device, row.state = host, os.getpid(), device, "idle"
-        row.started_at = row.last_heartbeat = now
-        row.current_job_id = row.current_sweep_id = None
-        row.loaded_model, row.jobs_done = None, 0
-
-
-def _another_live_worker(row: FarmWorker, host: str, heartbeat_seconds: float, now) -> bool:
-    if row.state == "stopped":
-        return False
-    if row.host == host:  # on this machine the process table knows better than a heartbeat
-        return row.pid != os.getpid() and _pid_alive(row.pid)
-    return is_alive(row, heartbeat_seconds, now)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
+        register(session, name, host=socket.gethostname(), pid=os.getpid(), device=device,
+                 heartbeat_seconds=settings.heartbeat_seconds)
 
 
 def beat(settings: Settings, name: str, snap: _Snapshot, *, state: str | None = None) -> None:
     """Write one heartbeat with what the worker is doing now."""
-    factory = session_factory(settings.database_url)
     current = snap.job_ids[0] if snap.busy and snap.job_ids else None
-    sweep_id = None
-    with factory.begin() as session:
-        if current is not None:
-            sweep_id = session.scalar(select(Job.sweep_id).where(Job.id == current))
-        session.execute(
-            update(FarmWorker).where(FarmWorker.name == name)
-            .values(last_heartbeat=utcnow(), state=state or ("busy" if snap.busy else "idle"),
-                    current_job_id=current, current_sweep_id=sweep_id,
-                    loaded_model=snap.model, jobs_done=snap.done)
-        )
+    with session_factory(settings.database_url).begin() as session:
+        record_heartbeat(session, name, state=state or ("busy" if snap.busy else "idle"),
+                         current_job_id=current, loaded_model=snap.model, jobs_done=snap.done)
 
 
 class Heartbeat:

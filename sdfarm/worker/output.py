@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 from pathlib import Path
 
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from sdfarm.pngmeta import PARAMETERS_CHUNK, SDFARM_CHUNK
+from sdfarm.files import write_atomic
+from sdfarm.metadata.a1111 import PARAMETERS_CHUNK, SDFARM_CHUNK
 
 
 def write_png(image: Image.Image, path: Path, *, parameters: str, sdfarm_json: str) -> str:
@@ -25,28 +25,8 @@ def write_png(image: Image.Image, path: Path, *, parameters: str, sdfarm_json: s
     buf = io.BytesIO()
     image.save(buf, format="PNG", pnginfo=info)
     data = buf.getvalue()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, data, durable=True)
     return hashlib.sha256(data).hexdigest()
-
-
-def read_text_chunks(path: Path) -> dict[str, str]:
-    with Image.open(path) as im:
-        im.load()
-        return {k: v for k, v in im.text.items() if isinstance(v, str)}
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def max_pixel_difference(a: Path, b: Path) -> int:

@@ -10,11 +10,11 @@ from typing import Any
 
 from celery import Celery
 from celery.exceptions import Reject
-from sqlalchemy.exc import DBAPIError
 
+from sdfarm.broker.app import RENDER_TASK
 from sdfarm.config import Settings
+from sdfarm.db.engine import DatabaseError
 from sdfarm.worker.batch import render_batch
-from sdfarm.worker.celery_app import RENDER_TASK
 from sdfarm.worker.heartbeat import WorkerState
 from sdfarm.worker.solo import WorkerStopping
 
@@ -55,7 +55,7 @@ def register_tasks(app: Celery, settings: Settings, state: WorkerState | None = 
         except WorkerStopping:
             # render_batch gave the jobs back; the message goes back to the queue with them.
             raise Reject("worker shutting down", requeue=True) from None
-        except DBAPIError as exc:
+        except DatabaseError as exc:
             # The jobs are as the database last saw them: queued ones stay queued, claimed
             # ones come back when their lease expires. Try the message again later.
             log.warning("database unreachable for jobs %s: %s", ids, exc)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from sdfarm.config import Settings
-from sdfarm.worker.celery_app import RENDER_TASK, celery_priority, make_app
-from sdfarm.worker.tasks import BadMessage, decode_job_ids
-
 import pytest
+
+from sdfarm.broker.app import RENDER_TASK, celery_priority, make_app
+from sdfarm.config import Settings
+from sdfarm.worker.tasks import BadMessage, decode_job_ids
 
 
 def test_the_app_speaks_json_only_acks_late_and_reserves_one_task():
@@ -50,7 +50,7 @@ def test_a_message_carries_positive_integer_job_ids_only():
 
 def test_sending_tasks_imports_neither_torch_nor_the_worker():
     code = ("import sys\n"
-            "import sdfarm.scheduler.farm_dispatch, sdfarm.cli.farm, sdfarm.cli.main\n"
+            "import sdfarm.broker.queue, sdfarm.cli.farm, sdfarm.cli.main\n"
             "print(sorted(m for m in ('torch', 'diffusers', 'sdfarm.worker.batch', "
             "'sdfarm.worker.tasks') if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

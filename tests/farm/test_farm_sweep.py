@@ -14,8 +14,9 @@ import pytest
 from PIL import Image
 
 from sdfarm.db.models import JobStatus
-from sdfarm.scheduler.dispatch import record, render_sweep_locally
-from sdfarm.scheduler.prepare import load_plan
+from sdfarm.usecases.local import render_sweep_locally
+from sdfarm.usecases.record import record
+from sdfarm.usecases.render import load_plan
 from tests.conftest import write_job
 from tests.farm.conftest import Farm, wait_until
 
@@ -75,7 +76,7 @@ def test_a_sweep_through_two_workers_renders_every_image_once_identical_to_a_loc
     # ...and each image is identical to the same job rendered locally, in this process
     local = settings.with_(database_url=f"sqlite:///{tmp_path / 'local.db'}",
                            output_dir=tmp_path / "local")
-    local_id = record(local, load_plan(path, local.model_dir))
+    local_id = record(local, load_plan(local, path))
     assert render_sweep_locally(local, local_id).done == 40
     local_jobs = Farm(local, farm.env, tmp_path).jobs(local_id)
     assert [(j.seed, j.prompt) for j in local_jobs] == [(j.seed, j.prompt) for j in jobs]

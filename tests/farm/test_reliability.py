@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from sdfarm.db.models import JobStatus, utcnow
-from sdfarm.scheduler.farm_dispatch import submit
-from sdfarm.scheduler.prepare import load_plan
+from sdfarm.usecases.farm import submit
+from sdfarm.usecases.render import load_plan
 from tests.conftest import write_job
 from tests.farm.conftest import flush_redis, wait_until
 
@@ -28,7 +28,7 @@ def sweep_file(folder: Path, *, prompt: str = "a lake", seeds: str = "1-12", bat
 
 
 def submit_file(farm, path: Path, priority: int = 0) -> int:
-    return submit(farm.settings, load_plan(path, farm.settings.model_dir), priority=priority).sweep_id
+    return submit(farm.settings, load_plan(farm.settings, path), priority=priority).sweep_id
 
 
 def assert_all_done_once_on_disk(jobs) -> None:

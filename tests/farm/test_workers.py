@@ -61,8 +61,8 @@ def test_sigterm_stops_a_worker_cleanly_and_marks_it_stopped(farm):
 
 def test_a_cold_shutdown_gives_the_running_batch_back_to_the_queue_at_once(farm, tmp_path):
     from sdfarm.db.models import JobStatus
-    from sdfarm.scheduler.farm_dispatch import submit
-    from sdfarm.scheduler.prepare import load_plan
+    from sdfarm.usecases.farm import submit
+    from sdfarm.usecases.render import load_plan
     from tests.conftest import write_job
     from tests.farm.conftest import wait_until
 
@@ -71,7 +71,7 @@ def test_a_cold_shutdown_gives_the_running_batch_back_to_the_queue_at_once(farm,
     proc = farm.start_worker("w@test", **slow)
     path = write_job(tmp_path, 'model = "builtin:tiny"\nprompt = "x"\nsteps = 20\nwidth = 8\n'
                                'height = 8\nseeds = "1-2"\nbatch_size = 2\n')
-    sweep_id = submit(farm.settings, load_plan(path, farm.settings.model_dir)).sweep_id
+    sweep_id = submit(farm.settings, load_plan(farm.settings, path)).sweep_id
     wait_until(lambda: farm.running_on("w@test"), "the batch to start", farm=farm)
     # When it gets SIGQUIT (a cold shutdown)
     farm.kill("w@test", signal.SIGQUIT)

@@ -16,12 +16,12 @@ from sqlalchemy import select
 from sdfarm.cli.main import cli
 from sdfarm.db.engine import session_factory
 from sdfarm.db.models import Job, Sweep
-from sdfarm.scheduler.dispatch import record
-from sdfarm.scheduler.prepare import load_plan
+from sdfarm.grids.draw import PLACEHOLDER, layout_page
+from sdfarm.grids.model import load_grid
+from sdfarm.grids.write import write_grids
+from sdfarm.usecases.record import record
+from sdfarm.usecases.render import load_plan
 from sdfarm.worker.batch import render_batch
-from sdfarm.worker.grid import PLACEHOLDER, layout_page
-from sdfarm.worker.gridmodel import load_grid
-from sdfarm.worker.gridwriter import write_grids
 from tests.conftest import write_job
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,7 +77,7 @@ def test_grid_draws_a_partial_sweep_with_placeholders_for_what_is_not_rendered(
     job_file = write_job(tmp_path, 'model = "builtin:tiny"\nprompt = "a boat"\nwidth = 64\n'
                                    'height = 64\nseeds = [3]\n[axes]\nx = { cfg = [4, 9] }\n'
                                    'y = { steps = [2, 3] }\n')
-    sweep_id = record(settings, load_plan(job_file, settings.model_dir))
+    sweep_id = record(settings, load_plan(settings, job_file))
     first_two = [j.id for j in jobs_of(settings, sweep_id)[:2]]
     render_batch(first_two, settings)
 
@@ -102,7 +102,7 @@ def test_each_prompt_and_seed_gets_its_own_page_named_by_its_indices(settings, t
     job_file = write_job(tmp_path, 'model = "builtin:tiny"\nprompt = "a {red|blue} kite"\n'
                                    'seeds = [11, 12]\nwidth = 64\nheight = 64\n'
                                    '[axes]\nx = { cfg = [4, 9] }\n')
-    sweep_id = record(settings, load_plan(job_file, settings.model_dir))
+    sweep_id = record(settings, load_plan(settings, job_file))
     job_file.unlink()  # the grid comes from the database alone
     report = write_grids(settings, sweep_id)
     assert [p.name for p in report.pngs] == ["grid-p1-s1.png", "grid-p1-s2.png",
@@ -121,7 +121,7 @@ def test_the_index_page_escapes_prompts_and_links_only_to_files_in_the_sweep(
     job_file = write_job(tmp_path, f'name = "../../<b>evil</b>"\nmodel = "builtin:tiny"\n'
                                    f'prompt = "a kite {evil}"\nsteps = 2\nwidth = 64\nheight = 64\n'
                                    'seeds = [1]\n[axes]\nx = { cfg = [4, 9] }\n')
-    sweep_id = record(settings, load_plan(job_file, settings.model_dir))
+    sweep_id = record(settings, load_plan(settings, job_file))
     render_batch([j.id for j in jobs_of(settings, sweep_id)], settings)
     report = write_grids(settings, sweep_id)
 
@@ -140,12 +140,12 @@ def test_the_index_page_escapes_prompts_and_links_only_to_files_in_the_sweep(
 
 def test_grid_refuses_a_sweep_without_axes_and_an_unknown_sweep_in_one_line(settings, cli_env, tmp_path):
     job_file = write_job(tmp_path, 'model = "builtin:tiny"\nprompt = "a kite"\nseeds = [1, 2]\n')
-    sweep_id = record(settings, load_plan(job_file, settings.model_dir))
+    sweep_id = record(settings, load_plan(settings, job_file))
     result = CliRunner().invoke(cli, ["grid", str(sweep_id)], env=cli_env)
     assert result.exit_code == 1
     assert result.stderr.strip() == (f"Error: sweep {sweep_id} has no axes, so there is no grid to "
                                      "draw; add an [axes] table to the job file for a grid")
     result = CliRunner().invoke(cli, ["grid", "99"], env=cli_env)
-    assert result.exit_code == 1 and result.stderr.strip() == "Error: no sweep 99"
+    assert result.exit_code == 1 and result.stderr.strip().startswith("Error: no sweep 99;")
     with session_factory(settings.database_url)() as s:
         assert s.get(Sweep, sweep_id).axes is None

@@ -9,9 +9,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sdfarm.grids.draw import (
+    MIN_FONT_SIZE,
+    PLACEHOLDER,
+    draw_page,
+    font,
+    layout_page,
+    wrap,
+)
+from sdfarm.grids.model import GridJob, GridPage
 from sdfarm.spec import RenderSpec
-from sdfarm.worker.grid import (MIN_FONT_SIZE, PLACEHOLDER, draw_page, font, layout_page, wrap)
-from sdfarm.worker.gridmodel import GridJob, GridPage
 
 
 def page_of(cols: list[str], rows: list[str], size=(64, 64), images: dict | None = None,

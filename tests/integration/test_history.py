@@ -12,7 +12,7 @@ from sqlalchemy import delete, select, text, update
 from sdfarm.db import textsearch
 from sdfarm.db.engine import session_factory
 from sdfarm.db.fulltext import parse_text_query, tokens
-from sdfarm.db.history import HistoryQuery, find_jobs, search_ids, search_jobs
+from sdfarm.db.history import HistoryQuery, search_ids, search_jobs
 from sdfarm.db.models import Job, JobStatus
 from sdfarm.errors import HistoryQueryError
 from tests.integration.history_support import T0, add_jobs, db_url  # noqa: F401 (fixture)
@@ -258,12 +258,6 @@ def test_every_filter_and_combination_finds_exactly_the_jobs_it_describes(db_url
         assert set(found) == oracle(rows, q) and len(found) == len(set(found)), q
         if not q.ranked:  # and a listing is newest first
             assert found == sorted(found, key=lambda i: (by_id[i]["created_at"], i), reverse=True)
-
-
-def test_the_first_interface_still_works(db_url):
-    add_jobs(db_url, [{"prompt": "a lighthouse", "seed": 5}, {"prompt": "a castle", "seed": 5}])
-    with session_factory(db_url).begin() as session:
-        assert [j.prompt for j in find_jobs(session, seed=5, prompt="castle")] == ["a castle"]
 
 
 # --- the full-text index stays in step with the jobs table ---------------------------------

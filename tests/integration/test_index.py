@@ -18,10 +18,10 @@ from sqlalchemy import select
 from sdfarm.cli.main import cli
 from sdfarm.db.engine import session_factory
 from sdfarm.db.models import Job, JobStatus, Sweep
-from sdfarm.imagemeta import generation_from_infotext
-from sdfarm.infotext import parse_infotext
-from sdfarm.pngmeta import model_display_name
-from sdfarm.worker.output import read_text_chunks
+from sdfarm.metadata.a1111 import model_display_name
+from sdfarm.metadata.chunks import read_png_text
+from sdfarm.metadata.generation import generation_from_infotext
+from sdfarm.metadata.infotext import parse_infotext
 from tests.conftest import write_job
 from tests.integration.history_support import db_url  # noqa: F401 (fixture)
 
@@ -162,7 +162,7 @@ def test_rendered_images_indexed_into_a_fresh_database_give_back_their_rows(
     for path, original in originals.items():
         assert {k: getattr(imported[path], k) for k in same} == {k: getattr(original, k) for k in same}
         # and the A1111 text alone says the same, but for the model, which it names by name
-        alone = generation_from_infotext(parse_infotext(read_text_chunks(Path(path))["parameters"])).spec
+        alone = generation_from_infotext(parse_infotext(read_png_text(Path(path).read_bytes())["parameters"])).spec
         assert alone == original.spec().replace(model=model_display_name(original.model))
     # And indexing the folder into the database that rendered it finds nothing new
     back = sdfarm(settings.database_url, "index", settings.output_dir, "-q")

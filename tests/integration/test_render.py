@@ -9,17 +9,18 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 from sqlalchemy import select, update
 
 from sdfarm.db.engine import session_factory
 from sdfarm.db.models import Job, JobStatus, Sweep
-from sdfarm.pngmeta import parse_parameters, spec_from_infotext
-from sdfarm.scheduler.dispatch import record, render_sweep_locally
-from sdfarm.scheduler.prepare import load_plan
+from sdfarm.metadata.chunks import read_png_text
+from sdfarm.metadata.generation import generation_from_infotext
+from sdfarm.metadata.infotext import parse_infotext
+from sdfarm.usecases.local import render_sweep_locally
+from sdfarm.usecases.record import record
+from sdfarm.usecases.render import load_plan
 from sdfarm.worker.batch import render_batch
-from sdfarm.worker.output import read_text_chunks
 from sdfarm.worker.render import FakeRenderer
 from tests.conftest import write_job
 
@@ -39,7 +40,7 @@ sampler = "{sampler}"
 
 def render_file(settings, tmp_path, seeds="[1, 2, 3, 4]", batch_size=4, sampler="Euler a", name="job.toml"):
     path = write_job(tmp_path, JOB.format(seeds=seeds, batch_size=batch_size, sampler=sampler), name)
-    plan = load_plan(path, settings.model_dir)
+    plan = load_plan(settings, path)
     # force: these tests compare fresh renders; resume would hand back the earlier image.
     sweep_id = record(settings, plan, force=True)
     result = render_sweep_locally(settings, sweep_id)
@@ -89,9 +90,9 @@ def test_a_seed_rendered_in_a_batch_is_within_one_level_of_the_same_seed_alone(s
 def test_the_png_carries_parameters_that_agree_with_the_database_row(settings, tiny_model, tmp_path):
     sweep_id, _ = render_file(settings, tmp_path, seeds="[7]", sampler="DPM++ 2M Karras")
     job = jobs_of(settings, sweep_id)[0]
-    chunks = read_text_chunks(Path(job.output_path))
-    info = parse_parameters(chunks["parameters"])
-    assert spec_from_infotext(info, model=job.model) == job.spec()
+    chunks = read_png_text(Path(job.output_path).read_bytes())
+    info = parse_infotext(chunks["parameters"])
+    assert generation_from_infotext(info).spec.replace(model=job.model) == job.spec()
     assert info.params["Sampler"] == "DPM++ 2M" and info.params["Schedule type"] == "Karras"
     ours = json.loads(chunks["sdfarm"])
     assert (ours["job_id"], ours["sweep_id"], ours["key"]) == (job.id, sweep_id, job.key)
@@ -116,7 +117,7 @@ class _FailOnSeed(FakeRenderer):
 
 def test_a_failing_pass_fails_its_jobs_with_the_error_and_the_rest_go_on(settings, tmp_path):
     path = write_job(tmp_path, JOB.format(seeds="[11, 12, 13, 14]", batch_size=2, sampler="Euler"))
-    sweep_id = record(settings, load_plan(path, settings.model_dir))
+    sweep_id = record(settings, load_plan(settings, path))
     renderer = _FailOnSeed(0)
     outcomes = [render_batch([j.id for j in jobs_of(settings, sweep_id) if j.batch_index == b],
                              settings, renderer=renderer) for b in (0, 1)]
@@ -138,7 +139,7 @@ def _cancel_soon(settings, job_id, after: float) -> threading.Thread:
 
 def test_canceling_a_running_image_stops_its_pass_within_a_step_and_the_others_finish(settings, tmp_path):
     path = write_job(tmp_path, JOB.format(seeds="[1, 2]", batch_size=2, sampler="Euler").replace("steps = 4", "steps = 20"))
-    sweep_id = record(settings, load_plan(path, settings.model_dir))
+    sweep_id = record(settings, load_plan(settings, path))
     first, second = jobs_of(settings, sweep_id)
     steps_seen = []
 
@@ -163,7 +164,7 @@ def test_canceling_a_running_image_stops_its_pass_within_a_step_and_the_others_f
 
 def test_a_cancel_raised_inside_the_diffusers_pipeline_leaves_it_reusable(settings, tiny_model, tmp_path):
     body = JOB.format(seeds="[5, 6]", batch_size=2, sampler="Euler a").replace("steps = 4", "steps = 200")
-    sweep_id = record(settings, load_plan(write_job(tmp_path, body), settings.model_dir))
+    sweep_id = record(settings, load_plan(settings, write_job(tmp_path, body)))
     first, second = jobs_of(settings, sweep_id)
     canceler = _cancel_soon(settings, second.id, after=1.0)
     outcome = render_batch([first.id, second.id], settings)
@@ -172,7 +173,7 @@ def test_a_cancel_raised_inside_the_diffusers_pipeline_leaves_it_reusable(settin
     # The job left in the pass was rendered again alone, by the same pipeline reused after the
     # exception: exactly what a fresh render of that seed alone gives.
     alone_body = body.replace("[5, 6]", "[5]").replace("batch_size = 2", "batch_size = 1")
-    alone_id = record(settings, load_plan(write_job(tmp_path, alone_body, "alone.toml"), settings.model_dir),
+    alone_id = record(settings, load_plan(settings, write_job(tmp_path, alone_body, "alone.toml")),
                       force=True)  # a fresh render, not the resumed image of the same key
     render_sweep_locally(settings, alone_id)
     again = jobs_of(settings, sweep_id)[0]
@@ -225,7 +226,7 @@ class _SlowToLoad(FakeRenderer):
 
 def test_render_seconds_leave_out_the_time_spent_loading_the_model(settings, tmp_path):
     path = write_job(tmp_path, JOB.format(seeds="[1, 2]", batch_size=1, sampler="Euler"))
-    sweep_id = record(settings, load_plan(path, settings.model_dir))
+    sweep_id = record(settings, load_plan(settings, path))
     renderer = _SlowToLoad()
     for job in jobs_of(settings, sweep_id):
         render_batch([job.id], settings, renderer=renderer)

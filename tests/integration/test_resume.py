@@ -20,11 +20,12 @@ from sqlalchemy import select
 from sdfarm.cli.main import cli
 from sdfarm.db.engine import session_factory
 from sdfarm.db.models import Job, JobStatus, Sweep
-from sdfarm.scheduler.dispatch import record, render_sweep_locally
+from sdfarm.files import place_image
 from sdfarm.scheduler.jobfile import parse_job_file
 from sdfarm.scheduler.plan import make_plan
-from sdfarm.scheduler.prepare import load_plan
-from sdfarm.scheduler.reuse import place_image
+from sdfarm.usecases.local import render_sweep_locally
+from sdfarm.usecases.record import record
+from sdfarm.usecases.render import load_plan
 from tests.conftest import write_job
 
 GRID = """
@@ -50,7 +51,7 @@ def jobs_of(settings, sweep_id) -> list[Job]:
 
 
 def render(settings, path, **kw) -> tuple[int, object]:
-    sweep_id = record(settings, load_plan(path, settings.model_dir), **kw)
+    sweep_id = record(settings, load_plan(settings, path), **kw)
     return sweep_id, render_sweep_locally(settings, sweep_id)
 
 
@@ -106,7 +107,7 @@ def test_force_renders_every_image_again_and_a_rerun_never_reuses(settings, tiny
     sweep_id, result = render(settings, path, force=True)
     assert result.done == 3
     assert all(j.reused_from_job_id is None for j in jobs_of(settings, sweep_id))
-    rerun_id = record(settings, load_plan(path, settings.model_dir), kind="rerun")
+    rerun_id = record(settings, load_plan(settings, path), kind="rerun")
     assert {j.status for j in jobs_of(settings, rerun_id)} == {JobStatus.queued}
 
 
@@ -189,7 +190,7 @@ def test_a_random_sweep_is_planned_again_identically_from_what_the_database_reco
     (tmp_path / "wildcards" / "animal.txt").write_text("cat\nfox\nowl\nbee\n", encoding="utf-8")
     path = write_job(tmp_path, 'model = "builtin:tiny"\nprompt = "a {red|blue} __animal__"\n'
                                'prompts = { random = 5 }\nseeds = { random = 2 }\n')
-    sweep_id = record(settings, load_plan(path, settings.model_dir))
+    sweep_id = record(settings, load_plan(settings, path))
     with session_factory(settings.database_url)() as s:
         sweep = s.get(Sweep, sweep_id)
         again = parse_job_file(sweep.job_file_text, sweep.job_file_path)
@@ -222,17 +223,17 @@ def test_a_missing_wildcard_fails_render_in_one_line_before_anything_is_recorded
 
 
 def test_grid_cells_resume_and_grid_pages_work_the_same_on_postgresql(settings, postgres_url, tmp_path):
+    from sdfarm.grids.model import load_grid
     from sdfarm.worker.batch import render_batch
-    from sdfarm.worker.gridmodel import load_grid
     from sdfarm.worker.render import FakeRenderer
 
     pg = settings.with_(database_url=postgres_url)
     path = write_job(tmp_path, 'model = "builtin:tiny"\nprompt = "a {red|blue} kite"\nwidth = 64\n'
                                'height = 64\nseeds = [1]\n[axes]\nx = { cfg = [4, 8] }\n'
                                '[[axes.extra]]\nclip_skip = [1, 2]\n')
-    first = record(pg, load_plan(path, pg.model_dir))
+    first = record(pg, load_plan(pg, path))
     render_batch([j.id for j in jobs_of(pg, first)], pg, renderer=FakeRenderer(0))
-    second = record(pg, load_plan(path, pg.model_dir))
+    second = record(pg, load_plan(pg, path))
     jobs = jobs_of(pg, second)
     assert len(jobs) == 8 and all(j.reused_from_job_id is not None for j in jobs)
     assert sorted({tuple(j.grid_extra) for j in jobs}) == [(0,), (1,)]

@@ -7,7 +7,10 @@ import itertools
 from pathlib import Path
 
 import pytest
-from dynamicprompts.generators import CombinatorialPromptGenerator, RandomPromptGenerator
+from dynamicprompts.generators import (
+    CombinatorialPromptGenerator,
+    RandomPromptGenerator,
+)
 from dynamicprompts.wildcards import WildcardManager
 
 from sdfarm.errors import JobFileError

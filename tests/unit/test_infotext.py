@@ -10,9 +10,13 @@ from pathlib import Path
 import pytest
 
 from sdfarm.errors import ImageMetadataError
-from sdfarm.imagemeta import generation_from_chunks, generation_from_infotext, sampler_as_written
-from sdfarm.infotext import parse_infotext, parse_settings_line
-from sdfarm.pngmeta import a1111_parameters, sdfarm_chunk
+from sdfarm.metadata.a1111 import a1111_parameters, sdfarm_chunk
+from sdfarm.metadata.generation import (
+    generation_from_chunks,
+    generation_from_infotext,
+    sampler_as_written,
+)
+from sdfarm.metadata.infotext import parse_infotext, parse_settings_line
 from sdfarm.spec import RenderSpec
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "infotext"

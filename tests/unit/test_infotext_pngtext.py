@@ -10,7 +10,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from sdfarm.errors import ImageMetadataError
-from sdfarm.pngtext import read_png_text
+from sdfarm.metadata.chunks import read_png_text
 
 
 def png_bytes(**texts: tuple[str, str]) -> bytes:

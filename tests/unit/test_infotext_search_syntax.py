@@ -49,7 +49,7 @@ def test_tokens_are_runs_of_letters_and_digits_lowercased():
 
 def test_reading_parameters_and_search_syntax_import_no_torch_celery_or_sqlalchemy():
     code = ("import sys\n"
-            "import sdfarm.infotext, sdfarm.imagemeta, sdfarm.pngtext, sdfarm.db.fulltext\n"
+            "import sdfarm.metadata.infotext, sdfarm.metadata.generation, sdfarm.metadata.chunks, sdfarm.db.fulltext\n"
             "import sdfarm.scheduler.overrides\n"
             "bad = [m for m in ('torch', 'celery', 'sqlalchemy', 'diffusers') if m in sys.modules]\n"
             "print(bad)\n")

@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 
 from sdfarm.errors import ModelError
-from sdfarm.modelref import BUILTIN_MODELS, ModelRef, model_hash, parse_model_ref, weights_file
+from sdfarm.modelref import (
+    BUILTIN_MODELS,
+    ModelRef,
+    model_hash,
+    parse_model_ref,
+    weights_file,
+)
 
 
 @pytest.fixture

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sdfarm.pngmeta import a1111_parameters, parse_parameters, quote, spec_from_infotext
+from sdfarm.metadata.a1111 import a1111_parameters, quote
+from sdfarm.metadata.generation import generation_from_infotext
+from sdfarm.metadata.infotext import parse_infotext
 from sdfarm.spec import RenderSpec
 
 
@@ -37,7 +39,7 @@ def test_every_field_round_trips_including_multiline_prompts_with_commas():
                       prompt="a cat, sitting\non a mat: (cute:1.2)", negative_prompt="ugly,\nbad",
                       seed=2**40 + 3, sampler="DPM++ SDE Karras", steps=33, cfg=6.5,
                       width=640, height=384, clip_skip=3)
-    info = parse_parameters(a1111_parameters(spec, version="sdfarm 0.1.0"))
+    info = parse_infotext(a1111_parameters(spec, version="sdfarm 0.1.0"))
     assert info.params["Version"] == "sdfarm 0.1.0"
-    assert spec_from_infotext(info) == spec
-    assert spec_from_infotext(info).key == spec.key
+    assert generation_from_infotext(info).spec == spec
+    assert generation_from_infotext(info).spec.key == spec.key

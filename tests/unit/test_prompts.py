@@ -9,7 +9,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from dynamicprompts.generators import CombinatorialPromptGenerator, RandomPromptGenerator
+from dynamicprompts.generators import (
+    CombinatorialPromptGenerator,
+    RandomPromptGenerator,
+)
 from dynamicprompts.wildcards import WildcardManager
 
 from sdfarm.errors import JobFileError

@@ -55,11 +55,11 @@ def test_a_seed_sweep_plans_one_image_per_seed_in_batches():
 def test_planning_a_grid_imports_no_torch_celery_or_sqlalchemy():
     code = (
         "import sys\n"
-        "import sdfarm.spec, sdfarm.samplers, sdfarm.pngmeta, sdfarm.modelref\n"
+        "import sdfarm.spec, sdfarm.samplers, sdfarm.metadata.a1111, sdfarm.modelref\n"
         "import sdfarm.scheduler.jobfile, sdfarm.scheduler.seeds, sdfarm.scheduler.expand\n"
         "import sdfarm.scheduler.batching, sdfarm.scheduler.plan, sdfarm.scheduler.prepare\n"
         "import sdfarm.scheduler.rerun, sdfarm.scheduler.axes, sdfarm.scheduler.prompts\n"
-        "import sdfarm.scheduler.forecast, sdfarm.scheduler.reuse\n"
+        "import sdfarm.scheduler.forecast, sdfarm.files\n"
         "from sdfarm.scheduler.jobfile import parse_job_file\n"
         "from sdfarm.scheduler.plan import make_plan\n"
         "job = parse_job_file('model = \"m\"\\nprompt = \"a {red|blue} cat\"\\n[axes]\\n'\n"

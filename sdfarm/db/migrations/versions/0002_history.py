@@ -13,9 +13,8 @@ Revision ID: 0002_history
 Revises: 0001
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = "0002_history"
 down_revision = "0001"

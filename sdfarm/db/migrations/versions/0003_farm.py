@@ -4,9 +4,8 @@ Revision ID: 0003_farm
 Revises: 0001
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = "0003_farm"
 down_revision = "0001"

@@ -1,4 +1,4 @@
-"""``celery -A sdfarm.worker.flower flower``: the farm's Celery app for Flower.
+"""``celery -A sdfarm.broker.flower flower``: the farm's Celery app for Flower.
 
 Celery's ``-A`` wants a module-level app, so this entry point builds the Settings from the
 environment on import (the one module that does): Flower then uses the farm's broker and
@@ -7,7 +7,7 @@ transport options (priority levels, key separator) to read the queues as the wor
 
 from __future__ import annotations
 
+from sdfarm.broker.app import make_app
 from sdfarm.config import Settings
-from sdfarm.worker.celery_app import make_app
 
 app = make_app(Settings.from_env())

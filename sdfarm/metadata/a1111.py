@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from pathlib import PurePosixPath
 
-from sdfarm.infotext import Infotext, parse_infotext
 from sdfarm.samplers import SAMPLERS
 from sdfarm.spec import RenderSpec
 
@@ -69,29 +68,3 @@ def a1111_parameters(spec: RenderSpec, *, version: str | None = None) -> str:
 def sdfarm_chunk(spec: RenderSpec, **ids: object) -> str:
     return json.dumps({"spec": spec.as_dict(), "key": spec.key, **ids}, ensure_ascii=False,
                       sort_keys=True)
-
-
-def parse_parameters(text: str) -> Infotext:
-    """Read A1111's ``parameters`` text back (the grammar is in :mod:`sdfarm.infotext`)."""
-    return parse_infotext(text)
-
-
-def spec_from_infotext(info: Infotext, *, model: str | None = None) -> RenderSpec:
-    """The RenderSpec an infotext describes (``model`` overrides the ``Model:`` name)."""
-    from sdfarm.samplers import from_a1111
-
-    p = info.params
-    width, _, height = p.get("Size", "512x512").partition("x")
-    return RenderSpec(
-        model=model or p.get("Model", ""),
-        model_hash=p.get("Model hash") or None,
-        prompt=info.prompt,
-        negative_prompt=info.negative_prompt,
-        seed=int(p["Seed"]),
-        sampler=from_a1111(p.get("Sampler", "Euler a"), p.get("Schedule type")),
-        steps=int(p.get("Steps", 20)),
-        cfg=float(p.get("CFG scale", 7)),
-        width=int(width),
-        height=int(height),
-        clip_skip=int(p.get("Clip skip", 1)),
-    )

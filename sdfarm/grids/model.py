@@ -9,22 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from sdfarm.db.models import Job, JobStatus, Sweep
-from sdfarm.errors import SdfarmError, SweepNotFound
+from sdfarm.db.models import Job, JobStatus
+from sdfarm.db.sweeps import sweep_with_jobs
+from sdfarm.scheduler.gridformat import GridAxis, read_grid_json
 from sdfarm.spec import RenderSpec
-
-#: The ``Sweep.axes`` format this module reads (``sdfarm.scheduler.plan.GRID_FORMAT``).
-GRID_FORMAT = 1
-
-
-@dataclass(frozen=True)
-class GridAxis:
-    slot: str
-    param: str
-    labels: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -85,21 +75,11 @@ class Grid:
 
 
 def load_grid(session: Session, sweep_id: int) -> Grid:
-    sweep = session.get(Sweep, sweep_id)
-    if sweep is None:
-        raise SweepNotFound(f"no sweep {sweep_id}")
-    meta = sweep.axes
-    if not meta:
-        raise SdfarmError(f"sweep {sweep_id} has no axes, so there is no grid to draw; "
-                          "add an [axes] table to the job file for a grid")
-    if meta.get("format") != GRID_FORMAT:
-        raise SdfarmError(f"sweep {sweep_id} stores its axes in format {meta.get('format')!r}; "
-                          f"this sdfarm reads format {GRID_FORMAT}")
-    axes = tuple(GridAxis(a["slot"], a["param"], tuple(a["labels"])) for a in meta["axes"])
-    jobs = [_grid_job(row) for row in session.scalars(
-        select(Job).where(Job.sweep_id == sweep_id).order_by(Job.seq))]
-    pages = build_pages(axes, jobs, prompts=meta.get("prompts", 1), seeds=meta.get("seeds", 0))
-    return Grid(sweep_id, sweep.name, Path(sweep.output_dir), axes, pages)
+    sweep, jobs = sweep_with_jobs(session, sweep_id)
+    stored = read_grid_json(sweep.axes, sweep_id)
+    pages = build_pages(stored.axes, [_grid_job(job) for job in jobs], prompts=stored.prompts,
+                        seeds=stored.seeds)
+    return Grid(sweep_id, sweep.name, Path(sweep.output_dir), stored.axes, pages)
 
 
 def _grid_job(job: Job) -> GridJob:

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from sdfarm.errors import ImageMetadataError, SamplerError
-from sdfarm.infotext import Infotext, parse_infotext
-from sdfarm.pngmeta import PARAMETERS_CHUNK, SDFARM_CHUNK
+from sdfarm.metadata.a1111 import PARAMETERS_CHUNK, SDFARM_CHUNK
+from sdfarm.metadata.infotext import Infotext, parse_infotext
 from sdfarm.samplers import canonical_sampler
 from sdfarm.spec import SPEC_FIELDS, RenderSpec
 

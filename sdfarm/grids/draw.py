@@ -15,7 +15,7 @@ from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageFont
 
-from sdfarm.worker.gridmodel import GridJob, GridPage
+from sdfarm.grids.model import GridJob, GridPage
 
 #: Default pixel budget of one grid image (A1111 allows 200 MP; this keeps a page viewable).
 MAX_GRID_MEGAPIXELS = 64.0

@@ -12,8 +12,8 @@ from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
-from sdfarm.pngmeta import a1111_parameters
-from sdfarm.worker.gridmodel import Grid, GridJob, GridPage
+from sdfarm.grids.model import Grid, GridJob, GridPage
+from sdfarm.metadata.a1111 import a1111_parameters
 
 #: Largest thumbnail side in the page, in CSS pixels.
 THUMB = 160

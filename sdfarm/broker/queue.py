@@ -1,6 +1,6 @@
-"""Farm dispatch: record a sweep, then hand its batches to Celery by task *name* (nothing here
-imports the worker code or torch); and ``recover``, which makes the broker agree with the
-database again after a crash, a lost message or a flushed Redis.
+"""The broker side of the queue: send render tasks by *name* (nothing here imports the worker
+code or torch), and ``recover``, which makes the broker agree with the database again after a
+crash, a lost message or a flushed Redis.
 
 The database is the queue's truth. A message only says "look at these job ids"; a worker that
 gets ids it cannot claim (done, canceled, or held by a live worker) acknowledges the message
@@ -13,49 +13,21 @@ import base64
 import contextlib
 import json
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from celery import Celery
 
+from sdfarm.broker.app import RENDER_TASK, celery_priority, make_app, render_queue
 from sdfarm.config import Settings
 from sdfarm.db.engine import session_factory
-from sdfarm.db.jobs import (QueuedBatch, cancel_jobs, queued_batches, requeue_expired,
-                            retry_jobs, Canceled)
-from sdfarm.db.models import Job, Sweep
-from sdfarm.errors import BrokerUnavailable, JobNotFound, SweepNotFound
-from sdfarm.scheduler.dispatch import record
-from sdfarm.scheduler.plan import Plan
-from sdfarm.worker.celery_app import RENDER_TASK, celery_priority, make_app, render_queue
+from sdfarm.db.jobs import QueuedBatch, queued_batches, requeue_expired
+from sdfarm.errors import BrokerUnavailable
 
 log = logging.getLogger(__name__)
 
 #: Batches per Redis round trip when enqueueing (kombu's pipelined publish batch).
 PUBLISH_CHUNK = 500
-
-
-@dataclass
-class Submitted:
-    sweep_id: int
-    #: Images of the sweep, and how many of them were queued (the rest reuse done images).
-    images: int
-    queued: int
-    batches: int
-
-
-def submit(settings: Settings, plan: Plan, *, priority: int = 0, force: bool = False,
-           app: Celery | None = None) -> Submitted:
-    """Record the sweep (one transaction), then enqueue one task per batch. Should this process
-    die between the two, the jobs are queued in the database and ``recover`` sends them."""
-    sweep_id = record(settings, plan, priority=priority, force=force)
-    with session_factory(settings.database_url)() as session:
-        batches = queued_batches(session, [sweep_id])
-    try:
-        enqueue(settings, batches, app=app)
-    except BrokerUnavailable as exc:
-        raise BrokerUnavailable(f"sweep {sweep_id} is recorded but not queued: {exc}") from None
-    return Submitted(sweep_id=sweep_id, images=plan.images,
-                     queued=sum(len(b.job_ids) for b in batches), batches=len(batches))
 
 
 def enqueue(settings: Settings, batches: Sequence[QueuedBatch], *, app: Celery | None = None) -> int:
@@ -117,7 +89,7 @@ def recover(settings: Settings, app: Celery | None = None, *, thorough: bool = T
             held = set()
         else:
             held = {i for b in batches for i in b.job_ids} - just_requeued
-    missing = [_without(b, held) for b in batches]
+    missing = [b.only(lambda i: i not in held) for b in batches]
     to_send = [b for b in missing if b.job_ids]
     report.held = sum(len(b.job_ids) for b in batches) - sum(len(b.job_ids) for b in to_send)
     report.enqueued_batches = enqueue(settings, to_send, app=app)
@@ -130,7 +102,8 @@ def broker_errors(settings: Settings) -> Iterator[None]:
     """Broker connection failures as one actionable line."""
     from kombu.exceptions import OperationalError
     from kombu.utils.url import maybe_sanitize_url
-    from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError
 
     try:
         yield
@@ -139,11 +112,6 @@ def broker_errors(settings: Settings) -> Iterator[None]:
             f"cannot reach the broker SDFARM_BROKER_URL={maybe_sanitize_url(settings.broker_url)}: "
             f"{str(exc).rstrip('.')}; once it is up, `sdfarm recover` queues what the database "
             "holds") from None
-
-
-def _without(batch: QueuedBatch, held: set[int]) -> QueuedBatch:
-    return QueuedBatch(batch.sweep_id, batch.priority,
-                       tuple(i for i in batch.job_ids if i not in held), batch.suspect)
 
 
 def _priority_keys(channel, queue: str) -> list[str]:
@@ -193,39 +161,3 @@ def try_lock(settings: Settings, app: Celery, name: str, seconds: float) -> bool
         with conn.default_channel.conn_or_acquire() as client:
             return bool(client.set(f"sdfarm:{settings.queue}:{name}", "1", nx=True,
                                    px=max(1, int(seconds * 1000))))
-
-
-def cancel(settings: Settings, *, sweep_id: int | None = None,
-           job_ids: Sequence[int] | None = None) -> Canceled:
-    """Cancel in the database only: messages of canceled jobs become no-ops."""
-    factory = session_factory(settings.database_url)
-    with factory.begin() as session:
-        _check_exists(session, sweep_id, job_ids or ())
-        return cancel_jobs(session, sweep_id=sweep_id, job_ids=job_ids)
-
-
-def retry(settings: Settings, sweep_id: int, *, app: Celery | None = None) -> int:
-    """Failed and canceled jobs of the sweep back to the queue (attempts reset) and sent."""
-    factory = session_factory(settings.database_url)
-    with factory.begin() as session:
-        _check_exists(session, sweep_id, ())
-        ids = retry_jobs(session, sweep_id)
-    if ids:
-        with factory() as session:
-            batches = queued_batches(session, [sweep_id])
-        wanted = set(ids)
-        enqueue(settings, [b for b in (_keep(b, wanted) for b in batches) if b.job_ids], app=app)
-    return len(ids)
-
-
-def _keep(batch: QueuedBatch, wanted: set[int]) -> QueuedBatch:
-    return QueuedBatch(batch.sweep_id, batch.priority,
-                       tuple(i for i in batch.job_ids if i in wanted), batch.suspect)
-
-
-def _check_exists(session, sweep_id: int | None, job_ids: Iterable[int]) -> None:
-    if sweep_id is not None and session.get(Sweep, sweep_id) is None:
-        raise SweepNotFound(f"no sweep {sweep_id}; `sdfarm status` lists the sweeps")
-    for job_id in job_ids:
-        if session.get(Job, job_id) is None:
-            raise JobNotFound(f"no job {job_id}; `sdfarm history` lists the jobs")

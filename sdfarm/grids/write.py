@@ -6,7 +6,6 @@ Works for a partial sweep too (missing cells are placeholders), from the databas
 from __future__ import annotations
 
 import io
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,9 +13,10 @@ from PIL import Image
 
 from sdfarm.config import Settings
 from sdfarm.db.engine import session_factory
-from sdfarm.worker.grid import MAX_GRID_MEGAPIXELS, draw_page, layout_page
-from sdfarm.worker.gridmodel import load_grid
-from sdfarm.worker.gridpage import index_html
+from sdfarm.files import write_atomic
+from sdfarm.grids.draw import MAX_GRID_MEGAPIXELS, draw_page, layout_page
+from sdfarm.grids.model import load_grid
+from sdfarm.grids.page import index_html
 
 
 @dataclass
@@ -50,18 +50,11 @@ def write_grids(settings: Settings, sweep_id: int, *,
                      f"{max_megapixels:g} megapixels")
         files[page.name] = (path.name, f"({note})")
     report.index = grid.folder / "index.html"
-    _write_atomic(report.index, index_html(grid, files).encode("utf-8"))
+    write_atomic(report.index, index_html(grid, files).encode("utf-8"))
     return report
 
 
 def _save(image: Image.Image, path: Path) -> None:
     buf = io.BytesIO()
     image.save(buf, format="PNG")
-    _write_atomic(path, buf.getvalue())
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    # A viewer open on the old grid never sees half a file.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_atomic(path, buf.getvalue())

@@ -1,0 +1,91 @@
+"""Planning and rendering a job file here: ``sdfarm plan`` (what would happen, no torch) and
+``sdfarm render`` (record the sweep, render it in this process, write its grids)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sdfarm.config import Settings
+from sdfarm.db.engine import database_exists, session_factory
+from sdfarm.db.sweeps import (
+    queued_work,
+    require_sweep,
+    reusable_images,
+    seconds_per_step,
+)
+from sdfarm.scheduler.forecast import Forecast, forecast, rate_groups
+from sdfarm.scheduler.jobfile import load_job_file
+from sdfarm.scheduler.plan import Plan
+from sdfarm.scheduler.prepare import model_refs, plan_job, resolve_model
+from sdfarm.usecases.local import LocalResult, render_sweep_locally
+from sdfarm.usecases.record import record
+
+
+def load_plan(settings: Settings, job_file: str | Path, *, build_builtins: bool = False) -> Plan:
+    """Validate ``job_file`` and expand it. ``build_builtins`` builds the built-in models it
+    names first, so that their hashes enter every job's key (rendering needs them anyway)."""
+    job, mref = resolve_model(load_job_file(job_file), settings.model_dir)
+    if build_builtins:
+        from sdfarm.worker.builtin import ensure_builtin
+
+        for ref in model_refs(job, mref, settings.model_dir):
+            if ref.kind == "builtin":
+                ensure_builtin(ref.ref.removeprefix("builtin:"), settings.model_dir)
+    return plan_job(job, mref, settings.model_dir)
+
+
+def plan_outlook(settings: Settings, plan: Plan, *, force: bool = False) -> Forecast:
+    """What rendering ``plan`` against this database would do. The database is only read, and
+    not created when absent."""
+    reused: set[int] = set()
+    rates: dict = {}
+    if database_exists(settings.database_url):
+        with session_factory(settings.database_url)() as session:
+            if not force:
+                keys = plan.key_list()
+                found = reusable_images(session, keys)
+                reused = {i for i, key in enumerate(keys) if key in found}
+            rates = seconds_per_step(session, rate_groups(plan))
+    return forecast(plan, reused, rates)
+
+
+@dataclass(frozen=True)
+class RecordedSweep:
+    sweep_id: int
+    images: int
+    #: Images left to render, and their denoising steps; the rest reuse earlier images.
+    to_render: int
+    steps_to_render: int
+    folder: str
+    has_axes: bool
+
+    @property
+    def reused(self) -> int:
+        return self.images - self.to_render
+
+
+def record_for_local_render(settings: Settings, plan: Plan, *, force: bool = False) -> RecordedSweep:
+    sweep_id = record(settings, plan, force=force)
+    with session_factory(settings.database_url)() as session:
+        todo, steps = queued_work(session, sweep_id)
+        folder = require_sweep(session, sweep_id).output_dir
+    return RecordedSweep(sweep_id, plan.images, todo, steps, folder, bool(plan.axes))
+
+
+@dataclass(frozen=True)
+class LocalRender:
+    result: LocalResult
+    #: The grids written, for a sweep with axes (``sdfarm.grids.write.GridReport``).
+    grids: object | None
+
+
+def render_recorded(settings: Settings, sweep: RecordedSweep, progress=None) -> LocalRender:
+    """Render the sweep's queued jobs here, then write its grids when it has axes."""
+    result = render_sweep_locally(settings, sweep.sweep_id, progress)
+    grids = None
+    if sweep.has_axes:
+        from sdfarm.grids.write import write_grids
+
+        grids = write_grids(settings, sweep.sweep_id)
+    return LocalRender(result, grids)

@@ -1,0 +1,116 @@
+"""``sdfarm rerun``: render a recorded job again, exactly (rebuilding the forward pass it
+shared, with its thread count) or with some parameters changed, into a new sweep linked to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sdfarm.config import Settings
+from sdfarm.db.engine import session_factory
+from sdfarm.db.jobs import get_job, pass_jobs, rendered_origin
+from sdfarm.db.models import JobStatus
+from sdfarm.db.sweeps import sweep_jobs
+from sdfarm.errors import JobNotFound, ModelError, SamplerError, SdfarmError
+from sdfarm.modelref import model_hash, parse_model_ref
+from sdfarm.samplers import SAMPLERS
+from sdfarm.scheduler.overrides import apply_overrides
+from sdfarm.scheduler.rerun import rerun_plan
+from sdfarm.spec import RenderSpec
+from sdfarm.usecases.local import render_sweep_locally
+from sdfarm.usecases.record import record
+
+
+@dataclass(frozen=True)
+class Rerun:
+    job_id: int
+    #: The new job and its image.
+    new_job_id: int
+    output_path: str
+    #: Images of the pass rendered again (more than 1: the original shared a forward pass).
+    pass_size: int
+    #: For each changed parameter: (new value, original value).
+    changed: dict[str, tuple[object, object]]
+    #: Largest per-channel pixel difference to the original (0: identical); ``None`` with
+    #: changes, or when the original image is gone.
+    difference: int | None
+    original_path: str
+    original_device: str | None
+    device: str | None
+
+
+def rerun_job(settings: Settings, job_id: int, changes: dict[str, object],
+              *, on_plan=None) -> Rerun:
+    """Render ``job_id`` again, with ``changes`` (parameter -> value, as ``--set`` gives them).
+
+    ``on_plan(pass_size)`` is called once the pass to render is known, before rendering.
+    """
+    factory = session_factory(settings.database_url)
+    with factory() as session:
+        job = get_job(session, job_id)
+        if job is None:
+            raise JobNotFound(f"no job {job_id} in {settings.database_url}")
+        if "sampler" not in changes and job.sampler not in SAMPLERS:
+            raise SamplerError(
+                f"job {job_id} was made with sampler {job.sampler!r}, which sdfarm cannot render; "
+                f"choose one with --set sampler=NAME: {', '.join(SAMPLERS)}")
+        # A resumed cell reused an earlier render: its pixels come from that job's pass.
+        rendered = rendered_origin(session, job)
+        companions = [rendered] if changes else pass_jobs(session, rendered)
+        specs = [j.spec() for j in companions]
+        model_config = job.model_config
+        if changes:
+            specs = [apply_overrides(job.spec(), changes)]
+            if "model" in changes:
+                specs, model_config = _with_new_model(specs[0], settings)
+        _check_model(job_id, specs[0].model, model_config, job.sweep.allow_pickle, settings)
+        position = [j.id for j in companions].index(rendered.id)
+        threads = rendered.threads or settings.threads
+        plan = rerun_plan(job_id, specs, model_config=model_config,
+                          allow_pickle=job.sweep.allow_pickle)
+        before = {k: getattr(job, k) for k in changes}
+        original = job
+    if on_plan is not None:
+        on_plan(len(specs))
+    # The thread count changes the low bits of a CPU render: use the original one.
+    run_settings = settings.with_(threads=threads)
+    sweep_id = record(run_settings, plan, kind="rerun", rerun_of_job_id=job_id)
+    render_sweep_locally(run_settings, sweep_id, exact_pass=True)
+    with factory() as session:
+        new_job = sweep_jobs(session, sweep_id)[position]
+    if new_job.status != JobStatus.done:
+        first = (new_job.error or "").splitlines()[0] if new_job.error else ""
+        raise SdfarmError(f"rerun of job {job_id} (job {new_job.id}) ended "
+                          f"{new_job.status.value}: {first}")
+    difference = None
+    if not changes and Path(original.output_path).is_file():
+        from sdfarm.worker.output import max_pixel_difference
+
+        difference = max_pixel_difference(Path(original.output_path), Path(new_job.output_path))
+    return Rerun(job_id, new_job.id, new_job.output_path, len(specs),
+                 {k: (getattr(new_job, k), before[k]) for k in changes}, difference,
+                 original.output_path, original.device, new_job.device)
+
+
+def _with_new_model(spec: RenderSpec, settings: Settings) -> tuple[list[RenderSpec], str | None]:
+    """The spec with the new model's absolute reference and hash, and its config folder."""
+    mref = parse_model_ref(spec.model, settings.model_dir)
+    model = str(mref.path) if mref.kind in ("file", "folder") else spec.model
+    if mref.kind == "builtin":
+        from sdfarm.worker.builtin import ensure_builtin
+
+        ensure_builtin(spec.model.removeprefix("builtin:"), settings.model_dir)
+    new = spec.replace(model=model, model_hash=model_hash(mref, settings.model_dir))
+    return [new], (str(mref.config) if mref.config else None)
+
+
+def _check_model(job_id: int, model: str, model_config: str | None, allow_pickle: bool,
+                 settings: Settings) -> None:
+    """Fail before recording anything when the model cannot be found here (an imported
+    image names its model by file name only)."""
+    try:
+        parse_model_ref(model, settings.model_dir, model_config=model_config,
+                        allow_pickle=allow_pickle)
+    except ModelError as exc:
+        raise ModelError(f"job {job_id}: {exc}; point it at the weights with --set model=PATH") from None
