@@ -1,6 +1,8 @@
 """RenderSpec: every parameter that determines one image's pixels, and its key.
 
-Pure: imports only the standard library, so planning never touches torch.
+The fields are the parameter table's (:mod:`sdfarm.params`), with its defaults; the key and
+the batch group follow the table's ranks. Pure: imports only the standard library, so
+planning never touches torch.
 """
 
 from __future__ import annotations
@@ -9,9 +11,23 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
+from operator import attrgetter
+
+from sdfarm.params import PARAMS
 
 #: Bumped when the meaning of a parameter changes, so old keys stop matching new renders.
 KEY_VERSION = 1
+
+_KEY_PARAMS = PARAMS.ranked("key_rank")
+_BATCH_PARAMS = PARAMS.ranked("batch_rank")
+# The model leads the batch group (its hash follows it); the rest are read in one call, since
+# planning computes a group for every image.
+assert _BATCH_PARAMS[0].name == "model"
+_BATCH_REST = attrgetter(*(p.name for p in _BATCH_PARAMS[1:]))
+
+
+def _default(name: str):
+    return PARAMS[name].default
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,54 +37,38 @@ class RenderSpec:
     model: str
     prompt: str
     seed: int
-    negative_prompt: str = ""
-    sampler: str = "Euler a"
-    steps: int = 20
-    cfg: float = 7.0
-    width: int = 512
-    height: int = 512
-    clip_skip: int = 1
+    negative_prompt: str = _default("negative_prompt")
+    sampler: str = _default("sampler")
+    steps: int = _default("steps")
+    cfg: float = _default("cfg")
+    width: int = _default("width")
+    height: int = _default("height")
+    clip_skip: int = _default("clip_skip")
     #: A1111 short hash of the weights; ``None`` while the weights are not on this machine.
     model_hash: str | None = None
 
     @property
     def key(self) -> str:
-        """Hash of exactly the pixel-determining parameters.
+        """Hash of exactly the pixel-determining parameters, in the table's key order.
 
         The model enters by its hash when known (two paths to one file are one model), by its
         reference otherwise.
         """
-        model_identity = f"hash:{self.model_hash}" if self.model_hash else f"ref:{self.model}"
-        payload = [
-            KEY_VERSION,
-            model_identity,
-            self.prompt,
-            self.negative_prompt,
-            self.seed,
-            self.sampler,
-            self.steps,
-            float(self.cfg),
-            self.width,
-            self.height,
-            self.clip_skip,
-        ]
+        payload: list[object] = [KEY_VERSION]
+        for param in _KEY_PARAMS:
+            if param.name == "model":
+                payload.append(f"hash:{self.model_hash}" if self.model_hash else f"ref:{self.model}")
+            else:
+                payload.append(param.canonical(getattr(self, param.name)))
         text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
     @property
     def batch_group(self) -> tuple:
-        """What a forward pass shares: everything but prompt and seed."""
-        return (
-            self.model,
-            self.model_hash,
-            self.width,
-            self.height,
-            self.sampler,
-            self.steps,
-            float(self.cfg),
-            self.clip_skip,
-            self.negative_prompt,
-        )
+        """What a forward pass shares: everything but prompt and seed, in render order (the
+        most expensive switch first), so sorting by it also orders the renders."""
+        # "" for an unknown hash: None would not sort against a hash.
+        return (self.model, self.model_hash or "", *_BATCH_REST(self))
 
     def replace(self, **changes: object) -> RenderSpec:
         return dataclasses.replace(self, **changes)
@@ -77,5 +77,5 @@ class RenderSpec:
         return dataclasses.asdict(self)
 
 
-#: The fields a user may set on a spec (job file keys, ``rerun --set``), in display order.
+#: The fields a spec has: the table's parameters and the model hash.
 SPEC_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(RenderSpec))

@@ -10,6 +10,7 @@ from datetime import date, datetime, timedelta, timezone
 import click
 
 from sdfarm.db.models import utcnow
+from sdfarm.params import Param
 
 _RANGE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(?:(?:-|\.\.)\s*([0-9]*\.?[0-9]+)\s*)?$")
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
@@ -23,6 +24,11 @@ class NumberRange(click.ParamType):
     def __init__(self, kind: type = float) -> None:
         self.kind = kind
         self.name = "value or range" if kind is float else "integer or range"
+
+    @classmethod
+    def of(cls, param: Param) -> NumberRange:
+        """Ranges of a number parameter of the table, typed as it is."""
+        return cls(int if param.kind == "int" else float)
 
     def convert(self, value, param, ctx):
         if isinstance(value, tuple):

@@ -24,6 +24,7 @@ from sdfarm.db.history import (
 )
 from sdfarm.db.models import JobStatus
 from sdfarm.metadata.a1111 import model_display_name
+from sdfarm.params import PARAMS as P
 
 #: Paths listed before the confirmation question of ``prune``.
 PRUNE_PREVIEW = 10
@@ -44,12 +45,14 @@ def _console() -> Console:
               help='Prompt words (all must appear), "a phrase", prefix*, -excluded. '
                    "Ranked by relevance, then newest first.")
 @click.option("--negative", metavar="QUERY", help="The same, in the negative prompt.")
-@click.option("--seed", type=int, help="Only this seed.")
+@click.option("--seed", type=int, help=f"Only this {P['seed'].description}.")
 @click.option("--model", metavar="NAME|HASH",
               help="Model file or folder name (with or without extension), reference, or hash prefix.")
-@click.option("--sampler", help="Sampler name (case-insensitive).")
-@click.option("--cfg", type=NumberRange(float), metavar="VALUE|RANGE", help="CFG scale, e.g. 7 or 6-8.")
-@click.option("--steps", type=NumberRange(int), metavar="VALUE|RANGE", help="Steps, e.g. 30 or 20-40.")
+@click.option("--sampler", help=f"{P['sampler'].description} (case-insensitive).")
+@click.option("--cfg", type=NumberRange.of(P["cfg"]), metavar="VALUE|RANGE",
+              help=f"{P['cfg'].description}, e.g. 7 or 6-8.")
+@click.option("--steps", type=NumberRange.of(P["steps"]), metavar="VALUE|RANGE",
+              help=f"{P['steps'].description}, e.g. 30 or 20-40.")
 @click.option("--size", type=Size(), help="Width x height, e.g. 512x768.")
 @click.option("--sweep", "sweep_id", type=int, metavar="ID", help="Only jobs of this sweep.")
 @click.option("--status", "statuses", multiple=True,
@@ -99,7 +102,7 @@ def _print_table(rows: list[dict[str, object]]) -> None:
                   "prompt", "path")
     for r in rows:
         table.add_row(str(r["id"]), str(r["created_at"])[:16], str(r["status"]), str(r["seed"]),
-                      f"{r['cfg']:g}", str(r["steps"]), str(r["sampler"]),
+                      P["cfg"].format(r["cfg"]), str(r["steps"]), str(r["sampler"]),
                       _short(model_display_name(str(r["model"])), 24), _short(str(r["prompt"])),
                       str(r["output_path"]))
     _console().print(table)

@@ -12,6 +12,7 @@ from sdfarm.db.engine import session_factory
 from sdfarm.db.history import job_fields
 from sdfarm.db.jobs import get_job
 from sdfarm.errors import JobNotFound
+from sdfarm.params import PARAMS
 
 
 @click.command()
@@ -31,7 +32,10 @@ def show(settings: Settings, job_id: int, as_json: bool) -> None:
         click.echo(json.dumps(fields, indent=2, ensure_ascii=False))
         return
     width = max(len(k) for k in fields)
-    for key, value in fields.items():
+    # The parameters first, in the table's order, then how and where the job was rendered.
+    order = [*(k for k in PARAMS if k in fields), *(k for k in fields if k not in PARAMS)]
+    for key in order:
+        value = fields[key]
         if key == "output_path":
             value = f"{value} ({'present' if fields['file_exists'] else 'MISSING'})"
         if key == "file_exists":

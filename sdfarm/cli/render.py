@@ -16,7 +16,7 @@ from sdfarm.usecases.render import load_plan, plan_outlook
 def plan_summary(plan: Plan, outlook: Forecast | None = None) -> dict[str, object]:
     summary: dict[str, object] = {
         "name": plan.job.name,
-        "model": plan.job.model,
+        "model": plan.job.base.model,
         "images": plan.images,
         "batches": len(plan.batches),
         "total_steps": plan.total_steps,
@@ -41,7 +41,7 @@ def _plan_lines(plan: Plan, outlook: Forecast) -> list[str]:
                        + ([f"{len(plan.seeds)} seed{'s' if len(plan.seeds) != 1 else ''}"]
                           if plan.seeds else []))
     lines = [
-        f"{job.name}: model {job.model}, sweep seed {job.sweep_seed}",
+        f"{job.name}: model {job.base.model}, sweep seed {job.sweep_seed}",
         f"  images:          {plan.images} ({shape})",
         f"  reused:          {outlook.reused} (already rendered, file on disk)",
         f"  to render:       {outlook.to_render} in {outlook.batches} batches",

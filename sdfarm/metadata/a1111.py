@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import PurePosixPath
 
+from sdfarm.params import PARAMS as P
 from sdfarm.samplers import SAMPLERS
 from sdfarm.spec import RenderSpec
 
@@ -17,6 +18,9 @@ from sdfarm.spec import RenderSpec
 SDFARM_CHUNK = "sdfarm"
 #: Name of A1111's chunk.
 PARAMETERS_CHUNK = "parameters"
+#: Infotext settings that are not one parameter of the table.
+SCHEDULE_TYPE, SIZE, MODEL_HASH = "Schedule type", "Size", "Model hash"
+_ALWAYS_WRITTEN = frozenset({"steps", "sampler", "cfg", "seed", "model"})
 
 
 def quote(value: object) -> str:
@@ -46,23 +50,34 @@ def model_display_name(model: str) -> str:
 
 def a1111_parameters(spec: RenderSpec, *, version: str | None = None) -> str:
     """The ``parameters`` text for ``spec``, byte for byte as AUTOMATIC1111 composes it."""
-    sampler = SAMPLERS[spec.sampler]
-    params: dict[str, object | None] = {
-        "Steps": spec.steps,
-        "Sampler": sampler.a1111_name,
-        "Schedule type": sampler.schedule_type,
-        "CFG scale": format_number(spec.cfg),
-        "Seed": spec.seed,
-        "Size": f"{spec.width}x{spec.height}",
-        "Model hash": spec.model_hash,
-        "Model": model_display_name(spec.model),
-        # A1111 leaves Clip skip out unless it skips something.
-        "Clip skip": spec.clip_skip if spec.clip_skip > 1 else None,
-        "Version": version,
-    }
-    line = ", ".join(f"{k}: {quote(v)}" for k, v in params.items() if v is not None)
+    line = ", ".join(f"{k}: {quote(v)}" for k, v in infotext_settings(spec, version))
     negative = f"\nNegative prompt: {spec.negative_prompt}" if spec.negative_prompt else ""
     return f"{spec.prompt}{negative}\n{line}".strip()
+
+
+def infotext_settings(spec: RenderSpec, version: str | None = None) -> list[tuple[str, str]]:
+    """The settings line's items in A1111's order: the settings it always writes, then every
+    other parameter of the table that has an infotext key, only when it is not at its default
+    (as A1111 leaves out ``Clip skip: 1``)."""
+    sampler = SAMPLERS[spec.sampler]
+    items = [
+        (P["steps"].infotext, P["steps"].format(spec.steps)),
+        (P["sampler"].infotext, sampler.a1111_name),
+        (SCHEDULE_TYPE, sampler.schedule_type),
+        (P["cfg"].infotext, P["cfg"].format(spec.cfg)),
+        (P["seed"].infotext, P["seed"].format(spec.seed)),
+        (SIZE, f"{spec.width}x{spec.height}"),
+    ]
+    if spec.model_hash:
+        items.append((MODEL_HASH, spec.model_hash))
+    items.append((P["model"].infotext, model_display_name(spec.model)))
+    for param in P.values():
+        value = getattr(spec, param.name)
+        if param.infotext and param.name not in _ALWAYS_WRITTEN and value != param.default:
+            items.append((param.infotext, param.format(value)))
+    if version:
+        items.append(("Version", version))
+    return items  # type: ignore[return-value]
 
 
 def sdfarm_chunk(spec: RenderSpec, **ids: object) -> str:

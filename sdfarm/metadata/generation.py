@@ -15,17 +15,34 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from sdfarm.errors import ImageMetadataError, SamplerError
-from sdfarm.metadata.a1111 import PARAMETERS_CHUNK, SDFARM_CHUNK
+from sdfarm.metadata.a1111 import (
+    MODEL_HASH,
+    PARAMETERS_CHUNK,
+    SCHEDULE_TYPE,
+    SDFARM_CHUNK,
+    SIZE,
+)
 from sdfarm.metadata.infotext import Infotext, parse_infotext
+from sdfarm.params import PARAMS as P
+from sdfarm.params import Param
 from sdfarm.samplers import canonical_sampler
 from sdfarm.spec import SPEC_FIELDS, RenderSpec
 
 #: Settings every A1111-style writer puts in the settings line; without them there is no job.
-REQUIRED = ("Steps", "Sampler", "CFG scale", "Seed", "Size")
+REQUIRED = (P["steps"].infotext, P["sampler"].infotext, P["cfg"].infotext, P["seed"].infotext,
+            SIZE)
+#: The table's parameters by infotext key: each becomes a column.
+_BY_INFOTEXT = P.by_infotext()
 #: Settings that become columns; every other one is kept in :attr:`ImageGeneration.extra`.
-MAPPED = frozenset({*REQUIRED, "Schedule type", "Model hash", "Model", "Clip skip"})
-#: Seeds are stored as signed 64-bit integers.
-SEED_RANGE = (-(2**63), 2**63 - 1)
+MAPPED = frozenset({*REQUIRED, *_BY_INFOTEXT, SCHEDULE_TYPE, MODEL_HASH})
+#: What an imported image may hold, beyond what sdfarm renders: other tools write seeds from
+#: the whole signed 64-bit range (the column's), and steps and CLIP skip past our limits.
+#: Indexing records what happened; a rerun is where a value sdfarm cannot render is refused.
+IMPORT_BOUNDS: dict[str, tuple[int, int]] = {
+    "seed": (-(2**63), 2**63 - 1),
+    "steps": (1, 10_000),
+    "clip_skip": (1, 100),
+}
 #: Column widths of the jobs table (PostgreSQL enforces them).
 MAX_SAMPLER, MAX_MODEL, MAX_HASH = 64, 1024, 16
 _HEX = re.compile(r"^[0-9a-f]+$")
@@ -66,14 +83,14 @@ def generation_from_sdfarm_chunk(text: str) -> ImageGeneration:
         spec = RenderSpec(**values)
     except (ValueError, KeyError, TypeError) as exc:
         raise ImageMetadataError(f"malformed 'sdfarm' chunk: {exc}") from None
-    types = {"model": str, "prompt": str, "negative_prompt": str, "sampler": str, "seed": int,
-             "steps": int, "width": int, "height": int, "clip_skip": int, "cfg": (int, float)}
-    for name, kind in types.items():
-        value = getattr(spec, name)
+    for param in P.values():
+        value = getattr(spec, param.name)
+        kind = {"int": int, "float": (int, float)}.get(param.kind, str)
         if isinstance(value, bool) or not isinstance(value, kind):
-            raise ImageMetadataError(f"malformed 'sdfarm' chunk: {name} is {value!r}")
+            raise ImageMetadataError(f"malformed 'sdfarm' chunk: {param.name} is {value!r}")
+    canonical = {p.name: p.canonical(getattr(spec, p.name)) for p in P.values()}
     config = data.get("model_config")
-    return ImageGeneration(spec.replace(cfg=float(spec.cfg)), "sdfarm",
+    return ImageGeneration(spec.replace(**canonical), "sdfarm",
                            config if isinstance(config, str) else None)
 
 
@@ -85,31 +102,24 @@ def generation_from_infotext(info: Infotext) -> ImageGeneration:
     missing = [key for key in REQUIRED if key not in p]
     if missing:
         raise ImageMetadataError(f"malformed 'parameters' text: no {', '.join(missing)}")
-    size = _SIZE.match(p["Size"])
+    size = _SIZE.match(p[SIZE])
     if size is None:
         raise ImageMetadataError(f"malformed 'parameters' text: Size {p['Size']!r} is not WIDTHxHEIGHT")
     extra = {k: v for k, v in p.items() if k not in MAPPED}
-    model_hash = p.get("Model hash", "").strip().lower() or None
+    model_hash = p.get(MODEL_HASH, "").strip().lower() or None
     if model_hash is not None and (len(model_hash) > MAX_HASH or not _HEX.match(model_hash)):
-        extra["Model hash"], model_hash = p["Model hash"], None
+        extra[MODEL_HASH], model_hash = p[MODEL_HASH], None
     if info.template is not None:
         extra["Template"] = info.template
     if info.negative_template is not None:
         extra["Negative Template"] = info.negative_template
-    spec = RenderSpec(
-        model=_bounded(p.get("Model", ""), "Model", MAX_MODEL),
-        model_hash=model_hash,
-        prompt=info.prompt,
-        negative_prompt=info.negative_prompt,
-        seed=_integer(p, "Seed", *SEED_RANGE),
-        sampler=_bounded(sampler_as_written(p["Sampler"], p.get("Schedule type")), "Sampler",
-                         MAX_SAMPLER),
-        steps=_integer(p, "Steps", 1, 10_000),
-        cfg=_number(p, "CFG scale"),
-        width=int(size.group(1)),
-        height=int(size.group(2)),
-        clip_skip=_integer(p, "Clip skip", 1, 100) if "Clip skip" in p else 1,
-    )
+    values = {param.name: _setting(p, param) for key, param in _BY_INFOTEXT.items() if key in p}
+    values["model"] = _bounded(p.get(P["model"].infotext, ""), "Model", MAX_MODEL)
+    sampler = sampler_as_written(p[P["sampler"].infotext], p.get(SCHEDULE_TYPE))
+    values["sampler"] = _bounded(sampler, "Sampler", MAX_SAMPLER)
+    spec = RenderSpec(**values, model_hash=model_hash, prompt=info.prompt,
+                      negative_prompt=info.negative_prompt, width=int(size.group(1)),
+                      height=int(size.group(2)))
     return ImageGeneration(spec, "parameters", None, extra)
 
 
@@ -126,6 +136,15 @@ def sampler_as_written(sampler: str, schedule_type: str | None) -> str:
         return canonical_sampler(name)
     except SamplerError:
         return name
+
+
+def _setting(p: dict[str, str], param: Param) -> object:
+    """A number setting, typed by the table, within what an imported image may hold."""
+    if param.kind == "float":
+        return _number(p, param.infotext)
+    if param.kind == "int":
+        return _integer(p, param.infotext, *IMPORT_BOUNDS.get(param.name, (-(2**63), 2**63 - 1)))
+    return p[param.infotext]
 
 
 def _integer(p: dict[str, str], key: str, low: int, high: int) -> int:

@@ -22,23 +22,22 @@ from fractions import Fraction
 from pathlib import PurePosixPath
 from typing import Any
 
-from sdfarm.errors import SamplerError
-from sdfarm.samplers import canonical_sampler
+from sdfarm.params import PARAMS, BadValue, describe
 from sdfarm.spec import RenderSpec
 
-#: What each axis parameter varies; the error for an unknown parameter lists them.
+#: Axes that are not one parameter of the table: their place in the list of axes (the
+#: table's ``axis_rank``) and what they take.
+_COMPOSITE: dict[str, tuple[int, str]] = {
+    "size": (65, 'width x height, as "512x768"'),
+    "prompt_sr": (100, "Prompt S/R: the first value is searched in the prompt, each value "
+                       "replaces it"),
+}
+#: What each axis parameter varies, the most used first; the error for an unknown parameter
+#: lists them.
 AXIS_PARAMS: dict[str, str] = {
-    "cfg": "CFG scale, numbers from 0 to 50",
-    "steps": "denoising steps, integers from 1 to 1000",
-    "sampler": "A1111 sampler names",
-    "seed": "seeds, integers from 0 to 2**63-1",
-    "width": "image width, multiples of 8 from 8 to 8192",
-    "height": "image height, multiples of 8 from 8 to 8192",
-    "size": 'width x height, as "512x768"',
-    "clip_skip": "CLIP skip, integers from 1 to 12",
-    "model": "model references",
-    "negative_prompt": "negative prompts",
-    "prompt_sr": "Prompt S/R: the first value is searched in the prompt, each value replaces it",
+    name: text for _, name, text in sorted(
+        [(p.axis_rank, p.name, p.axis_description) for p in PARAMS.ranked("axis_rank")]
+        + [(rank, name, text) for name, (rank, text) in _COMPOSITE.items()])
 }
 
 #: The grid dimensions, in order; ``extra`` axes only multiply the number of grids, like z.
@@ -49,22 +48,6 @@ MAX_AXIS_VALUES = 10_000
 FLOAT_DECIMALS = 4
 _AT_MOST = f"an axis may have at most {MAX_AXIS_VALUES}"
 
-#: (low, high, multiple of) for integer parameters; seed's high comes from the job file.
-_INT_LIMITS: dict[str, tuple[int, int | None, int]] = {
-    "steps": (1, 1000, 1),
-    "seed": (0, None, 1),
-    "width": (8, 8192, 8),
-    "height": (8, 8192, 8),
-    "clip_skip": (1, 12, 1),
-}
-_CFG_LIMITS = (0.0, 50.0)
-_STRING_PARAMS = ("sampler", "model", "negative_prompt", "prompt_sr")
-
-_LABEL_NAMES = {
-    "cfg": "CFG", "steps": "Steps", "sampler": "Sampler", "seed": "Seed", "width": "Width",
-    "height": "Height", "size": "Size", "clip_skip": "Clip skip", "model": "Model",
-    "negative_prompt": "Negative prompt",
-}
 
 #: Builds the exception for a problem at a job file key ("axes.x.cfg"), or for a problem alone.
 Fail = Callable[[str, str], Exception]
@@ -102,18 +85,16 @@ def axis_label(param: str, value: Any) -> str:
     """The grid label of one value; a Prompt S/R label is the replacement text, as in A1111."""
     if param == "prompt_sr":
         return value
-    if param == "cfg":
-        shown = f"{value:g}"
-    elif param == "size":
-        shown = f"{value[0]}x{value[1]}"
-    elif param == "model":
+    if param == "size":
+        return f"Size: {value[0]}x{value[1]}"
+    if param == "model":
         # A repo id or a path: its last part is what tells grid columns apart.
         shown = PurePosixPath(value.replace("\\", "/")).name or value
     elif param == "negative_prompt":
         shown = value or "(none)"
     else:
-        shown = str(value)
-    return f"{_LABEL_NAMES[param]}: {shown}"
+        shown = PARAMS[param].format(value)
+    return f"{PARAMS[param].label}: {shown}"
 
 
 def parse_axes(table: object, fail: Fail) -> list[Axis]:
@@ -181,7 +162,7 @@ def parse_values(param: str, raw: object, fail_problem: FailProblem) -> tuple:
     elif isinstance(raw, (int, float)) and not isinstance(raw, bool):
         items = [raw]
     else:
-        raise fail_problem(f"must be a list or a string of values, got {_describe(raw)}; "
+        raise fail_problem(f"must be a list or a string of values, got {describe(raw)}; "
                            f"{param} takes {AXIS_PARAMS[param]}")
     if not items:
         raise fail_problem(f"has no values (got {raw!r}); {param} takes {AXIS_PARAMS[param]}")
@@ -203,7 +184,7 @@ def parse_values(param: str, raw: object, fail_problem: FailProblem) -> tuple:
 def _list_items(param: str, raw: list, fail_problem: FailProblem) -> list:
     kinds = {_kind(item) for item in raw}
     if len(kinds) > 1:
-        shown = ", ".join(_describe(item) for item in raw[:4])
+        shown = ", ".join(describe(item) for item in raw[:4])
         raise fail_problem(f"mixes types in one list ({shown}); use one type, "
                            f"{param} takes {AXIS_PARAMS[param]}")
     return list(raw)
@@ -218,7 +199,7 @@ def _kind(item: object) -> str:
 
 
 def _string_items(param: str, text: str, fail_problem: FailProblem) -> list:
-    if param in _STRING_PARAMS or param == "size":
+    if _is_text(param):
         # csv, as A1111 does, so a quoted value may hold a comma: '"red, blue", green'.
         rows = list(csv.reader([text], skipinitialspace=True))
         parts = [p.strip() for p in rows[0]] if rows else []
@@ -241,7 +222,7 @@ def _expand_item(param: str, item: str, fail_problem: FailProblem) -> list:
     m = _ITEM.fullmatch(item)
     if m is None:
         raise fail_problem(f"{item!r} is not a value or a range; {_syntax(param)}")
-    is_float = param == "cfg"
+    is_float = PARAMS[param].kind == "float"
     for name in ("start", "end", "step"):
         if m[name] and "." in m[name] and not is_float:
             raise fail_problem(f"{item!r} has a fractional number; {_syntax(param)}")
@@ -289,45 +270,42 @@ def _number(value: Decimal, is_float: bool) -> int | float:
     return round(float(value), FLOAT_DECIMALS) if is_float else int(value)
 
 
+def _is_text(param: str) -> bool:
+    """Whether an axis string is a list of texts (csv) rather than of numbers and ranges."""
+    return param in _COMPOSITE or PARAMS[param].kind not in ("int", "float")
+
+
 def _check_value(param: str, value: object, fail_problem: FailProblem) -> object:
-    if param in _INT_LIMITS:
-        return _check_int(param, value, fail_problem)
-    if param == "cfg":
-        low, high = _CFG_LIMITS
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not number or not low <= value <= high:
-            raise fail_problem(f"cfg value {value!r} is not allowed; cfg takes numbers from "
-                               f"{low:g} to {high:g}")
-        return round(float(value), FLOAT_DECIMALS)
     if param == "size":
         return _check_size(value, fail_problem)
-    if not isinstance(value, str):
-        raise fail_problem(f"{param} value {value!r} is not a string; "
-                           f"{param} takes {AXIS_PARAMS[param]}")
-    if param == "sampler":
-        try:
-            return canonical_sampler(value)
-        except SamplerError as exc:
-            raise fail_problem(str(exc)) from None
-    if param == "model" and not value.strip():
-        raise fail_problem(f"has an empty model value; model takes {AXIS_PARAMS[param]}")
-    return value
+    if param == "prompt_sr":
+        if not isinstance(value, str):
+            raise fail_problem(f"prompt_sr value {value!r} is not a string; "
+                               f"prompt_sr takes {AXIS_PARAMS[param]}")
+        return value
+    try:
+        checked = PARAMS[param].check(value)
+    except BadValue as exc:
+        raise fail_problem(_value_problem(exc)) from None
+    return round(checked, FLOAT_DECIMALS) if isinstance(checked, float) else checked
 
 
-def _check_int(param: str, value: object, fail_problem: FailProblem) -> int:
-    low, high, multiple_of = _INT_LIMITS[param]
-    if high is None:
-        from sdfarm.scheduler.jobfile import MAX_SEED  # jobfile will import this module
-
-        high = MAX_SEED
-    allowed = f"{param} takes {AXIS_PARAMS[param]}"
-    if isinstance(value, float):
-        raise fail_problem(f"{param} value {value!r} is a fractional number; {allowed}")
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise fail_problem(f"{param} value {value!r} is not an integer; {allowed}")
-    if not low <= value <= high or value % multiple_of:
-        raise fail_problem(f"{param} value {value} is out of range; {allowed}")
-    return value
+def _value_problem(exc: BadValue) -> str:
+    """What is wrong with one axis value, naming it and what the axis takes."""
+    param, value = exc.param, exc.value
+    takes = f"{param.name} takes {param.axis_description}"
+    if exc.reason == "unknown":
+        return exc.detail
+    if exc.reason == "empty":
+        return f"has an empty {param.name} value; {takes}"
+    if param.kind == "float":
+        return f"{param.name} value {value!r} is not allowed; {param.name} takes {param.allowed}"
+    if exc.reason == "fraction":
+        return f"{param.name} value {value!r} is a fractional number; {takes}"
+    if exc.reason == "type":
+        kind = "an integer" if param.kind == "int" else "a string"
+        return f"{param.name} value {value!r} is not {kind}; {takes}"
+    return f"{param.name} value {value} is out of range; {takes}"
 
 
 def _check_size(value: object, fail_problem: FailProblem) -> tuple[int, int]:
@@ -336,10 +314,12 @@ def _check_size(value: object, fail_problem: FailProblem) -> tuple[int, int]:
         raise fail_problem(f"size value {value!r} is not WIDTHxHEIGHT; "
                            'size takes values like "512x768"')
     width, height = int(m[1]), int(m[2])
-    for n in (width, height):
-        if not 8 <= n <= 8192 or n % 8:
+    for param, n in ((PARAMS["width"], width), (PARAMS["height"], height)):
+        try:
+            param.check(n)
+        except BadValue:
             raise fail_problem(f"size value {value!r} is out of range; width and height must be "
-                               "multiples of 8 from 8 to 8192")
+                               f"{param.allowed}") from None
     return width, height
 
 
@@ -349,13 +329,6 @@ def _syntax(param: str) -> str:
                 '"4, 7.5, 5-8, 4-12 (+2), 4.5-7.5 (+0.5), 5-8 [4]"')
     return (f'{param} takes {AXIS_PARAMS[param]}: a list [10, 20] or a string like '
             '"10, 20, 10-50 (+10), 50-10 (-10), 10-50 [5]"')
-
-
-def _describe(value: object) -> str:
-    kind = {str: "a string", bool: "a boolean", int: "an integer", float: "a number",
-            list: "a list", dict: "a table"}.get(type(value), type(value).__name__)
-    shown = repr(value)
-    return f"{kind} {shown if len(shown) <= 40 else shown[:37] + '...'}"
 
 
 def check_prompt_sr(axis: Axis, prompt: str, fail: Fail) -> None:
@@ -384,6 +357,4 @@ def apply_axis_value(spec: RenderSpec, axis: Axis, value: Any, original_prompt: 
     if param == "model":
         # The base spec's hash belongs to the base model; the caller hashes this one.
         return spec.replace(model=value, model_hash=None)
-    if param == "cfg":
-        return spec.replace(cfg=float(value))
     return spec.replace(**{param: value})

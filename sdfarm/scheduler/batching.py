@@ -1,9 +1,11 @@
-"""Ordering and batching. Pure.
+"""What a batch is, decided here once. Pure.
 
 Expensive switches go outermost (model, then size and sampler, then the rest), so a worker
 loads a model once and a run of cells shares a scheduler; then runs of specs that differ only
-in prompt and seed are cut into batches of at most ``batch_size`` images: one forward pass,
-one Celery task.
+in prompt and seed (the same ``RenderSpec.batch_group``) are cut into batches of at most
+``batch_size`` images: one forward pass, one Celery task. The database records each job's
+batch (``Job.batch_index``), the broker carries one batch per message, and the worker renders
+a planned batch as one pass: nobody downstream groups again.
 """
 
 from __future__ import annotations
@@ -13,15 +15,13 @@ from collections.abc import Sequence
 from sdfarm.spec import RenderSpec
 
 
-def _cost_order(spec: RenderSpec) -> tuple:
-    # Model first (a reload costs seconds), then size (a new latent shape), then the sampler.
-    return (spec.model, spec.model_hash or "", spec.width, spec.height, spec.sampler,
-            spec.steps, float(spec.cfg), spec.clip_skip, spec.negative_prompt)
-
-
 def order_specs(specs: Sequence[RenderSpec]) -> list[int]:
-    """Indices of ``specs`` in render order; stable, so equal-cost specs keep the file's order."""
-    return sorted(range(len(specs)), key=lambda i: _cost_order(specs[i]))
+    """Indices of ``specs`` in render order; stable, so equal-cost specs keep the file's order.
+
+    The batch group lists the shared parameters most expensive switch first (the model: a
+    reload costs seconds; then the size: a new latent shape; then the sampler), so sorting by
+    it both orders by cost and puts each batch's images next to each other."""
+    return sorted(range(len(specs)), key=lambda i: specs[i].batch_group)
 
 
 def make_batches(specs: Sequence[RenderSpec], order: Sequence[int], batch_size: int) -> list[list[int]]:

@@ -25,8 +25,8 @@ from pathlib import Path
 
 from sdfarm.errors import JobFileError
 from sdfarm.scheduler.axes import Axis, apply_axis_value, check_prompt_sr
-from sdfarm.scheduler.jobfile import JobFile
-from sdfarm.scheduler.prompts import MAX_PROMPTS, expand_prompts
+from sdfarm.scheduler.jobfile import MAX_PROMPTS, JobFile
+from sdfarm.scheduler.promptsyntax import is_literal
 from sdfarm.scheduler.seeds import resolve_seeds
 from sdfarm.spec import SPEC_FIELDS, RenderSpec
 
@@ -93,10 +93,7 @@ def expand_job(job: JobFile, model_hash: str | None = None,
     nested: list[Axis] = [*reversed(extras), *(slots[s] for s in ("z", "y", "x") if s in slots)]
     position = {a.slot: n for n, a in enumerate(nested)}
     hashes = dict(model_hashes or {})
-    base = RenderSpec(model=job.model, model_hash=model_hash, prompt=job.prompt,
-                      negative_prompt=job.negative_prompt, seed=0, sampler=job.sampler,
-                      steps=job.steps, cfg=job.cfg, width=job.width, height=job.height,
-                      clip_skip=job.clip_skip)
+    base = job.base.replace(model_hash=model_hash)
     seed_items = list(enumerate(seeds)) if seeds else [(0, None)]
 
     specs: list[RenderSpec] = []
@@ -132,15 +129,9 @@ def _changes(spec: RenderSpec, axis: Axis, value: object, prompt: str,
 
 def _prompt_pairs(job: JobFile, limit: int = MAX_PROMPTS) -> tuple[tuple[str, str], ...]:
     """The (prompt, negative prompt) pairs, in prompt-index order; see the module docstring."""
-    folder = Path(job.wildcard_dir)
     mode = job.prompt_mode
-    positives = expand_prompts(job.prompt, mode=mode, seed=sub_seed(job.sweep_seed, "prompt"),
-                               wildcard_dir=folder, limit=limit,
-                               fail=lambda problem: JobFileError(job.path, "prompt", problem))
-    negatives = expand_prompts(job.negative_prompt, mode=mode,
-                               seed=sub_seed(job.sweep_seed, "negative_prompt"),
-                               wildcard_dir=folder, limit=limit,
-                               fail=lambda problem: JobFileError(job.path, "negative_prompt", problem))
+    positives = _expansions(job, "prompt", limit)
+    negatives = _expansions(job, "negative_prompt", limit)
     negative_axis = next((a for a in job.axes if a.param == "negative_prompt"), None)
     if negative_axis is not None and len(set(negatives)) > 1:
         raise JobFileError(job.path, "negative_prompt",
@@ -155,6 +146,20 @@ def _prompt_pairs(job: JobFile, limit: int = MAX_PROMPTS) -> tuple[tuple[str, st
                                f"{limit}; draw a number of random prompts instead")
         return tuple(itertools.product(positives, negatives))
     return tuple(zip(positives, negatives, strict=True))
+
+
+def _expansions(job: JobFile, name: str, limit: int) -> list[str]:
+    """What the ``prompt`` or ``negative_prompt`` template expands to."""
+    template = getattr(job.base, name)
+    if is_literal(template):
+        return [template] if job.prompt_mode == "combinatorial" else [template] * job.prompt_mode
+    from sdfarm.scheduler.prompts import (
+        expand_prompts,  # dynamicprompts: templates only
+    )
+
+    return expand_prompts(template, mode=job.prompt_mode, seed=sub_seed(job.sweep_seed, name),
+                          wildcard_dir=Path(job.wildcard_dir), limit=limit,
+                          fail=lambda problem: JobFileError(job.path, name, problem))
 
 
 def _check_cap(job: JobFile, seeds: int, prompts: int | None) -> None:

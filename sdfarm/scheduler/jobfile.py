@@ -9,15 +9,14 @@ import hashlib
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from sdfarm.errors import JobFileError, SamplerError
-from sdfarm.samplers import canonical_sampler
+from sdfarm.errors import JobFileError
+from sdfarm.params import MAX_SEED, PARAMS, BadValue, Param, describe
 from sdfarm.scheduler.axes import Axis, parse_axes
-from sdfarm.scheduler.prompts import MAX_PROMPTS, PromptMode
+from sdfarm.scheduler.seeds import resolve_seeds
+from sdfarm.spec import RenderSpec
 
-#: Seeds are stored as signed 64-bit integers; A1111 draws from 32 bits, ComfyUI from 64.
-MAX_SEED = 2**63 - 1
 #: Largest forward pass a job file may ask for.
 MAX_BATCH_SIZE = 64
 #: Default images per forward pass. The same on every device so that planning stays pure and
@@ -30,6 +29,11 @@ DEFAULT_MAX_IMAGES = 100_000
 MAX_IMAGES_LIMIT = 10_000_000
 #: Where ``__name__`` wildcards are looked up, relative to the job file.
 DEFAULT_WILDCARDS = "wildcards"
+#: Most prompts one template may expand to; beyond it, ask for N random draws instead.
+MAX_PROMPTS = 100_000
+
+#: ``"combinatorial"`` (every expansion of the prompt templates) or a number of random draws.
+PromptMode = Literal["combinatorial"] | int
 
 
 @dataclass(frozen=True)
@@ -37,15 +41,9 @@ class JobFile:
     path: str
     text: str
     name: str
-    model: str
-    prompt: str
-    negative_prompt: str = ""
-    sampler: str = "Euler a"
-    steps: int = 20
-    cfg: float = 7.0
-    width: int = 512
-    height: int = 512
-    clip_skip: int = 1
+    #: Every per-image parameter the file sets or leaves at its default; the seed is 0 here
+    #: (the seeds, below, give each image its own).
+    base: RenderSpec
     batch_size: int = DEFAULT_BATCH_SIZE
     #: The raw ``seeds`` value (list, range string, ``{random = N}``); resolved by ``seeds.py``.
     seeds: Any = field(default_factory=lambda: {"random": 1})
@@ -76,77 +74,67 @@ class _Reader:
     def fail(self, key: str | None, problem: str) -> JobFileError:
         return JobFileError(self.path, key, problem)
 
-    def string(self, key: str, *, required: bool = False, default: str | None = None,
-               allow_empty: bool = True) -> str | None:
+    def param(self, param: Param) -> object:
+        """A per-image parameter, checked by the parameter table."""
+        if param.name not in self.data:
+            if param.required:
+                raise self.fail(param.name, "is required (a string)")
+            return param.default
+        try:
+            return param.check(self.data[param.name])
+        except BadValue as exc:
+            raise self.fail(param.name, value_problem(exc)) from None
+
+    def string(self, key: str, *, default: str | None = None) -> str | None:
         if key not in self.data:
-            if required:
-                raise self.fail(key, "is required (a string)")
             return default
         value = self.data[key]
         if not isinstance(value, str):
-            raise self.fail(key, f"must be a string, got {_describe(value)}")
-        if not allow_empty and not value.strip():
+            raise self.fail(key, f"must be a string, got {describe(value)}")
+        if not value.strip():
             raise self.fail(key, "must not be empty")
         return value
 
-    def integer(self, key: str, default: int, low: int, high: int, *, multiple_of: int = 1) -> int:
+    def integer(self, key: str, default: int, low: int, high: int) -> int:
         if key not in self.data:
             return default
-        return check_int(self, key, self.data[key], low, high, multiple_of=multiple_of)
-
-    def number(self, key: str, default: float, low: float, high: float) -> float:
-        if key not in self.data:
-            return default
-        return check_number(self, key, self.data[key], low, high)
+        return check_int(self, key, self.data[key], low, high)
 
     def boolean(self, key: str, default: bool) -> bool:
         if key not in self.data:
             return default
         value = self.data[key]
         if not isinstance(value, bool):
-            raise self.fail(key, f"must be true or false, got {_describe(value)}")
+            raise self.fail(key, f"must be true or false, got {describe(value)}")
         return value
 
 
-def check_int(reader: _Reader, key: str, value: Any, low: int, high: int, *, multiple_of: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise reader.fail(key, f"must be an integer from {low} to {high}, got {_describe(value)}")
-    if not low <= value <= high:
-        raise reader.fail(key, f"must be an integer from {low} to {high}, got {value}")
-    if value % multiple_of:
-        raise reader.fail(key, f"must be a multiple of {multiple_of}, got {value}")
+def value_problem(exc: BadValue) -> str:
+    """What is wrong with a value, as a job file (or ``--set``) error says it after the key."""
+    param, value = exc.param, exc.value
+    if exc.reason == "unknown":
+        return exc.detail
+    if exc.reason == "empty":
+        return "must not be empty"
+    if exc.reason == "multiple":
+        return f"must be a multiple of {param.multiple_of}, got {value}"
+    if exc.reason == "range":
+        return f"must be {param.expected}, got {param.format(value)}"
+    return f"must be {param.expected}, got {describe(value)}"
+
+
+def check_int(reader: _Reader, key: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        got = value if isinstance(value, int) and not isinstance(value, bool) else describe(value)
+        raise reader.fail(key, f"must be an integer from {low} to {high}, got {got}")
     return value
 
 
-def check_number(reader: _Reader, key: str, value: Any, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise reader.fail(key, f"must be a number from {low:g} to {high:g}, got {_describe(value)}")
-    if not low <= value <= high:
-        raise reader.fail(key, f"must be a number from {low:g} to {high:g}, got {value:g}")
-    return float(value)
-
-
-def _describe(value: Any) -> str:
-    kind = {str: "a string", bool: "a boolean", int: "an integer", float: "a number",
-            list: "a list", dict: "a table"}.get(type(value), type(value).__name__)
-    shown = repr(value)
-    return f"{kind} {shown if len(shown) <= 40 else shown[:37] + '...'}"
-
-
-#: Job file keys and what each one is; the error for an unknown key lists them.
-KNOWN_KEYS: dict[str, str] = {
+#: The keys that set the sweep rather than each image, and what each one is.
+SWEEP_KEYS: dict[str, str] = {
     "name": "sweep name",
-    "model": "builtin:tiny, a Hugging Face repo id, a diffusers folder or a .safetensors file",
     "model_config": "diffusers folder with the config of a single-file model",
     "allow_pickle": "true to load .ckpt/.pt checkpoints",
-    "prompt": "the prompt",
-    "negative_prompt": "the negative prompt",
-    "sampler": "A1111 sampler name",
-    "steps": "denoising steps",
-    "cfg": "CFG scale",
-    "width": "image width",
-    "height": "image height",
-    "clip_skip": "CLIP skip (1 = none)",
     "batch_size": "images per forward pass",
     "seeds": "seed list, range or {random = N}",
     "sweep_seed": "seed of the sweep's random draws",
@@ -156,7 +144,16 @@ KNOWN_KEYS: dict[str, str] = {
     "axes": "grid axes x, y, z and [[axes.extra]]",
 }
 
+#: Job file keys and what each one is; the error for an unknown key lists them. The seed is
+#: set by ``seeds`` (or a seed axis), not by a key of its own.
+KNOWN_KEYS: dict[str, str] = {
+    "name": SWEEP_KEYS["name"],
+    **{p.name: p.description for p in PARAMS.values() if p.name != "seed"},
+    **{k: v for k, v in SWEEP_KEYS.items() if k != "name"},
+}
+
 _PROMPT_MODES = '"combinatorial" (every expansion) or { random = N } (N draws)'
+
 
 def parse_job_file(text: str, path: str = "<job file>") -> JobFile:
     """Validate ``text`` as a job file; raises :class:`JobFileError` on the first problem."""
@@ -169,39 +166,24 @@ def parse_job_file(text: str, path: str = "<job file>") -> JobFile:
     if unknown:
         raise r.fail(unknown[0], f"unknown key; allowed keys: {', '.join(KNOWN_KEYS)}")
 
-    sampler = r.string("sampler", default="Euler a", allow_empty=False)
-    try:
-        sampler = canonical_sampler(sampler)
-    except SamplerError as exc:
-        raise r.fail("sampler", str(exc)) from None
-
+    values = {p.name: r.param(p) for p in PARAMS.values() if p.name != "seed"}
     seeds = data.get("seeds", {"random": 1})
-    from sdfarm.scheduler.seeds import validate_seeds  # seeds.py imports this module
-
-    validate_seeds(r, "seeds", seeds)
+    resolve_seeds(seeds, 0, fail=lambda problem: r.fail("seeds", problem))  # validates only
     default_sweep_seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
     axes = tuple(parse_axes(data.get("axes"), r.fail))
     seed_axis = next((a for a in axes if a.param == "seed"), None)
     if seed_axis is not None and "seeds" in data:
         raise r.fail("seeds", f"the seed is already varied by {seed_axis.key}; remove seeds "
                               "(or the seed axis): each cell's seed comes from the axis")
-    wildcards = r.string("wildcards", default=DEFAULT_WILDCARDS, allow_empty=False)
+    wildcards = r.string("wildcards", default=DEFAULT_WILDCARDS)
 
     return JobFile(
         path=path,
         text=text,
-        name=r.string("name", default=Path(path).stem, allow_empty=False) or "sweep",
-        model=r.string("model", required=True, allow_empty=False),  # type: ignore[arg-type]
-        model_config=r.string("model_config", allow_empty=False),
+        name=r.string("name", default=Path(path).stem) or "sweep",
+        base=RenderSpec(seed=0, **values),  # type: ignore[arg-type]
+        model_config=r.string("model_config"),
         allow_pickle=r.boolean("allow_pickle", False),
-        prompt=r.string("prompt", required=True, allow_empty=False),  # type: ignore[arg-type]
-        negative_prompt=r.string("negative_prompt", default="") or "",
-        sampler=sampler,
-        steps=r.integer("steps", 20, 1, 1000),
-        cfg=r.number("cfg", 7.0, 0.0, 50.0),
-        width=r.integer("width", 512, 8, 8192, multiple_of=8),
-        height=r.integer("height", 512, 8, 8192, multiple_of=8),
-        clip_skip=r.integer("clip_skip", 1, 1, 12),
         batch_size=r.integer("batch_size", DEFAULT_BATCH_SIZE, 1, MAX_BATCH_SIZE),
         seeds=seeds,
         sweep_seed=r.integer("sweep_seed", default_sweep_seed, 0, MAX_SEED),
@@ -220,7 +202,7 @@ def _prompt_mode(r: _Reader, value: Any) -> PromptMode:
     if isinstance(value, dict):
         raise r.fail("prompts", f"a prompts table takes only 'random' (as in {{ random = 8 }}), "
                                 f"got {sorted(value)}")
-    raise r.fail("prompts", f"must be {_PROMPT_MODES}, got {_describe(value)}")
+    raise r.fail("prompts", f"must be {_PROMPT_MODES}, got {describe(value)}")
 
 
 def load_job_file(path: str | Path) -> JobFile:

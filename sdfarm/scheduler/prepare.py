@@ -17,14 +17,15 @@ def resolve_model(job: JobFile, model_dir: Path) -> tuple[JobFile, ModelRef]:
     """The job with its model reference made absolute (relative paths are relative to the job
     file), so that any worker finds the same model."""
     try:
-        mref = parse_model_ref(job.model, model_dir, model_config=_abs(job, job.model_config),
+        mref = parse_model_ref(job.base.model, model_dir, model_config=_abs(job, job.model_config),
                                allow_pickle=job.allow_pickle, base_dir=Path(job.path).parent)
     except ModelError as exc:
         raise JobFileError(job.path, "model", str(exc)) from None
-    model = str(mref.path) if mref.kind in ("file", "folder") else job.model
+    model = str(mref.path) if mref.kind in ("file", "folder") else job.base.model
     config = str(mref.config) if mref.config else None
     axes = tuple(_resolve_model_axis(job, a, model_dir) for a in job.axes)
-    return dataclasses.replace(job, model=model, model_config=config, axes=axes), mref
+    return dataclasses.replace(job, base=job.base.replace(model=model), model_config=config,
+                               axes=axes), mref
 
 
 def _resolve_model_axis(job: JobFile, axis: Axis, model_dir: Path) -> Axis:

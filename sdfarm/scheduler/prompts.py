@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
-from typing import Literal
 
 from dynamicprompts.commands import (
     Command,
@@ -46,14 +45,14 @@ from dynamicprompts.parser.parse import parse
 from dynamicprompts.sampling_context import SamplingContext
 from dynamicprompts.wildcards import WildcardManager
 
-#: Most prompts one template may expand to; beyond it, ask for N random draws instead.
-MAX_PROMPTS = 100_000
+from sdfarm.scheduler.jobfile import MAX_PROMPTS, PromptMode
+from sdfarm.scheduler.promptsyntax import is_literal
+
 #: Most names one computed wildcard name (``__colors_{a|b}__``) may stand for.
 _MAX_WILDCARD_NAMES = 1_000
 #: How many wildcard names an error lists before "and N more".
 _SHOWN_NAMES = 20
 
-PromptMode = Literal["combinatorial"] | int
 #: Builds the exception raised for a problem (the job file reader adds file and key).
 Fail = Callable[[str], Exception]
 _Variables = dict[str, Command]
@@ -86,7 +85,7 @@ def expand_prompts(template: str, *, mode: PromptMode, seed: int, wildcard_dir: 
         raise fail(f"prompt mode must be \"combinatorial\" or a number of draws, got {mode!r}")
     if isinstance(mode, int) and not 1 <= mode <= limit:
         raise fail(f"number of prompt draws must be from 1 to {limit}, got {mode}")
-    if not template:
+    if is_literal(template):
         return [template] if mode == "combinatorial" else [template] * mode
     manager = _manager(wildcard_dir)
     with _quiet_parser():

@@ -18,9 +18,7 @@ def rerun_plan(job_id: int, specs: Sequence[RenderSpec], *, model_config: str | 
     """One forward pass of ``specs`` (the job, or its original pass), recorded as a new sweep."""
     first = specs[0]
     job = JobFile(path=f"rerun of job {job_id}", text="", name=f"rerun-{job_id}",
-                  model=first.model, prompt=first.prompt, negative_prompt=first.negative_prompt,
-                  sampler=first.sampler, steps=first.steps, cfg=first.cfg, width=first.width,
-                  height=first.height, clip_skip=first.clip_skip, batch_size=len(specs),
+                  base=first.replace(seed=0), batch_size=len(specs),
                   seeds=[s.seed for s in specs], sweep_seed=0, model_config=model_config,
                   allow_pickle=allow_pickle)
     return Plan(job=job, specs=tuple(specs), batches=(tuple(range(len(specs))),))

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import random
 import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
-if TYPE_CHECKING:
-    from sdfarm.scheduler.jobfile import _Reader
+from sdfarm.params import PARAMS, BadValue
 
 #: Random seeds are drawn from 32 bits, as AUTOMATIC1111 does, so they can be typed back into it.
 RANDOM_SEED_LIMIT = 2**32 - 1
@@ -19,25 +19,17 @@ RANDOM_SEED_LIMIT = 2**32 - 1
 MAX_SEEDS = 1_000_000
 
 _RANGE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
+_SEED = PARAMS["seed"]
 
 ALLOWED = 'a list of integers ([1, 5, 9]), an inclusive range "1000-1015", or { random = N }'
 
-
-def validate_seeds(reader: _Reader, key: str, value: Any) -> None:
-    """Raise the job file's one-line error if ``value`` is not a seed specification."""
-    resolve_seeds(value, sweep_seed=0, reader=reader, key=key)
+#: Builds the exception for a problem with the seeds (the job file reader adds file and key).
+Fail = Callable[[str], Exception]
 
 
-def resolve_seeds(value: Any, sweep_seed: int, *, reader: _Reader | None = None,
-                  key: str = "seeds") -> list[int]:
-    """The seeds ``value`` stands for, drawing random ones from ``sweep_seed``."""
-    from sdfarm.scheduler.jobfile import MAX_SEED
-
-    def fail(problem: str) -> Exception:
-        if reader is None:
-            return ValueError(problem)
-        return reader.fail(key, problem)
-
+def resolve_seeds(value: Any, sweep_seed: int, *, fail: Fail = ValueError) -> list[int]:
+    """The seeds ``value`` stands for, drawing random ones from ``sweep_seed``. Every seed,
+    however it is written, passes the parameter table's rule for a seed."""
     if isinstance(value, bool):
         raise fail(f"must be {ALLOWED}, got a boolean")
     if isinstance(value, int):
@@ -45,10 +37,7 @@ def resolve_seeds(value: Any, sweep_seed: int, *, reader: _Reader | None = None,
     if isinstance(value, list):
         if not value:
             raise fail(f"must not be empty; allowed: {ALLOWED}")
-        for item in value:
-            if isinstance(item, bool) or not isinstance(item, int) or not 0 <= item <= MAX_SEED:
-                raise fail(f"seeds must be integers from 0 to {MAX_SEED}, got {item!r}")
-        return list(value)
+        return [_checked(item, fail) for item in value]
     if isinstance(value, str):
         return _parse_seed_string(value, fail)
     if isinstance(value, dict):
@@ -62,19 +51,26 @@ def resolve_seeds(value: Any, sweep_seed: int, *, reader: _Reader | None = None,
     raise fail(f"must be {ALLOWED}, got {type(value).__name__}")
 
 
-def _parse_seed_string(text: str, fail) -> list[int]:
+def _checked(seed: object, fail: Fail) -> int:
+    try:
+        return _SEED.check(seed)  # type: ignore[return-value]
+    except BadValue:
+        raise fail(f"seeds must be {_SEED.allowed}, got {seed!r}") from None
+
+
+def _parse_seed_string(text: str, fail: Fail) -> list[int]:
     seeds: list[int] = []
     for part in text.split(","):
         part = part.strip()
         if not part:
             raise fail(f"empty item in {text!r}; allowed: {ALLOWED}")
         if part.isdigit():
-            seeds.append(int(part))
+            seeds.append(_checked(int(part), fail))
             continue
         m = _RANGE.match(part)
         if not m:
             raise fail(f"{part!r} is not a seed or a range like \"1000-1015\"")
-        start, stop = int(m[1]), int(m[2])
+        start, stop = _checked(int(m[1]), fail), _checked(int(m[2]), fail)
         if stop < start:
             raise fail(f"range {part!r} goes down; write it low-high, e.g. \"{stop}-{start}\"")
         if stop - start + 1 > MAX_SEEDS:

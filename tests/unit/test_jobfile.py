@@ -36,14 +36,15 @@ def error_of(text: str) -> str:
 
 def test_a_valid_file_gives_typed_values_and_defaults():
     job = parse(GOOD)
-    assert (job.name, job.model, job.prompt) == ("lighthouses", "builtin:tiny", "a lighthouse")
-    assert (job.steps, job.cfg, job.width, job.height) == (10, 6.5, 64, 96)
-    assert job.sampler == "Euler a" and job.negative_prompt == "" and job.clip_skip == 1
+    base = job.base
+    assert (job.name, base.model, base.prompt) == ("lighthouses", "builtin:tiny", "a lighthouse")
+    assert (base.steps, base.cfg, base.width, base.height) == (10, 6.5, 64, 96)
+    assert base.sampler == "Euler a" and base.negative_prompt == "" and base.clip_skip == 1
     assert job.batch_size == 4
 
 
 def test_sampler_names_are_matched_case_insensitively_to_their_a1111_spelling():
-    assert parse(GOOD + 'sampler = "dpm++ 2m karras"').sampler == "DPM++ 2M Karras"
+    assert parse(GOOD + 'sampler = "dpm++ 2m karras"').base.sampler == "DPM++ 2M Karras"
 
 
 @pytest.mark.parametrize("text, key, fragment", [

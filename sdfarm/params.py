@@ -1,0 +1,219 @@
+"""The parameter table: every per-image parameter, once.
+
+For each parameter: its type, default, bounds or allowed values, whether it can be a grid
+axis, its AUTOMATIC1111 infotext key, its label in grids and tables, and whether it enters the
+job's key and the batch group. Everything that reads a parameter asks this table: the job file
+reader, the axis parser, ``rerun --set``, :class:`~sdfarm.spec.RenderSpec`, the infotext writer
+and reader, ``show`` and the history filters. Adding a parameter means one entry here, a field
+on ``RenderSpec``, a column on ``Job`` (with its migration) and its use in the renderer.
+
+Pure: the standard library only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from sdfarm.errors import SamplerError
+from sdfarm.samplers import canonical_sampler
+
+#: Seeds are stored as signed 64-bit integers; A1111 draws from 32 bits, ComfyUI from 64.
+MAX_SEED = 2**63 - 1
+
+#: ``int`` and ``float`` are numbers with bounds; ``text`` is text (a prompt, a model
+#: reference); ``sampler`` is an A1111 sampler name.
+Kind = Literal["int", "float", "text", "sampler"]
+
+#: Why a value was refused, for the reader to phrase in its own words.
+Reason = Literal["type", "fraction", "range", "multiple", "empty", "unknown"]
+
+
+class BadValue(ValueError):
+    """A value the table refuses; the caller phrases it (a job file key, an axis value)."""
+
+    def __init__(self, param: Param, value: object, reason: Reason, detail: str = "") -> None:
+        self.param, self.value, self.reason, self.detail = param, value, reason, detail
+        super().__init__(detail or f"{param.name}: {reason} {value!r}")
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: Kind
+    default: object
+    #: What it is, in a few words ("denoising steps"): job file key lists, axis lists, help.
+    description: str
+    #: Grid labels ("Steps: 20") and tables.
+    label: str
+    #: Inclusive bounds of a number, and the step an integer must be a multiple of.
+    low: float | None = None
+    high: float | None = None
+    multiple_of: int = 1
+    #: Must the job file give it (there is no sensible default)?
+    required: bool = False
+    #: May a text be empty (or only spaces)?
+    allow_empty: bool = True
+    #: Position in the list of grid axes (the most used first), or ``None`` when it cannot
+    #: vary along an axis.
+    axis_rank: int | None = None
+    #: The key AUTOMATIC1111 writes it under in its infotext; ``None`` for the prompts (they
+    #: are the infotext's text, not a setting) and for width and height (``Size: WxH``).
+    infotext: str | None = None
+    #: Position in the job's key, or ``None`` when it does not change the pixels. The order is
+    #: part of the key: a new parameter comes last (and ``KEY_VERSION`` is bumped).
+    key_rank: int | None = None
+    #: Position in the batch group, or ``None`` when it may differ between the images of one
+    #: forward pass (prompt and seed). The order is the render order: the most expensive
+    #: switch (the model) first.
+    batch_rank: int | None = None
+
+    @property
+    def allowed(self) -> str:
+        """The values it takes, in the plural: "integers from 1 to 1000"."""
+        if self.kind == "int":
+            what = "integers" if self.multiple_of == 1 else f"multiples of {self.multiple_of}"
+            return f"{what} from {_num(self.low)} to {_num(self.high)}"
+        if self.kind == "float":
+            return f"numbers from {_num(self.low)} to {_num(self.high)}"
+        if self.kind == "sampler":
+            return "A1111 sampler names"
+        return f"{self.description}s"
+
+    @property
+    def axis_description(self) -> str:
+        """What an axis of it takes: "denoising steps, integers from 1 to 1000"."""
+        if self.kind in ("int", "float"):
+            return f"{self.description}, {self.allowed}"
+        return self.allowed
+
+    @property
+    def expected(self) -> str:
+        """One value, as a job file error says it: "an integer from 1 to 1000"."""
+        if self.kind == "int":
+            return f"an integer from {_num(self.low)} to {_num(self.high)}"
+        if self.kind == "float":
+            return f"a number from {_num(self.low)} to {_num(self.high)}"
+        return "a string"
+
+    def check(self, value: object) -> object:
+        """``value`` in its canonical form (a float for a float parameter, a sampler's
+        accepted spelling), or :class:`BadValue`."""
+        if self.kind in ("int", "float"):
+            return self._check_number(value)
+        if not isinstance(value, str):
+            raise BadValue(self, value, "type")
+        if self.kind == "sampler":
+            try:
+                return canonical_sampler(value)
+            except SamplerError as exc:
+                raise BadValue(self, value, "unknown", str(exc)) from None
+        if not self.allow_empty and not value.strip():
+            raise BadValue(self, value, "empty")
+        return value
+
+    def _check_number(self, value: object) -> int | float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise BadValue(self, value, "type")
+        if self.kind == "int" and isinstance(value, float):
+            raise BadValue(self, value, "fraction")
+        assert self.low is not None and self.high is not None
+        if not self.low <= value <= self.high:
+            raise BadValue(self, value, "range")
+        if self.kind == "int":
+            if value % self.multiple_of:
+                raise BadValue(self, value, "multiple")
+            return value
+        return float(value)
+
+    def parse_text(self, text: str) -> object:
+        """A value typed as text (``--set steps=30``, an infotext setting): a number parameter
+        reads a number when the text is one and keeps the text otherwise (``check`` then says
+        what is wrong); text parameters take it as written."""
+        if self.kind not in ("int", "float"):
+            return text
+        stripped = text.strip()
+        for kind in (int, float):
+            try:
+                return kind(stripped)
+            except ValueError:
+                continue
+        return text
+
+    def format(self, value: object) -> str:
+        """A value as labels, tables and the infotext show it ("7.5", not "7.5000")."""
+        if self.kind == "float":
+            return f"{value:g}"
+        return str(value)
+
+    def canonical(self, value: object) -> object:
+        """The value as the key hashes it (an int cfg and its float are one value)."""
+        return float(value) if self.kind == "float" else value  # type: ignore[arg-type]
+
+
+def describe(value: object) -> str:
+    """A value as an error message shows it: its kind and (cut) its text."""
+    kind = {str: "a string", bool: "a boolean", int: "an integer", float: "a number",
+            list: "a list", dict: "a table"}.get(type(value), type(value).__name__)
+    shown = repr(value)
+    return f"{kind} {shown if len(shown) <= 40 else shown[:37] + '...'}"
+
+
+def _num(value: float | None) -> str:
+    if value == MAX_SEED:
+        return "2**63-1"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+class ParamTable(Mapping[str, Param]):
+    """The parameters by name, in table order (the order of job file keys, ``--set``, ``show``)."""
+
+    def __init__(self, *params: Param) -> None:
+        self._by_name = {p.name: p for p in params}
+
+    def __getitem__(self, name: str) -> Param:
+        return self._by_name[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_name)
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def ranked(self, rank: Literal["key_rank", "batch_rank", "axis_rank"]) -> tuple[Param, ...]:
+        """The parameters that have this rank, in its order."""
+        having = [p for p in self.values() if getattr(p, rank) is not None]
+        return tuple(sorted(having, key=lambda p: getattr(p, rank)))
+
+
+    def by_infotext(self) -> dict[str, Param]:
+        return {p.infotext: p for p in self.values() if p.infotext}
+
+
+_SIZE = dict(low=8, high=8192, multiple_of=8, default=512)
+
+#: Every per-image parameter. Table order is the order users see them in (job file keys,
+#: ``--set``, ``show``); the ranks fix the other orders.
+PARAMS = ParamTable(
+    Param("model", "text", None, "model reference", "Model", required=True, allow_empty=False,
+          infotext="Model", key_rank=0, batch_rank=0, axis_rank=80),
+    Param("prompt", "text", None, "prompt", "Prompt", required=True, allow_empty=False,
+          key_rank=1),
+    Param("negative_prompt", "text", "", "negative prompt", "Negative prompt", key_rank=2,
+          batch_rank=8, axis_rank=90),
+    Param("sampler", "sampler", "Euler a", "A1111 sampler name", "Sampler", infotext="Sampler",
+          key_rank=4, batch_rank=4, axis_rank=30),
+    Param("seed", "int", 0, "seed", "Seed", low=0, high=MAX_SEED, infotext="Seed", key_rank=3,
+          axis_rank=40),
+    Param("steps", "int", 20, "denoising steps", "Steps", low=1, high=1000, infotext="Steps",
+          key_rank=5, batch_rank=5, axis_rank=20),
+    Param("cfg", "float", 7.0, "CFG scale", "CFG", low=0.0, high=50.0, infotext="CFG scale",
+          key_rank=6, batch_rank=6, axis_rank=10),
+    Param("width", "int", description="image width", label="Width", key_rank=7, batch_rank=2,
+          axis_rank=50, **_SIZE),
+    Param("height", "int", description="image height", label="Height", key_rank=8,
+          batch_rank=3, axis_rank=60, **_SIZE),
+    Param("clip_skip", "int", 1, "CLIP skip", "Clip skip", low=1, high=12,
+          infotext="Clip skip", key_rank=9, batch_rank=7, axis_rank=70),
+)
