@@ -89,7 +89,8 @@ def watch(settings: Settings, sweep_id: int, interval: float) -> None:
 def status(settings: Settings, limit: int, as_json: bool) -> None:
     """The latest sweeps with their job counts, and every worker with its last heartbeat,
     current job and loaded model."""
-    from sdfarm.cli.farm_watch import print_status, status_data
+    from sdfarm.cli.farm_watch import print_status
+    from sdfarm.usecases.status import status_data
 
     data = status_data(settings, limit)
     if as_json:

@@ -13,18 +13,11 @@ from rich.table import Table
 
 from sdfarm.cli.filters import NumberRange, Size, When
 from sdfarm.config import Settings
-from sdfarm.db.engine import session_factory
-from sdfarm.db.history import (
-    HistoryQuery,
-    delete_jobs,
-    distinct_values,
-    job_fields,
-    missing_jobs,
-    search_jobs,
-)
+from sdfarm.db.history import HistoryQuery
 from sdfarm.db.models import JobStatus
 from sdfarm.metadata.a1111 import model_display_name
 from sdfarm.params import PARAMS as P
+from sdfarm.usecases.history import find, forget, index_images, missing_images
 
 #: Paths listed before the confirmation question of ``prune``.
 PRUNE_PREVIEW = 10
@@ -77,15 +70,8 @@ def history(settings: Settings, prompt, negative, seed, model, sampler, cfg, ste
     query = HistoryQuery(prompt=prompt, negative=negative, seed=seed, model=model,
                          sampler=sampler, cfg=cfg, steps=steps, size=size, sweep_id=sweep_id,
                          statuses=tuple(JobStatus(s) for s in statuses), since=since, until=until)
-    factory = session_factory(settings.database_url)
-    # A transaction, not a read: on SQLite the search first indexes newly recorded prompts.
-    with factory.begin() as session:
-        if missing:
-            jobs = missing_jobs(session, query, limit=limit or None, offset=offset)
-        else:
-            jobs = search_jobs(session, query, limit=limit or None, offset=offset)
-        rows = [job_fields(j) for j in jobs]
-        hint = _no_model_hint(session, model) if model and not rows else None
+    found = find(settings, query, limit=limit or None, offset=offset, missing=missing)
+    rows, hint = found.rows, found.hint
     if paths:
         for r in rows:
             click.echo(r["output_path"])
@@ -108,12 +94,6 @@ def _print_table(rows: list[dict[str, object]]) -> None:
     _console().print(table)
 
 
-def _no_model_hint(session, model: str) -> str:
-    names = sorted({model_display_name(m) for m in distinct_values(session, "model")})
-    shown = ", ".join(names[:20]) + (", …" if len(names) > 20 else "")
-    return f"models in the history: {shown or 'none'}"
-
-
 @click.command()
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
@@ -124,17 +104,16 @@ def index(settings: Settings, folder: Path, quiet: bool) -> None:
     the same path and content are skipped; unreadable ones are reported."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from sdfarm.db.importer import index_folder, png_files
+    from sdfarm.db.importer import png_files
 
-    factory = session_factory(settings.database_url)
     if quiet or not folder.is_dir():
-        report = index_folder(factory, folder)
+        report = index_images(settings, folder)
     else:
         bar = Progress(TextColumn("[bold]indexing"), BarColumn(), MofNCompleteColumn(),
                        console=Console(stderr=True), transient=True)
         with bar:
             task = bar.add_task("indexing", total=len(png_files(folder.resolve())))
-            report = index_folder(factory, folder, progress=lambda _: bar.advance(task))
+            report = index_images(settings, folder, progress=lambda _: bar.advance(task))
     for path, problem in report.problems:
         click.echo(f"skipped {path}: {problem}", err=True)
     where = f" into sweep {report.sweep_id}" if report.sweep_id is not None else ""
@@ -150,9 +129,7 @@ def prune(settings: Settings, missing: bool, yes: bool) -> None:
     """Remove job rows from the database (the sweeps stay)."""
     if not missing:
         raise click.UsageError("say what to prune: --missing (done jobs whose image is gone)")
-    factory = session_factory(settings.database_url)
-    with factory.begin() as session:
-        gone = [(j.id, j.output_path) for j in missing_jobs(session, HistoryQuery())]
+    gone = missing_images(settings)
     if not gone:
         click.echo("no jobs with a missing image")
         return
@@ -165,9 +142,7 @@ def prune(settings: Settings, missing: bool, yes: bool) -> None:
     if not yes and not click.confirm(f"Remove these {len(gone)} job rows?", default=False):
         click.echo("nothing removed")
         return
-    still_gone = [job_id for job_id, path in gone if not Path(path).is_file()]
-    with factory.begin() as session:
-        removed = delete_jobs(session, still_gone)
+    removed = forget(settings, gone)
     click.echo(f"removed {removed} job rows whose image is missing")
 
 

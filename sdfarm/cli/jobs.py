@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
 from sdfarm.config import Settings
-from sdfarm.db.engine import session_factory
-from sdfarm.db.history import job_fields
-from sdfarm.db.jobs import get_job
-from sdfarm.errors import JobNotFound
 from sdfarm.params import PARAMS
 
 
@@ -21,13 +16,9 @@ from sdfarm.params import PARAMS
 @click.pass_obj
 def show(settings: Settings, job_id: int, as_json: bool) -> None:
     """Every recorded field of JOB_ID, and whether its image is still on disk."""
-    with session_factory(settings.database_url)() as session:
-        job = get_job(session, job_id)
-        if job is None:
-            raise JobNotFound(f"no job {job_id} in {settings.database_url}")
-        fields = job_fields(job)
-        fields["file_exists"] = Path(job.output_path).is_file()
-        fields["sweep_name"] = job.sweep.name
+    from sdfarm.usecases.history import job_details
+
+    fields = job_details(settings, job_id)
     if as_json:
         click.echo(json.dumps(fields, indent=2, ensure_ascii=False))
         return

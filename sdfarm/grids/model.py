@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING
 
 from sdfarm.db.models import Job, JobStatus
 from sdfarm.db.sweeps import sweep_with_jobs
 from sdfarm.scheduler.gridformat import GridAxis, read_grid_json
 from sdfarm.spec import RenderSpec
+
+if TYPE_CHECKING:  # the types of sessions: SQL itself stays in sdfarm.db
+    from sqlalchemy.orm import Session
 
 
 @dataclass(frozen=True)
@@ -57,12 +59,15 @@ class GridPage:
         return sum(1 for job in self.cells.values() if job.done)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Grid:
+    """A sweep's grid: its axes as stored at planning, and its jobs laid out page by page."""
+
     sweep_id: int
     name: str
     folder: Path
     axes: tuple[GridAxis, ...]
+    #: In product order: prompt, extra axes, z, seed (see ``build_pages``).
     pages: tuple[GridPage, ...]
 
     @property

@@ -19,9 +19,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
-
-from sqlalchemy.orm import Session, sessionmaker
+from typing import TYPE_CHECKING, Protocol
 
 from sdfarm import __version__
 from sdfarm.config import Settings
@@ -39,6 +37,9 @@ from sdfarm.errors import RenderCanceled, one_line
 from sdfarm.metadata.a1111 import a1111_parameters, sdfarm_chunk
 from sdfarm.worker.output import write_png
 from sdfarm.worker.render import Renderer, make_renderer
+
+if TYPE_CHECKING:  # the types of sessions: SQL itself stays in sdfarm.db
+    from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
 

@@ -89,88 +89,78 @@ def builtin_configs(name: str) -> BuiltinConfigs:
                "pad_token_id": vocab["<|endoftext|>"]}
     if name == "tiny":
         return BuiltinConfigs(
-            unet={
-                "sample_size": 8,  # x8 VAE: 64x64 images by default
-                "in_channels": 4,
-                "out_channels": 4,
-                "block_out_channels": (32, 64),
-                "layers_per_block": 1,
-                "down_block_types": ("CrossAttnDownBlock2D", "DownBlock2D"),
-                "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D"),
-                "cross_attention_dim": 32,
-                "attention_head_dim": 2,  # diffusers' name for the number of heads, as in SD
-                "norm_num_groups": 8,
-            },
-            vae={
-                # Four blocks, three downsamplings: the x8 scale factor of SD's VAE.
-                "in_channels": 3,
-                "out_channels": 3,
-                "latent_channels": 4,
-                "block_out_channels": (8, 16, 16, 16),
-                "down_block_types": ("DownEncoderBlock2D",) * 4,
-                "up_block_types": ("UpDecoderBlock2D",) * 4,
-                "layers_per_block": 1,
-                "norm_num_groups": 4,
-                "sample_size": 64,
-                "scaling_factor": 0.18215,
-            },
-            text_encoder={
-                "vocab_size": len(vocab),
-                "hidden_size": 32,
-                "intermediate_size": 64,
-                "num_hidden_layers": 5,  # CLIP skip 1..4 each drop a real layer
-                "num_attention_heads": 4,
-                "max_position_embeddings": MAX_TOKENS,
-                "hidden_act": "quick_gelu",
-                "projection_dim": 32,
-                **special,
-            },
+            # sample_size 8 with the x8 VAE: 64x64 images by default; attention_head_dim is
+            # diffusers' name for the number of heads, as in SD.
+            unet=_unet(8, (32, 64), layers=1, cross_attention_dim=32, heads=2, groups=8),
+            # Four blocks, three downsamplings: the x8 scale factor of SD's VAE.
+            vae=_vae((8, 16, 16, 16), layers=1, groups=4, sample_size=64),
+            text_encoder=_text_encoder(len(vocab), hidden=32, intermediate=64,
+                                       layers=5,  # CLIP skip 1..4 each drop a real layer
+                                       heads=4, **special),
             scheduler=dict(SD15_SCHEDULER),
             save_dtype="float32",
         )
     if name == "sd15":
         return BuiltinConfigs(
-            unet={
-                "sample_size": 64,
-                "in_channels": 4,
-                "out_channels": 4,
-                "block_out_channels": (320, 640, 1280, 1280),
-                "layers_per_block": 2,
-                "down_block_types": ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-                "up_block_types": ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-                "cross_attention_dim": 768,
-                "attention_head_dim": 8,
-                "norm_num_groups": 32,
-            },
-            vae={
-                "in_channels": 3,
-                "out_channels": 3,
-                "latent_channels": 4,
-                "block_out_channels": (128, 256, 512, 512),
-                "down_block_types": ("DownEncoderBlock2D",) * 4,
-                "up_block_types": ("UpDecoderBlock2D",) * 4,
-                "layers_per_block": 2,
-                "norm_num_groups": 32,
-                "sample_size": 512,
-                "scaling_factor": 0.18215,
-            },
-            text_encoder={
-                # The real vocabulary size, so the text encoder has the real size and memory;
-                # the built-in tokenizer uses only the first rows.
-                "vocab_size": 49408,
-                "hidden_size": 768,
-                "intermediate_size": 3072,
-                "num_hidden_layers": 12,
-                "num_attention_heads": 12,
-                "max_position_embeddings": MAX_TOKENS,
-                "hidden_act": "quick_gelu",
-                "projection_dim": 768,
-                **special,
-            },
+            unet=_unet(64, (320, 640, 1280, 1280), layers=2, cross_attention_dim=768, heads=8,
+                       groups=32),
+            vae=_vae((128, 256, 512, 512), layers=2, groups=32, sample_size=512),
+            # The real vocabulary size, so the text encoder has the real size and memory; the
+            # built-in tokenizer uses only the first rows.
+            text_encoder=_text_encoder(49408, hidden=768, intermediate=3072, layers=12, heads=12,
+                                       **special),
             scheduler=dict(SD15_SCHEDULER),
             save_dtype="float16",
         )
     raise _unknown(name)
+
+
+def _unet(sample_size: int, channels: tuple[int, ...], *, layers: int, cross_attention_dim: int,
+          heads: int, groups: int) -> dict[str, Any]:
+    """SD 1.x's UNet layout: cross-attention in every block but the deepest."""
+    plain = len(channels) - 1
+    return {
+        "sample_size": sample_size,
+        "in_channels": 4,
+        "out_channels": 4,
+        "block_out_channels": channels,
+        "layers_per_block": layers,
+        "down_block_types": ("CrossAttnDownBlock2D",) * plain + ("DownBlock2D",),
+        "up_block_types": ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * plain,
+        "cross_attention_dim": cross_attention_dim,
+        "attention_head_dim": heads,
+        "norm_num_groups": groups,
+    }
+
+
+def _vae(channels: tuple[int, ...], *, layers: int, groups: int, sample_size: int) -> dict[str, Any]:
+    return {
+        "in_channels": 3,
+        "out_channels": 3,
+        "latent_channels": 4,
+        "block_out_channels": channels,
+        "down_block_types": ("DownEncoderBlock2D",) * len(channels),
+        "up_block_types": ("UpDecoderBlock2D",) * len(channels),
+        "layers_per_block": layers,
+        "norm_num_groups": groups,
+        "sample_size": sample_size,
+        "scaling_factor": 0.18215,
+    }
+
+
+def _text_encoder(vocab_size: int, *, hidden: int, intermediate: int, layers: int, heads: int,
+                  **special: int) -> dict[str, Any]:
+    return {
+        "vocab_size": vocab_size,
+        "hidden_size": hidden,
+        "intermediate_size": intermediate,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "max_position_embeddings": MAX_TOKENS,
+        "hidden_act": "quick_gelu",
+        "projection_dim": hidden,
+        **special,
+    }
 
 
 def ensure_builtin(name: str, model_dir: Path) -> Path:

@@ -10,10 +10,10 @@ from datetime import timedelta
 
 import pytest
 
-from sdfarm.cli.farm_watch import status_data
 from sdfarm.db.engine import session_factory
 from sdfarm.db.models import FarmWorker, utcnow
 from sdfarm.errors import SdfarmError
+from sdfarm.usecases.status import status_data
 from sdfarm.worker.heartbeat import register_worker
 
 pytestmark = pytest.mark.farm

@@ -1,0 +1,48 @@
+"""The farm as ``sdfarm status`` and ``sdfarm watch`` show it: sweeps with their counts, one
+sweep's progress and rate, and the workers with their last heartbeat."""
+
+from __future__ import annotations
+
+from sdfarm.config import Settings
+from sdfarm.db.engine import session_factory
+from sdfarm.db.farm_status import SweepProgress, latest_sweeps, sweep_progress
+from sdfarm.db.models import JobStatus, utcnow
+from sdfarm.db.workers import is_alive, workers
+from sdfarm.errors import SweepNotFound
+
+#: The job states, in the order tables show them.
+STATUSES = tuple(s.value for s in JobStatus)
+
+
+def sweep_progress_of(settings: Settings, sweep_id: int) -> SweepProgress:
+    with session_factory(settings.database_url)() as session:
+        p = sweep_progress(session, sweep_id)
+    if p is None:
+        raise SweepNotFound(f"no sweep {sweep_id}; `sdfarm status` lists the sweeps")
+    return p
+
+
+def alive_workers(settings: Settings) -> int:
+    with session_factory(settings.database_url)() as session:
+        return sum(is_alive(w, settings.heartbeat_seconds) for w in workers(session))
+
+
+def status_data(settings: Settings, limit: int = 10) -> dict[str, list[dict[str, object]]]:
+    now = utcnow()
+    with session_factory(settings.database_url)() as session:
+        sweeps = latest_sweeps(session, limit)
+        rows = workers(session)
+        worker_list = [{
+            "name": w.name, "host": w.host, "pid": w.pid, "device": w.device,
+            "state": w.state if is_alive(w, settings.heartbeat_seconds, now) or w.state == "stopped"
+            else "lost",
+            "last_heartbeat": w.last_heartbeat.isoformat(sep=" ", timespec="seconds"),
+            "seconds_since_heartbeat": round((now - w.last_heartbeat).total_seconds(), 1),
+            "current_job_id": w.current_job_id, "current_sweep_id": w.current_sweep_id,
+            "loaded_model": w.loaded_model, "jobs_done": w.jobs_done,
+        } for w in rows]
+    sweep_list = [{
+        "id": s.id, "name": s.name, "created_at": s.created_at.isoformat(sep=" ", timespec="seconds"),
+        "priority": s.priority, "total": s.total, **{k: s.counts[k] for k in STATUSES},
+    } for s in sweeps]
+    return {"sweeps": sweep_list, "workers": worker_list}

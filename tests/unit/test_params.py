@@ -1,0 +1,134 @@
+"""The parameter table: one entry per per-image parameter, and everything that reads a
+parameter agrees with it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from sdfarm.errors import JobFileError
+from sdfarm.metadata.a1111 import infotext_settings
+from sdfarm.params import MAX_SEED, PARAMS, BadValue
+from sdfarm.scheduler.axes import AXIS_PARAMS
+from sdfarm.scheduler.jobfile import KNOWN_KEYS, parse_job_file
+from sdfarm.scheduler.overrides import apply_overrides, parse_assignments
+from sdfarm.spec import SPEC_FIELDS, RenderSpec
+
+BASE = RenderSpec(model="builtin:tiny", prompt="a lighthouse at dusk", seed=1234,
+                  model_hash="0123456789")
+
+
+def test_render_spec_has_exactly_the_table_parameters_with_the_table_defaults():
+    assert set(SPEC_FIELDS) == {*PARAMS, "model_hash"}
+    for field in dataclasses.fields(RenderSpec):
+        if field.name in PARAMS and field.default is not dataclasses.MISSING:
+            assert field.default == PARAMS[field.name].default, field.name
+
+
+def test_the_key_is_pinned_so_a_change_of_its_layout_is_seen():
+    # Changing this value means every earlier image stops being reused: bump KEY_VERSION.
+    assert BASE.key == "6d3b68b8ff0badbb38a7fe13f9928b4c"
+
+
+def test_an_integer_cfg_and_its_float_are_one_key_and_one_batch():
+    whole, decimal = BASE.replace(cfg=7), BASE.replace(cfg=7.0)
+    assert whole.key == decimal.key and whole.batch_group == decimal.batch_group
+
+
+@pytest.mark.parametrize("name", [p.name for p in PARAMS.ranked("key_rank")])
+def test_every_key_parameter_changes_the_key(name):
+    other = {"model": "builtin:sd15", "prompt": "x", "negative_prompt": "y", "sampler": "DDIM",
+             "seed": 1, "steps": 3, "cfg": 2.5, "width": 64, "height": 64, "clip_skip": 2}
+    changed = BASE.replace(**{name: other[name]}, model_hash=None if name == "model" else BASE.model_hash)
+    assert changed.key != BASE.key
+
+
+def test_prompt_and_seed_may_differ_within_a_batch_and_nothing_else():
+    assert {p.name for p in PARAMS.values() if p.batch_rank is None} == {"prompt", "seed"}
+    assert BASE.replace(prompt="x", seed=9).batch_group == BASE.batch_group
+    assert BASE.replace(steps=21).batch_group != BASE.batch_group
+
+
+def test_the_batch_group_sorts_the_most_expensive_switch_first():
+    ranked = [p.name for p in PARAMS.ranked("batch_rank")]
+    assert ranked[:3] == ["model", "width", "height"]
+
+
+def test_every_axis_parameter_comes_from_the_table_or_is_a_named_composite():
+    table_axes = {p.name for p in PARAMS.values() if p.axis_rank is not None}
+    assert set(AXIS_PARAMS) == table_axes | {"size", "prompt_sr"}
+
+
+def test_every_parameter_but_the_seed_is_a_job_file_key():
+    assert set(PARAMS) - {"seed"} <= set(KNOWN_KEYS)
+
+
+def test_infotext_keys_are_unique():
+    keys = [p.infotext for p in PARAMS.values() if p.infotext]
+    assert len(keys) == len(set(keys))
+
+
+def test_a_parameter_at_its_default_is_left_out_of_the_infotext_unless_a1111_always_writes_it():
+    keys = [k for k, _ in infotext_settings(BASE)]
+    assert "Clip skip" not in keys and "Steps" in keys and "Seed" in keys
+    assert "Clip skip" in [k for k, _ in infotext_settings(BASE.replace(clip_skip=2))]
+
+
+@pytest.mark.parametrize("name, value, reason", [
+    ("steps", 0, "range"), ("steps", 7.5, "fraction"), ("steps", "7", "type"),
+    ("steps", True, "type"), ("width", 70, "multiple"), ("cfg", 51, "range"),
+    ("seed", MAX_SEED + 1, "range"), ("seed", -1, "range"), ("model", "  ", "empty"),
+    ("sampler", "Euler b", "unknown"), ("prompt", 3, "type"),
+])
+def test_the_table_refuses_what_its_rules_exclude(name, value, reason):
+    with pytest.raises(BadValue) as info:
+        PARAMS[name].check(value)
+    assert info.value.reason == reason
+
+
+def test_checked_values_are_canonical():
+    assert PARAMS["cfg"].check(7) == 7.0 and isinstance(PARAMS["cfg"].check(7), float)
+    assert PARAMS["sampler"].check("dpm++ 2m karras") == "DPM++ 2M Karras"
+
+
+# --- one rule, every spelling ------------------------------------------------------------
+
+JOB = 'model = "builtin:tiny"\nprompt = "a cat"\n'
+
+
+def job_error(text: str) -> str:
+    with pytest.raises(JobFileError) as info:
+        parse_job_file(text, "job.toml")
+    return str(info.value)
+
+
+@pytest.mark.parametrize("seeds", ["99999999999999999999", "[99999999999999999999]",
+                                   '"1-99999999999999999999"', '"5, 9223372036854775808"'])
+def test_a_seed_beyond_64_bits_is_refused_however_it_is_written(seeds):
+    assert "seeds must be integers from 0 to 2**63-1" in job_error(JOB + f"seeds = {seeds}\n")
+
+
+def test_the_largest_seed_is_accepted_however_it_is_written():
+    for seeds in (f'"{MAX_SEED}"', f"[{MAX_SEED}]", str(MAX_SEED)):
+        assert parse_job_file(JOB + f"seeds = {seeds}\n", "job.toml").seeds is not None
+
+
+@pytest.mark.parametrize("name, bad", [("steps", "0"), ("cfg", "60"), ("width", "70"),
+                                       ("clip_skip", "13"), ("sampler", "Euler b")])
+def test_set_and_the_job_file_and_an_axis_refuse_the_same_values(name, bad):
+    toml_value = bad if name != "sampler" else f'"{bad}"'
+    assert f"job.toml: {name}: " in job_error(JOB + f"{name} = {toml_value}\n")
+    assert f"axes.x.{name}: " in job_error(JOB + f"[axes]\nx = {{ {name} = [{toml_value}] }}\n")
+    with pytest.raises(JobFileError) as info:
+        apply_overrides(BASE, parse_assignments([f"{name}={bad}"]))
+    assert str(info.value).startswith(f"--set: {name}: ")
+
+
+def test_set_reads_numbers_as_numbers_and_text_as_written():
+    changes = parse_assignments(["steps=30", "cfg=6.5", "prompt=a cat, 42", "seed=7"])
+    assert changes == {"steps": 30, "cfg": 6.5, "prompt": "a cat, 42", "seed": 7}
+    spec = apply_overrides(BASE, changes)
+    assert (spec.steps, spec.cfg, spec.prompt, spec.seed) == (30, 6.5, "a cat, 42", 7)
+    assert spec.model_hash == BASE.model_hash  # same model, same hash
+    assert apply_overrides(BASE, {"model": "builtin:sd15"}).model_hash is None
