@@ -21,6 +21,10 @@ from sdfarm.samplers import canonical_sampler
 
 #: Seeds are stored as signed 64-bit integers; A1111 draws from 32 bits, ComfyUI from 64.
 MAX_SEED = 2**63 - 1
+#: Key ranks from here on belong to parameters added after the first key layout: such a
+#: parameter enters a key only when it is not at its default, so adding one leaves every
+#: earlier key (and so every image a sweep could resume from) valid.
+FIRST_ADDED_KEY_RANK = 10
 
 #: ``int`` and ``float`` are numbers with bounds; ``text`` is text (a prompt, a model
 #: reference); ``sampler`` is an A1111 sampler name.
@@ -62,7 +66,7 @@ class Param:
     #: are the infotext's text, not a setting) and for width and height (``Size: WxH``).
     infotext: str | None = None
     #: Position in the job's key, or ``None`` when it does not change the pixels. The order is
-    #: part of the key: a new parameter comes last (and ``KEY_VERSION`` is bumped).
+    #: part of the key: a new parameter comes last, from ``FIRST_ADDED_KEY_RANK`` on.
     key_rank: int | None = None
     #: Position in the batch group, or ``None`` when it may differ between the images of one
     #: forward pass (prompt and seed). The order is the render order: the most expensive

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from operator import attrgetter
 
-from sdfarm.params import PARAMS
+from sdfarm.params import FIRST_ADDED_KEY_RANK, PARAMS
 
 #: Bumped when the meaning of a parameter changes, so old keys stop matching new renders.
 KEY_VERSION = 1
@@ -49,17 +49,21 @@ class RenderSpec:
 
     @property
     def key(self) -> str:
-        """Hash of exactly the pixel-determining parameters, in the table's key order.
+        """Hash of exactly the pixel-determining parameters, in the table's key order (a
+        parameter added later enters as its name and value, only when it is set).
 
         The model enters by its hash when known (two paths to one file are one model), by its
         reference otherwise.
         """
         payload: list[object] = [KEY_VERSION]
         for param in _KEY_PARAMS:
+            value = getattr(self, param.name)
             if param.name == "model":
                 payload.append(f"hash:{self.model_hash}" if self.model_hash else f"ref:{self.model}")
-            else:
-                payload.append(param.canonical(getattr(self, param.name)))
+            elif param.key_rank < FIRST_ADDED_KEY_RANK:  # type: ignore[operator]
+                payload.append(param.canonical(value))
+            elif value != param.default:
+                payload.append([param.name, param.canonical(value)])
         text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from sdfarm.db.models import Job, JobStatus, Sweep
+from sdfarm.db.models import Job, JobStatus, Sweep, spec_columns
 from sdfarm.db.textsearch import sync_fulltext
 from sdfarm.errors import ImageMetadataError, SdfarmError
 from sdfarm.metadata.chunks import read_png_text
@@ -123,10 +123,7 @@ def _row(read: _Read, seq: int) -> dict[str, object]:
     spec = gen.spec
     return {
         "seq": seq, "key": spec.key, "status": JobStatus.done,
-        "model": spec.model, "model_hash": spec.model_hash, "model_config": gen.model_config,
-        "prompt": spec.prompt, "negative_prompt": spec.negative_prompt, "seed": spec.seed,
-        "sampler": spec.sampler, "steps": spec.steps, "cfg": spec.cfg, "width": spec.width,
-        "height": spec.height, "clip_skip": spec.clip_skip,
+        **spec_columns(spec), "model_config": gen.model_config,
         # In no batch: an imported job is never rendered as part of this sweep.
         "batch_index": -1, "output_path": str(read.path), "sha256": read.sha256,
         "attempts": 0, "created_at": read.mtime, "finished_at": read.mtime,

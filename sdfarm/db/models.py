@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime, timezone
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -24,6 +25,15 @@ from sqlalchemy import (
     Text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from sdfarm.spec import SPEC_FIELDS, RenderSpec
+
+_SPEC_VALUES = attrgetter(*SPEC_FIELDS)
+
+
+def spec_columns(spec: RenderSpec) -> dict[str, object]:
+    """A spec's parameters as the ``jobs`` columns that hold them (they share their names)."""
+    return dict(zip(SPEC_FIELDS, _SPEC_VALUES(spec)))
 
 
 def utcnow() -> datetime:
@@ -158,14 +168,9 @@ class Job(Base):
         Index("ix_jobs_size_created", "width", "height", "created_at"),
     )
 
-    def spec(self):
-        """This row as a RenderSpec."""
-        from sdfarm.spec import RenderSpec
-
-        return RenderSpec(model=self.model, model_hash=self.model_hash, prompt=self.prompt,
-                          negative_prompt=self.negative_prompt, seed=self.seed,
-                          sampler=self.sampler, steps=self.steps, cfg=self.cfg,
-                          width=self.width, height=self.height, clip_skip=self.clip_skip)
+    def spec(self) -> RenderSpec:
+        """This row as a RenderSpec: every parameter is a column of the same name."""
+        return RenderSpec(**{name: getattr(self, name) for name in SPEC_FIELDS})
 
 
 class FarmWorker(Base):

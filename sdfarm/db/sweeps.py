@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from sdfarm.db.models import Job, JobStatus, Sweep, utcnow
+from sdfarm.db.models import Job, JobStatus, Sweep, spec_columns, utcnow
 from sdfarm.errors import JobNotFound, SweepNotFound
 
 if TYPE_CHECKING:
@@ -99,11 +99,7 @@ def record_plan(session: Session, plan: Plan, output_root: Path, *, kind: str = 
         path = f"{base}/{image_name(i, spec.seed)}"
         row = {
             "sweep_id": sweep.id, "seq": i, "key": key, "status": JobStatus.queued,
-            "model": spec.model, "model_hash": spec.model_hash,
-            "model_config": plan.model_config_of(spec),
-            "prompt": spec.prompt, "negative_prompt": spec.negative_prompt, "seed": spec.seed,
-            "sampler": spec.sampler, "steps": spec.steps, "cfg": spec.cfg,
-            "width": spec.width, "height": spec.height, "clip_skip": spec.clip_skip,
+            **spec_columns(spec), "model_config": plan.model_config_of(spec),
             "batch_index": batch_of.get(i, -1), "output_path": path, "attempts": 0,
             "created_at": now, "reused_from_job_id": None, "sha256": None, "threads": None,
             "device": None, "finished_at": None,
