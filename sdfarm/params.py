@@ -21,6 +21,11 @@ from sdfarm.samplers import canonical_sampler
 
 #: Seeds are stored as signed 64-bit integers; A1111 draws from 32 bits, ComfyUI from 64.
 MAX_SEED = 2**63 - 1
+#: Most ENSD (eta noise seed delta). A1111 takes any integer (a number field without bounds) and
+#: seeds the step noise with ``seed + ENSD``; sdfarm takes 0..2**31-1, which holds every value in
+#: use (NovelAI's 31337) and keeps ``seed + ENSD`` within what a torch generator takes (below
+#: 2**64) for every seed.
+MAX_ENSD = 2**31 - 1
 #: Key ranks from here on belong to parameters added after the first key layout: such a
 #: parameter enters a key only when it is not at its default, so adding one leaves every
 #: earlier key (and so every image a sweep could resume from) valid.
@@ -167,6 +172,8 @@ def describe(value: object) -> str:
 def _num(value: float | None) -> str:
     if value == MAX_SEED:
         return "2**63-1"
+    if value == MAX_ENSD:
+        return "2**31-1"
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
@@ -198,7 +205,9 @@ class ParamTable(Mapping[str, Param]):
 _SIZE = dict(low=8, high=8192, multiple_of=8, default=512)
 
 #: Every per-image parameter. Table order is the order users see them in (job file keys,
-#: ``--set``, ``show``); the ranks fix the other orders.
+#: ``--set``, ``show``) and the order the infotext writer appends the optional settings in,
+#: which is A1111's (Variation seed, Variation seed strength, Clip skip, ENSD); the ranks fix
+#: the other orders.
 PARAMS = ParamTable(
     Param("model", "text", None, "model reference", "Model", required=True, allow_empty=False,
           infotext="Model", key_rank=0, batch_rank=0, axis_rank=80),
@@ -210,6 +219,11 @@ PARAMS = ParamTable(
           key_rank=4, batch_rank=40, axis_rank=30),
     Param("seed", "int", 0, "seed", "Seed", low=0, high=MAX_SEED, infotext="Seed", key_rank=3,
           axis_rank=40),
+    # A variation seed with strength 0 changes nothing: RenderSpec.normalized sets it to 0 then.
+    Param("subseed", "int", 0, "variation seed", "Variation seed", low=0, high=MAX_SEED,
+          infotext="Variation seed", key_rank=13, axis_rank=45),
+    Param("subseed_strength", "float", 0.0, "variation seed strength", "Variation strength",
+          low=0.0, high=1.0, infotext="Variation seed strength", key_rank=14, axis_rank=46),
     Param("steps", "int", 20, "denoising steps", "Steps", low=1, high=1000, infotext="Steps",
           key_rank=5, batch_rank=50, axis_rank=20),
     Param("cfg", "float", 7.0, "CFG scale", "CFG", low=0.0, high=50.0, infotext="CFG scale",
@@ -220,4 +234,6 @@ PARAMS = ParamTable(
           batch_rank=30, axis_rank=60, **_SIZE),
     Param("clip_skip", "int", 1, "CLIP skip", "Clip skip", low=1, high=12,
           infotext="Clip skip", key_rank=9, batch_rank=70, axis_rank=70),
+    Param("ensd", "int", 0, "eta noise seed delta", "ENSD", low=0, high=MAX_ENSD,
+          infotext="ENSD", key_rank=12, axis_rank=76),
 )

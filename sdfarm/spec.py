@@ -37,6 +37,8 @@ class RenderSpec:
     model: str
     prompt: str
     seed: int
+    subseed: int = _default("subseed")
+    subseed_strength: float = _default("subseed_strength")
     negative_prompt: str = _default("negative_prompt")
     sampler: str = _default("sampler")
     steps: int = _default("steps")
@@ -44,6 +46,7 @@ class RenderSpec:
     width: int = _default("width")
     height: int = _default("height")
     clip_skip: int = _default("clip_skip")
+    ensd: int = _default("ensd")
     #: A1111 short hash of the weights; ``None`` while the weights are not on this machine.
     model_hash: str | None = None
 
@@ -73,6 +76,22 @@ class RenderSpec:
         most expensive switch first), so sorting by it also orders the renders."""
         # "" for an unknown hash: None would not sort against a hash.
         return (self.model, self.model_hash or "", *_BATCH_REST(self))
+
+    def normalized(self) -> RenderSpec:
+        """This spec with what cannot change its pixels set to the default, so its key and its
+        infotext say what the pixels say: a variation seed at strength 0 is no variation seed
+        (A1111, too, writes ``Variation seed`` only at a strength above 0).
+
+        Every reader that produces the final spec of an image calls it: planning (job file
+        values and axes combined, ``scheduler.expand``), ``rerun --set``
+        (``scheduler.overrides``) and the image readers of ``index`` (``metadata.generation``).
+        It is not done on construction: a job file's base spec and one axis's changes are
+        parts of a cell, and a subseed given there must survive until a strength axis sets
+        the strength of the cell.
+        """
+        if self.subseed_strength == 0 and self.subseed != _default("subseed"):
+            return dataclasses.replace(self, subseed=_default("subseed"))
+        return self
 
     def replace(self, **changes: object) -> RenderSpec:
         return dataclasses.replace(self, **changes)

@@ -21,6 +21,9 @@ PARAMETERS_CHUNK = "parameters"
 #: Infotext settings that are not one parameter of the table.
 SCHEDULE_TYPE, SIZE, MODEL_HASH = "Schedule type", "Size", "Model hash"
 _ALWAYS_WRITTEN = frozenset({"steps", "sampler", "cfg", "seed", "model"})
+#: Parameters written whenever another one is not at its default, even at their own default:
+#: A1111 writes ``Variation seed: 0`` whenever the strength is above 0.
+_WRITTEN_WITH = {"subseed": "subseed_strength"}
 
 
 def quote(value: object) -> str:
@@ -58,7 +61,8 @@ def a1111_parameters(spec: RenderSpec, *, version: str | None = None) -> str:
 def infotext_settings(spec: RenderSpec, version: str | None = None) -> list[tuple[str, str]]:
     """The settings line's items in A1111's order: the settings it always writes, then every
     other parameter of the table that has an infotext key, only when it is not at its default
-    (as A1111 leaves out ``Clip skip: 1``)."""
+    (as A1111 leaves out ``Clip skip: 1``), in table order: ``Variation seed``, ``Variation
+    seed strength``, ``Clip skip``, ``ENSD``, as A1111 orders them."""
     sampler = SAMPLERS[spec.sampler]
     items = [
         (P["steps"].infotext, P["steps"].format(spec.steps)),
@@ -73,7 +77,10 @@ def infotext_settings(spec: RenderSpec, version: str | None = None) -> list[tupl
     items.append((P["model"].infotext, model_display_name(spec.model)))
     for param in P.values():
         value = getattr(spec, param.name)
-        if param.infotext and param.name not in _ALWAYS_WRITTEN and value != param.default:
+        partner = _WRITTEN_WITH.get(param.name)
+        set_with = partner is not None and getattr(spec, partner) != P[partner].default
+        if (param.infotext and param.name not in _ALWAYS_WRITTEN
+                and (value != param.default or set_with)):
             items.append((param.infotext, param.format(value)))
     if version:
         items.append(("Version", version))

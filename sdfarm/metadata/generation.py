@@ -40,6 +40,7 @@ MAPPED = frozenset({*REQUIRED, *_BY_INFOTEXT, SCHEDULE_TYPE, MODEL_HASH})
 #: Indexing records what happened; a rerun is where a value sdfarm cannot render is refused.
 IMPORT_BOUNDS: dict[str, tuple[int, int]] = {
     "seed": (-(2**63), 2**63 - 1),
+    "subseed": (-(2**63), 2**63 - 1),
     "steps": (1, 10_000),
     "clip_skip": (1, 100),
 }
@@ -90,7 +91,7 @@ def generation_from_sdfarm_chunk(text: str) -> ImageGeneration:
             raise ImageMetadataError(f"malformed 'sdfarm' chunk: {param.name} is {value!r}")
     canonical = {p.name: p.canonical(getattr(spec, p.name)) for p in P.values()}
     config = data.get("model_config")
-    return ImageGeneration(spec.replace(**canonical), "sdfarm",
+    return ImageGeneration(spec.replace(**canonical).normalized(), "sdfarm",
                            config if isinstance(config, str) else None)
 
 
@@ -120,7 +121,7 @@ def generation_from_infotext(info: Infotext) -> ImageGeneration:
     spec = RenderSpec(**values, model_hash=model_hash, prompt=info.prompt,
                       negative_prompt=info.negative_prompt, width=int(size.group(1)),
                       height=int(size.group(2)))
-    return ImageGeneration(spec, "parameters", None, extra)
+    return ImageGeneration(spec.normalized(), "parameters", None, extra)
 
 
 def sampler_as_written(sampler: str, schedule_type: str | None) -> str:

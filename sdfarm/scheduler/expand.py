@@ -112,7 +112,8 @@ def expand_job(job: JobFile, model_hash: str | None = None,
                 if seed is not None:
                     cell_fields["seed"] = seed
                 # Built directly: dataclasses.replace per image was half of planning's time.
-                specs.append(RenderSpec(**cell_fields))
+                # Normalized once the cell is whole (a strength axis may zero a subseed).
+                specs.append(RenderSpec(**cell_fields).normalized())
                 cells.append(Cell(p_index, s_index, x, y, z, extra))
     return Expansion(specs, cells, prompts, seeds)
 

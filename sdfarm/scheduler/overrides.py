@@ -39,4 +39,4 @@ def apply_overrides(spec: RenderSpec, changes: dict[str, object]) -> RenderSpec:
             raise JobFileError(WHERE, key, value_problem(exc)) from None
     if checked.get("model", spec.model) != spec.model:
         checked["model_hash"] = None
-    return spec.replace(**checked)
+    return spec.replace(**checked).normalized()

@@ -238,7 +238,8 @@ def test_axes_that_is_not_a_table_is_an_error():
 
 def test_every_axis_param_is_described_for_error_messages():
     assert set(AXIS_PARAMS) == {"cfg", "steps", "sampler", "seed", "width", "height", "size",
-                                "clip_skip", "model", "negative_prompt", "prompt_sr"}
+                                "clip_skip", "model", "negative_prompt", "prompt_sr", "subseed",
+                                "subseed_strength", "ensd"}
 
 
 # --- applying a value to a spec -----------------------------------------------------------
@@ -299,3 +300,46 @@ def test_importing_and_using_axes_imports_no_torch_celery_sqlalchemy_or_diffuser
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+# --- noise controls as axes -----------------------------------------------------------------
+
+NOISE_JOB = 'model = "builtin:tiny"\nprompt = "a cat"\nseeds = [5]\n'
+
+
+def planned(text: str):
+    from sdfarm.scheduler.jobfile import parse_job_file
+    from sdfarm.scheduler.plan import make_plan
+
+    return make_plan(parse_job_file(text, FILE))
+
+
+def test_given_a_strength_axis_0_to_1_in_5_when_planned_then_5_cells_with_variation_labels():
+    [axis] = axes_of('[axes]\nx = { subseed_strength = "0-1 [5]" }')
+    assert axis.values == (0.0, 0.25, 0.5, 0.75, 1.0)
+    assert axis.labels[1] == "Variation strength: 0.25"
+    plan = planned(NOISE_JOB + 'subseed = 77\n[axes]\nx = { subseed_strength = "0-1 [5]" }\n')
+    by_strength = {s.subseed_strength: s for s in plan.specs}
+    assert sorted(by_strength) == [0.0, 0.25, 0.5, 0.75, 1.0]
+    # The strength-0 cell is the plain seed (no variation seed); the others keep it.
+    assert by_strength[0.0].subseed == 0
+    assert all(by_strength[v].subseed == 77 for v in (0.25, 0.5, 0.75, 1.0))
+    assert len(set(plan.keys)) == 5
+
+
+def test_given_a_subseed_axis_and_a_strength_axis_when_planned_then_every_cell_keeps_its_subseed():
+    plan = planned(NOISE_JOB + '[axes]\nx = { subseed = [1, 2] }\ny = { subseed_strength = [0, 0.5] }\n')
+    pairs = sorted((s.subseed, s.subseed_strength) for s in plan.specs)
+    assert pairs == [(0, 0.0), (0, 0.0), (1, 0.5), (2, 0.5)]
+
+
+def test_given_an_ensd_axis_when_planned_then_each_cell_has_its_ensd_and_label():
+    [axis] = axes_of('[axes]\nx = { ensd = [0, 31337] }')
+    assert axis.labels == ("ENSD: 0", "ENSD: 31337")
+    plan = planned(NOISE_JOB + '[axes]\nx = { ensd = [0, 31337] }\n')
+    assert sorted(s.ensd for s in plan.specs) == [0, 31337]
+    assert len(plan.batches) == 1  # ENSD may differ within a forward pass
+
+
+def test_an_ensd_axis_refuses_a_negative_delta():
+    assert "ensd" in error_of('[axes]\nx = { ensd = [-1] }')

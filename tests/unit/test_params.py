@@ -39,14 +39,19 @@ def test_an_integer_cfg_and_its_float_are_one_key_and_one_batch():
 @pytest.mark.parametrize("name", [p.name for p in PARAMS.ranked("key_rank")])
 def test_every_key_parameter_changes_the_key(name):
     other = {"model": "builtin:sd15", "prompt": "x", "negative_prompt": "y", "sampler": "DDIM",
-             "seed": 1, "steps": 3, "cfg": 2.5, "width": 64, "height": 64, "clip_skip": 2}
-    changed = BASE.replace(**{name: other[name]}, model_hash=None if name == "model" else BASE.model_hash)
-    assert changed.key != BASE.key
+             "seed": 1, "steps": 3, "cfg": 2.5, "width": 64, "height": 64, "clip_skip": 2,
+             "subseed": 77, "subseed_strength": 0.5, "ensd": 31337}
+    # A variation seed acts only with a strength: compare with one that has a strength.
+    base = BASE.replace(subseed_strength=0.3) if name == "subseed" else BASE
+    changed = base.replace(**{name: other[name]}, model_hash=None if name == "model" else BASE.model_hash)
+    assert changed.key != base.key
 
 
 def test_prompt_and_seed_may_differ_within_a_batch_and_nothing_else():
-    assert {p.name for p in PARAMS.values() if p.batch_rank is None} == {"prompt", "seed"}
-    assert BASE.replace(prompt="x", seed=9).batch_group == BASE.batch_group
+    assert {p.name for p in PARAMS.values() if p.batch_rank is None} == {
+        "prompt", "seed", "subseed", "subseed_strength", "ensd"}
+    assert BASE.replace(prompt="x", seed=9, subseed=3, subseed_strength=0.5,
+                        ensd=31337).batch_group == BASE.batch_group
     assert BASE.replace(steps=21).batch_group != BASE.batch_group
 
 
@@ -132,3 +137,64 @@ def test_set_reads_numbers_as_numbers_and_text_as_written():
     assert (spec.steps, spec.cfg, spec.prompt, spec.seed) == (30, 6.5, "a cat, 42", 7)
     assert spec.model_hash == BASE.model_hash  # same model, same hash
     assert apply_overrides(BASE, {"model": "builtin:sd15"}).model_hash is None
+
+
+# --- noise controls: variation seed, its strength, ENSD --------------------------------
+
+def test_given_the_noise_controls_at_their_defaults_when_keyed_then_the_key_is_todays():
+    at_defaults = BASE.replace(subseed=0, subseed_strength=0.0, ensd=0)
+    assert at_defaults.key == "6d3b68b8ff0badbb38a7fe13f9928b4c" == BASE.key
+
+
+def test_given_a_variation_seed_at_strength_0_when_normalized_then_it_is_no_variation_seed():
+    spec = BASE.replace(subseed=99).normalized()
+    assert spec.subseed == 0 and spec.key == BASE.key
+    with_strength = BASE.replace(subseed=99, subseed_strength=0.25)
+    assert with_strength.normalized() is with_strength
+
+
+@pytest.mark.parametrize("name, value, reason", [
+    ("ensd", -1, "range"), ("ensd", 2**31, "range"), ("ensd", 1.5, "fraction"),
+    ("subseed", -1, "range"), ("subseed", MAX_SEED + 1, "range"),
+    ("subseed_strength", 1.01, "range"), ("subseed_strength", -0.1, "range"),
+])
+def test_the_noise_controls_refuse_what_their_bounds_exclude(name, value, reason):
+    with pytest.raises(BadValue) as info:
+        PARAMS[name].check(value)
+    assert info.value.reason == reason
+
+
+def test_given_noise_controls_when_written_then_the_infotext_spells_and_orders_them_as_a1111():
+    spec = BASE.replace(subseed=123, subseed_strength=0.3, clip_skip=2, ensd=31337)
+    items = infotext_settings(spec)
+    keys = [k for k, _ in items]
+    tail = keys[keys.index("Model") + 1:]
+    assert tail == ["Variation seed", "Variation seed strength", "Clip skip", "ENSD"]
+    assert dict(items)["Variation seed"] == "123"
+    assert dict(items)["Variation seed strength"] == "0.3"
+    assert dict(items)["ENSD"] == "31337"
+
+
+def test_given_a_strength_with_variation_seed_0_when_written_then_a1111_writes_both():
+    keys = dict(infotext_settings(BASE.replace(subseed_strength=0.5)))
+    assert keys["Variation seed"] == "0" and keys["Variation seed strength"] == "0.5"
+
+
+def test_given_no_noise_controls_when_written_then_the_infotext_has_none_of_them():
+    keys = [k for k, _ in infotext_settings(BASE)]
+    assert not {"Variation seed", "Variation seed strength", "ENSD"} & set(keys)
+
+
+def test_given_set_of_a_strength_0_when_applied_then_the_variation_seed_goes_too():
+    varied = BASE.replace(subseed=5, subseed_strength=0.4)
+    spec = apply_overrides(varied, parse_assignments(["subseed_strength=0"]))
+    assert (spec.subseed, spec.subseed_strength) == (0, 0.0)
+    spec = apply_overrides(BASE, parse_assignments(["subseed=5", "subseed_strength=0.5", "ensd=31337"]))
+    assert (spec.subseed, spec.subseed_strength, spec.ensd) == (5, 0.5, 31337)
+
+
+def test_given_a_job_file_with_noise_controls_then_they_are_keys_with_table_errors():
+    job = parse_job_file(JOB + "subseed = 7\nsubseed_strength = 0.5\nensd = 31337\n", "job.toml")
+    assert (job.base.subseed, job.base.subseed_strength, job.base.ensd) == (7, 0.5, 31337)
+    assert "job.toml: ensd: " in job_error(JOB + "ensd = -1\n")
+    assert "job.toml: subseed_strength: " in job_error(JOB + "subseed_strength = 2\n")
