@@ -108,6 +108,11 @@ class Job(Base):
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     clip_skip: Mapped[int] = mapped_column(Integer, default=1)
+    #: Variation seed, its strength and ENSD (migration 0007_noise); 0 for earlier jobs, which
+    #: is what they were rendered with. BigInteger: imported images may hold any 64-bit value.
+    subseed: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    subseed_strength: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    ensd: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     # Where it sits: the planned batch, and grid coordinates when the sweep has axes.
     batch_index: Mapped[int] = mapped_column(Integer, default=0)
