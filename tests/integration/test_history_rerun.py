@@ -57,7 +57,8 @@ def test_bad_set_values_are_refused_naming_the_key_and_nothing_is_recorded(setti
     render_one(cli_env, tmp_path)
     for args, message in [
         (("--set", "colour=red"), "Error: --set: colour: cannot be set; settable: model, prompt, "
-                                  "negative_prompt, sampler, seed, steps, cfg, width, height, clip_skip"),
+                                  "negative_prompt, sampler, seed, subseed, subseed_strength, steps, cfg, "
+                                  "width, height, clip_skip, ensd"),
         (("--set", "steps=0"), "Error: --set: steps: must be an integer from 1 to 1000, got 0"),
         (("--set", "width=70"), "Error: --set: width: must be a multiple of 8, got 70"),
         (("--set", "sampler=Restart"), "Error: --set: sampler: unknown sampler 'Restart'"),
