@@ -1,0 +1,101 @@
+"""From the text chunks of a PNG to an ImageGeneration: typed settings, extras, the sdfarm
+chunk before the ``parameters`` text, and sampler names as sdfarm or the writing tool spells them.
+
+The fixtures in tests/fixtures/infotext are written by hand after what each tool writes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sdfarm.errors import ImageMetadataError
+from sdfarm.metadata.a1111 import a1111_parameters, sdfarm_chunk
+from sdfarm.metadata.generation import (
+    generation_from_chunks,
+    generation_from_infotext,
+    sampler_as_written,
+)
+from sdfarm.metadata.infotext import parse_infotext
+from sdfarm.spec import RenderSpec
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "infotext"
+
+
+def fixture(name: str) -> str:
+    return (FIXTURES / name).read_text(encoding="utf-8")
+
+
+def test_the_settings_become_typed_fields_and_the_rest_are_kept_as_extras():
+    gen = generation_from_infotext(parse_infotext(fixture("a1111_full.txt")))
+    assert gen.spec == RenderSpec(
+        model="v1-5-pruned-emaonly", model_hash="6ce0161689", prompt=gen.spec.prompt,
+        negative_prompt=gen.spec.negative_prompt, seed=3141592653, sampler="DPM++ 2M Karras",
+        steps=28, cfg=6.5, width=512, height=768, clip_skip=2)
+    assert gen.extra["Hires upscale"] == "2" and gen.extra["Denoising strength"] == "0.45"
+    assert gen.extra["ADetailer model"] == "face_yolov8n.pt"
+    assert not {"Steps", "Sampler", "Schedule type", "Seed", "Size", "Model"} & set(gen.extra)
+
+
+def test_unquoted_json_values_and_unknown_samplers_are_kept_as_written():
+    # Given a Forge text with a sampler and schedule sdfarm cannot render and civitai's
+    # unquoted Hashes object
+    info = parse_infotext(fixture("forge_unknown_sampler.txt"))
+    assert info.params["Hashes"] == '{"vae": "63aeecb90f", "model": "31e35c80fc"}'
+    assert info.params["Distilled CFG Scale"] == "3.5"
+    gen = generation_from_infotext(info)
+    # Then the sampler is recorded with its schedule, as A1111 used to name such samplers
+    assert gen.spec.sampler == "DPM++ 3M SDE Exponential"
+    assert (gen.spec.width, gen.spec.height, gen.spec.cfg) == (832, 1216, 4.5)
+
+
+def test_sd_next_order_of_settings_and_its_own_keys_parse():
+    gen = generation_from_infotext(parse_infotext(fixture("sdnext_restart.txt")))
+    assert gen.spec.sampler == "Restart"
+    assert (gen.spec.seed, gen.spec.steps, gen.spec.cfg) == (5, 24, 8.0)
+    assert gen.spec.model == "dreamshaper_8" and gen.spec.model_hash == "879db523c3"
+    assert gen.extra["App"] == "SD.Next"
+
+
+@pytest.mark.parametrize("name, message", [
+    ("malformed_no_settings.txt", "no settings line"),
+    ("malformed_bad_seed.txt", "Seed 'twelve' is not an integer"),
+])
+def test_malformed_texts_are_refused_with_the_reason(name, message):
+    with pytest.raises(ImageMetadataError, match=message):
+        generation_from_chunks({"parameters": fixture(name)})
+
+
+def test_a_settings_line_missing_a_required_setting_is_refused_naming_it():
+    with pytest.raises(ImageMetadataError, match="no Seed"):
+        generation_from_chunks({"parameters": "a cat\nSteps: 20, Sampler: Euler, CFG scale: 7, Size: 64x64"})
+
+
+def test_sdfarm_writes_what_it_reads_back_exactly():
+    spec = RenderSpec(model="/models/dream.safetensors", model_hash="0123456789",
+                      prompt="a cat, sitting\non a mat: (cute:1.2)", negative_prompt="ugly,\nbad",
+                      seed=2**40 + 3, sampler="DPM++ 2M SDE Karras", steps=33, cfg=6.5,
+                      width=640, height=384, clip_skip=3)
+    from_text = generation_from_chunks({"parameters": a1111_parameters(spec, version="sdfarm 0.1.0")})
+    assert from_text.spec == spec.replace(model="dream") and from_text.source == "parameters"
+    assert from_text.extra == {"Version": "sdfarm 0.1.0"}
+    # The sdfarm chunk wins when present: it has the model reference, not just its name
+    both = generation_from_chunks({"parameters": a1111_parameters(spec),
+                                   "sdfarm": sdfarm_chunk(spec, job_id=1, model_config="/cfg")})
+    assert both.spec == spec and both.source == "sdfarm" and both.model_config == "/cfg"
+
+
+def test_a_broken_sdfarm_chunk_falls_back_to_the_parameters_text():
+    spec = RenderSpec(model="builtin:tiny", prompt="p", seed=1)
+    gen = generation_from_chunks({"sdfarm": "{not json", "parameters": a1111_parameters(spec)})
+    assert gen.source == "parameters" and gen.spec.seed == 1
+    with pytest.raises(ImageMetadataError, match="malformed 'sdfarm' chunk"):
+        generation_from_chunks({"sdfarm": '{"spec": {"model": "m", "prompt": "p", "seed": "x"}}'})
+
+
+def test_known_samplers_take_sdfarm_names_and_unknown_ones_their_written_names():
+    assert sampler_as_written("DPM++ 2M", "Karras") == "DPM++ 2M Karras"
+    assert sampler_as_written("euler  a", None) == "Euler a"
+    assert sampler_as_written("Restart", "Automatic") == "Restart"
+    assert sampler_as_written("DPM++ 2M", "Align Your Steps") == "DPM++ 2M Align Your Steps"
