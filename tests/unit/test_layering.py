@@ -113,6 +113,8 @@ def imports_of_source(source: str, module: str, *, is_package: bool, path: str,
                     target = sub if sub in known else base
                     found.append(Import(module, target, path, node.lineno, in_function))
             elif isinstance(node, ast.If) and _is_type_checking(node.test):
+                # Ignored: an ``if TYPE_CHECKING:`` body never runs, it only names types for
+                # the type checkers, so it is no dependency (its ``else:`` does run).
                 visit(node.orelse, in_function)
             elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 visit(node.body, True)
