@@ -3,6 +3,7 @@ built-in tiny model per test session."""
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -14,6 +15,53 @@ pytest_plugins = ["tests.servers"]
 
 #: Fixed so that every test run renders the same low bits (the thread count changes them).
 TEST_THREADS = 2
+
+#: Environment variable that sets the factor :func:`deadline` multiplies every wait by.
+TIME_FACTOR_ENV = "SDFARM_TEST_TIME_FACTOR"
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@functools.cache
+def time_factor() -> float:
+    """How much slower than an idle machine this one is, once per test session.
+
+    ``SDFARM_TEST_TIME_FACTOR`` when set (e.g. ``3`` on a slow CI runner); otherwise the
+    one-minute load average per CPU this process may use, at least 1: a machine running twice
+    as many runnable threads as it has cores gives every wait twice as long. Measured on first
+    use, so it is the load of whatever else runs on the machine when the session starts.
+    """
+    text = os.environ.get(TIME_FACTOR_ENV)
+    if text:
+        factor = float(text)
+        if not factor > 0:
+            raise ValueError(f"{TIME_FACTOR_ENV}={text}: must be a number > 0")
+        return factor
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average on this platform
+        return 1.0
+    return max(1.0, load / _cpus())
+
+
+def deadline(seconds: float) -> float:
+    """``seconds`` (what a wait needs on an idle machine) scaled by :func:`time_factor`.
+
+    Every test that waits (a timeout, a poll's deadline, a sleep that lets something happen or
+    shows that nothing does, a duration that must outlast a scheduling delay) goes through
+    this, so the suite stays green on a loaded machine instead of being tuned for an idle one.
+    """
+    return seconds * time_factor()
+
+
+def pytest_report_header(config) -> str:
+    source = TIME_FACTOR_ENV if os.environ.get(TIME_FACTOR_ENV) else "load average per CPU"
+    return f"sdfarm: waits scaled by {time_factor():.2f} (from {source})"
 
 
 @pytest.fixture(scope="session")

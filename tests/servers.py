@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import deadline
+
 
 def _missing(what: str) -> None:
     message = f"{what} is not installed (`make services` installs it)"
@@ -34,12 +36,13 @@ def free_port() -> int:
 
 
 def _wait(predicate, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    limit = deadline(timeout)
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
         if predicate():
             return
         time.sleep(0.05)
-    raise RuntimeError(f"{what} did not start within {timeout:.0f} s")
+    raise RuntimeError(f"{what} did not start within {limit:.0f} s")
 
 
 class RedisServer:
@@ -58,7 +61,7 @@ class RedisServer:
 
     def ping(self) -> bool:
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=deadline(0.5)) as s:
                 s.sendall(b"PING\r\n")
                 return s.recv(16).startswith(b"+PONG")
         except OSError:
@@ -66,7 +69,7 @@ class RedisServer:
 
     def stop(self) -> None:
         self.process.terminate()
-        self.process.wait(10)
+        self.process.wait(deadline(10))
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
@@ -101,7 +104,7 @@ class PostgresServer:
         import psycopg
 
         try:
-            psycopg.connect(self.dsn("postgres"), connect_timeout=1).close()
+            psycopg.connect(self.dsn("postgres"), connect_timeout=max(1, round(deadline(1)))).close()
             return True
         except psycopg.OperationalError:
             return False
@@ -120,7 +123,7 @@ class PostgresServer:
 
     def stop(self) -> None:
         self.process.terminate()
-        self.process.wait(20)
+        self.process.wait(deadline(20))
         shutil.rmtree(self.folder, ignore_errors=True)
 
 

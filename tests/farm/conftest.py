@@ -24,12 +24,13 @@ from sqlalchemy import select
 from sdfarm.config import Settings
 from sdfarm.db.engine import session_factory
 from sdfarm.db.models import FarmWorker, Job, JobStatus
-from tests.conftest import TEST_THREADS
+from tests.conftest import TEST_THREADS, deadline
 
-#: Settings of a fast farm: dead workers' leases expire within ~1.5 s and every worker looks
-#: for lost work every half second.
+#: Settings of a fast farm: dead workers' leases expire within ~1.5 s (scaled by the machine's
+#: load, so that a live but starved worker keeps its lease) and every worker looks for lost work
+#: every half second.
 FAST_FARM = {
-    "SDFARM_LEASE_SECONDS": "1.5",
+    "SDFARM_LEASE_SECONDS": f"{deadline(1.5):g}",
     "SDFARM_RECOVER_INTERVAL": "0.5",
     "SDFARM_HEARTBEAT_SECONDS": "0.5",
 }
@@ -37,14 +38,17 @@ FAST_FARM = {
 
 def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 60.0,
                farm: Farm | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Poll ``predicate`` until it is truthy; ``timeout`` is what an idle machine needs, and
+    is scaled by :func:`tests.conftest.deadline`."""
+    limit = deadline(timeout)
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
         value = predicate()
         if value:
             return value
         time.sleep(0.1)
     logs = farm.logs() if farm else ""
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{logs}")
+    raise AssertionError(f"timed out after {limit:.0f} s waiting for {what}\n{logs}")
 
 
 class Farm:
@@ -90,7 +94,7 @@ class Farm:
         proc = self.workers[name]
         if proc.poll() is None:
             proc.send_signal(sig)
-            proc.wait(30)
+            proc.wait(deadline(30))
 
     def keep_alive(self, *names: str, **env: str) -> None:
         """Restart these workers whenever they die, as a supervisor (systemd, docker's
@@ -115,13 +119,13 @@ class Farm:
     def stop_all(self) -> None:
         self._keeping.set()
         if self._keeper is not None:
-            self._keeper.join(5)
+            self._keeper.join(deadline(5))
         for proc in self.workers.values():
             if proc.poll() is None:
                 proc.kill()
         for proc in self.workers.values():
             try:
-                proc.wait(10)
+                proc.wait(deadline(10))
             except subprocess.TimeoutExpired:
                 pass
 
@@ -133,9 +137,12 @@ class Farm:
         return "\n".join(out)
 
     # --- the CLI and the database ------------------------------------------------------------
-    def sdfarm(self, *args: object, check: bool = True, **env: str) -> subprocess.CompletedProcess:
+    def sdfarm(self, *args: object, check: bool = True, timeout: float = 120.0,
+               **env: str) -> subprocess.CompletedProcess:
+        """``sdfarm ARGS`` as a subprocess; ``timeout`` as in :func:`wait_until`."""
         proc = subprocess.run([sys.executable, "-m", "sdfarm.cli", *map(str, args)],
-                              env={**self.env, **env}, capture_output=True, text=True, timeout=120)
+                              env={**self.env, **env}, capture_output=True, text=True,
+                              timeout=deadline(timeout))
         if check and proc.returncode != 0:
             raise AssertionError(f"sdfarm {' '.join(map(str, args))} failed:\n{proc.stderr}")
         return proc

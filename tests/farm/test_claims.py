@@ -24,7 +24,7 @@ from sdfarm.usecases.record import record
 from sdfarm.usecases.render import load_plan
 from sdfarm.worker.batch import render_batch
 from sdfarm.worker.render import FakeRenderer
-from tests.conftest import write_job
+from tests.conftest import deadline, write_job
 
 pytestmark = pytest.mark.farm
 
@@ -192,17 +192,18 @@ class _HangsAfterFirstStep(FakeRenderer):
 
 
 def test_a_render_that_stops_making_steps_loses_its_lease_to_another_worker(settings, tmp_path):
-    # Given a pass that hangs after its first step, under a one-second lease
-    quick = settings.with_(lease_seconds=1.0)
+    # Given a pass that hangs after its first step, under a one-second lease (lease, hang and
+    # look all scaled alike by the machine's load)
+    quick = settings.with_(lease_seconds=deadline(1.0))
     ids = make_sweep(quick, tmp_path, seeds="1-2", batch_size=2)
     outcome = {}
     hung = threading.Thread(target=lambda: outcome.update(
-        first=render_batch(ids, quick, renderer=_HangsAfterFirstStep(4.0), worker="hung")))
+        first=render_batch(ids, quick, renderer=_HangsAfterFirstStep(deadline(4.0)), worker="hung")))
     hung.start()
     # When another worker looks at the jobs after the lease ran out
     import time
 
-    time.sleep(2.5)
+    time.sleep(deadline(2.5))
     taken = claim(quick, ids, worker="healthy", max_attempts=3)
     hung.join()
     # Then it could take them over: the hung render had stopped renewing the lease...

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from sdfarm.db.models import Job, JobStatus, Sweep
-from tests.conftest import write_job
+from tests.conftest import deadline, write_job
 from tests.farm.conftest import wait_until
 
 pytestmark = pytest.mark.farm
@@ -38,7 +38,7 @@ def test_ten_concurrent_submits_record_and_render_every_job_once(make_farm, tmp_
     procs = [subprocess.Popen([sys.executable, "-m", "sdfarm.cli", "submit", str(f)], env=farm.env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for f in files]
-    results = [p.communicate(timeout=180) for p in procs]
+    results = [p.communicate(timeout=deadline(180)) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err for _, err in results]
     sweep_ids = sorted(int(out.strip()) for out, _ in results)
     # Then every sweep is recorded once with all its jobs

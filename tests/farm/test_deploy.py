@@ -57,7 +57,7 @@ def test_each_worker_reserves_exactly_one_gpu_of_its_own(compose):
 
 def test_flower_watches_the_same_broker_as_the_workers(compose):
     flower = compose["services"]["flower"]
-    assert "sdfarm.worker.flower" in flower["command"]
+    assert "sdfarm.broker.flower" in flower["command"]
     assert flower["environment"]["SDFARM_BROKER_URL"] == compose["services"]["worker"]["environment"]["SDFARM_BROKER_URL"]
     assert all(p.startswith("127.0.0.1:") for p in flower["ports"])
 
@@ -100,8 +100,8 @@ def test_flower_gets_the_farms_app_from_the_environment(monkeypatch):
 
     monkeypatch.setenv("SDFARM_BROKER_URL", "redis://broker.example:6379/3")
     monkeypatch.setenv("SDFARM_VISIBILITY_TIMEOUT", "7200")
-    sys.modules.pop("sdfarm.worker.flower", None)
-    app = importlib.import_module("sdfarm.worker.flower").app
-    sys.modules.pop("sdfarm.worker.flower", None)
+    sys.modules.pop("sdfarm.broker.flower", None)
+    app = importlib.import_module("sdfarm.broker.flower").app
+    sys.modules.pop("sdfarm.broker.flower", None)
     assert app.conf.broker_url == "redis://broker.example:6379/3"
     assert app.conf.broker_transport_options["visibility_timeout"] == 7200

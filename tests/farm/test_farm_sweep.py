@@ -17,7 +17,7 @@ from sdfarm.db.models import JobStatus
 from sdfarm.usecases.local import render_sweep_locally
 from sdfarm.usecases.record import record
 from sdfarm.usecases.render import load_plan
-from tests.conftest import write_job
+from tests.conftest import deadline, write_job
 from tests.farm.conftest import Farm, wait_until
 
 pytestmark = pytest.mark.farm
@@ -62,7 +62,7 @@ def test_a_sweep_through_two_workers_renders_every_image_once_identical_to_a_loc
     farm.start_worker("gpu1@test", wait=False)
     # When the 40-image sweep is submitted (in a process that must not import torch) and watched
     submitted = subprocess.run([sys.executable, "-c", SUBMIT_AND_REPORT_IMPORTS, str(path)],
-                               env=farm.env, capture_output=True, text=True, timeout=120)
+                               env=farm.env, capture_output=True, text=True, timeout=deadline(120))
     assert submitted.returncode == 0, submitted.stderr
     assert "imported: []" in submitted.stderr
     sweep_id = int(submitted.stdout.strip())

@@ -14,7 +14,7 @@ import pytest
 from sdfarm.db.models import JobStatus, utcnow
 from sdfarm.usecases.farm import submit
 from sdfarm.usecases.render import load_plan
-from tests.conftest import write_job
+from tests.conftest import deadline, write_job
 from tests.farm.conftest import flush_redis, wait_until
 
 pytestmark = pytest.mark.farm
@@ -94,10 +94,10 @@ def test_a_flushed_redis_loses_nothing_once_recovered(farm, tmp_path, broker_url
     wait_until(lambda: farm.statuses(sweep_id).get("done", 0) >= 2, "a first batch", farm=farm)
     # When every Redis key is lost mid-sweep (the batch being rendered still ends)
     flush_redis(broker_url)
-    time.sleep(1.0)
+    time.sleep(deadline(1.0))
     stalled = farm.statuses(sweep_id)
     assert stalled.get("queued", 0) > 0, "the flush should have stranded queued jobs"
-    time.sleep(1.0)
+    time.sleep(deadline(1.0))
     assert farm.statuses(sweep_id) == stalled, "nothing should run until recovery"
     # ...and then `sdfarm recover` runs, or the worker restarts
     if how == "sdfarm recover":
@@ -115,7 +115,7 @@ def test_a_flushed_redis_loses_nothing_once_recovered(farm, tmp_path, broker_url
 def test_a_message_delivered_twice_renders_its_jobs_once(farm, tmp_path):
     # Given two idle workers and a one-second visibility timeout, far below the three-second
     # batch, so that Redis hands the running batch to the idle worker too
-    env = {"SDFARM_VISIBILITY_TIMEOUT": "1", "SDFARM_RENDERER": "fake:1.5",
+    env = {"SDFARM_VISIBILITY_TIMEOUT": "1", "SDFARM_RENDERER": f"fake:{deadline(1.5):g}",
            "SDFARM_LEASE_SECONDS": "30", "SDFARM_RECOVER_INTERVAL": "3600"}
     farm.start_worker("first@test", **env)
     farm.start_worker("second@test", **env)
@@ -145,7 +145,7 @@ def test_cancel_stops_the_sweep_and_retry_brings_it_back(farm, tmp_path):
     queued, running = map(int, re.search(r"canceled (\d+) queued and (\d+) running", out).groups())
     assert queued >= 2
     wait_until(lambda: not farm.running_on("w@test"), "the running pass to stop", farm=farm)
-    time.sleep(1.0)
+    time.sleep(deadline(1.0))
     # Then no job starts afterwards, and every job not done is canceled, with no image
     jobs = farm.jobs(sweep_id)
     done = [j for j in jobs if j.status == JobStatus.done]

@@ -3,12 +3,15 @@ worker shows as lost, a stopped one as stopped."""
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import subprocess
 import sys
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
 from sdfarm.db.engine import session_factory
 from sdfarm.db.models import FarmWorker, utcnow
@@ -34,12 +37,17 @@ def test_a_name_used_by_a_live_worker_on_another_machine_is_refused(settings):
 def test_a_name_is_free_again_once_its_worker_died(settings):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)
-    import socket
-
     put_worker(settings, "gpu0@box", host=socket.gethostname(), pid=int(dead.stdout), seconds_ago=1)
     put_worker(settings, "gpu1@box", host="elsewhere", pid=1, seconds_ago=3600)
     register_worker(settings, "gpu0@box", "cpu")  # its process is gone
     register_worker(settings, "gpu1@box", "cpu")  # its heartbeat is an hour old
+    # Then both rows now belong to this process, on this machine, as fresh idle workers
+    with session_factory(settings.database_url)() as s:
+        rows = {w.name: (w.pid, w.host, w.state, w.device) for w in s.scalars(select(FarmWorker))}
+    assert rows == {
+        "gpu0@box": (os.getpid(), socket.gethostname(), "idle", "cpu"),
+        "gpu1@box": (os.getpid(), socket.gethostname(), "idle", "cpu"),
+    }
 
 
 def test_status_shows_a_silent_worker_as_lost_and_a_stopped_one_as_stopped(settings):

@@ -15,14 +15,14 @@ from click.testing import CliRunner
 from PIL import Image
 
 from sdfarm.cli.main import cli
-from tests.conftest import write_job
+from tests.conftest import deadline, write_job
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def sdfarm(env, *args, cwd=None, check=True) -> subprocess.CompletedProcess:
     proc = subprocess.run([sys.executable, "-m", "sdfarm.cli", *map(str, args)], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=deadline(300))
     if check and proc.returncode != 0:
         raise AssertionError(f"sdfarm {' '.join(map(str, args))} failed:\n{proc.stderr}")
     return proc

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -152,19 +151,12 @@ def test_every_clip_skip_gives_different_embeddings(tiny) -> None:
         assert not torch.allclose(a, b)
 
 
-def test_tiny_renders_64x64_on_a_cpu_in_well_under_a_second(tiny) -> None:
-    render(tiny)  # the first call pays one-off costs
-
-    timings = []
-    for _ in range(3):  # the best of three: a machine busy with other work is not the model
-        start = time.perf_counter()
-        pixels = render(tiny, steps=4)
-        timings.append(time.perf_counter() - start)
-    elapsed = min(timings)
+def test_tiny_renders_a_64x64_image_on_the_cpu_that_is_not_a_flat_fill(tiny) -> None:
+    # How fast it renders is measured in bench/, not asserted here.
+    pixels = render(tiny, steps=4)
 
     assert pixels.shape == (64, 64, 3)
     assert pixels.std() > 1  # an image, not a flat fill
-    assert elapsed < 1.0
 
 
 def test_seed_determines_the_pixels(tiny) -> None:

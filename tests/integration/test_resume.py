@@ -26,7 +26,7 @@ from sdfarm.scheduler.plan import make_plan
 from sdfarm.usecases.local import render_sweep_locally
 from sdfarm.usecases.record import record
 from sdfarm.usecases.render import load_plan
-from tests.conftest import write_job
+from tests.conftest import deadline, write_job
 
 GRID = """
 name = "grid"
@@ -157,10 +157,10 @@ def test_killing_render_and_running_it_again_finishes_only_what_is_missing(
                             env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     db = settings.database_url.removeprefix("sqlite:///")
     try:
-        deadline = time.monotonic() + 240
+        end = time.monotonic() + deadline(240)
         while _count(db, "SELECT count(*) FROM jobs WHERE sweep_id = 1 AND status = 'done'") < 3:
             assert proc.poll() is None, "render ended before it could be killed"
-            assert time.monotonic() < deadline
+            assert time.monotonic() < end
             time.sleep(0.05)
     finally:
         proc.send_signal(signal.SIGKILL)
@@ -169,7 +169,7 @@ def test_killing_render_and_running_it_again_finishes_only_what_is_missing(
     assert 3 <= done_before < 12
 
     again = subprocess.run([sys.executable, "-m", "sdfarm.cli", "render", str(path), "-q"],
-                           env=cli_env, capture_output=True, text=True, timeout=300)
+                           env=cli_env, capture_output=True, text=True, timeout=deadline(300))
     assert again.returncode == 0, again.stderr
     assert f"12 images, {done_before} reused, {12 - done_before} to render" in again.stderr
     assert _count(db, "SELECT count(*) FROM jobs WHERE sweep_id = 2 AND status = 'done'") == 12
@@ -179,7 +179,7 @@ def test_killing_render_and_running_it_again_finishes_only_what_is_missing(
 
 def _count(db: str, sql: str) -> int:
     try:
-        with sqlite3.connect(db, timeout=30) as conn:
+        with sqlite3.connect(db, timeout=deadline(30)) as conn:
             return conn.execute(sql).fetchone()[0]
     except sqlite3.OperationalError:  # not created yet
         return 0

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tomllib
 
 import pytest
@@ -287,19 +285,6 @@ def test_prompt_sr_search_term_must_occur_in_the_prompt():
 def test_prompt_sr_check_ignores_other_axes():
     (axis,) = axes_of('[axes]\nx = { steps = [10] }')
     check_prompt_sr(axis, "anything", fail)
-
-
-# --- purity -------------------------------------------------------------------------------
-
-def test_importing_and_using_axes_imports_no_torch_celery_sqlalchemy_or_diffusers():
-    code = (
-        "import sys\n"
-        "from sdfarm.scheduler.axes import parse_axes\n"
-        "parse_axes({'x': {'seed': '1-3'}, 'y': {'sampler': 'DDIM'}}, lambda k, p: ValueError(p))\n"
-        "print(','.join(m for m in ('torch', 'celery', 'sqlalchemy', 'diffusers') if m in sys.modules))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""
 
 
 # --- noise controls as axes -----------------------------------------------------------------

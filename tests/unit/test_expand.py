@@ -196,36 +196,3 @@ def test_the_cap_counts_prompts_and_can_be_raised(folder):
     assert "the job file describes 12 images (3 prompts x 2 cfg values x 2 seeds), more than " \
            "max_images = 11" in message
     assert make_plan(job_in(folder, body.replace("seeds", "max_images = 12\nseeds"))).images == 12
-
-
-# --- ordering and batching -------------------------------------------------------------------
-
-def test_a_grid_renders_model_outermost_and_batches_only_seeds_and_prompts_together(folder):
-    job = job_in(folder, 'prompt = "a {cat|dog}"\nseeds = [1, 2, 3]\nbatch_size = 4\n'
-                         '[axes]\nx = { cfg = [4, 8] }\ny = { model = ["m2", "m1"] }\n')
-    plan = make_plan(job, None, {"m1": None, "m2": None})
-    assert [s.model for s in plan.specs] == ["m1"] * 12 + ["m2"] * 12
-    for batch in plan.batches:
-        groups = {plan.specs[i].batch_group for i in batch}
-        assert len(groups) == 1 and len(batch) <= 4
-    assert len(plan.batches) == 2 * 2 * 2, "6 images per (model, cfg): a batch of 4 and one of 2"
-    assert len(plan.cells) == plan.images
-
-
-def test_resuming_cuts_batches_again_over_the_images_left(folder):
-    plan = make_plan(job_in(folder, 'prompt = "a cat"\nseeds = "1-8"\nbatch_size = 4\n'))
-    assert [len(b) for b in plan.batches] == [4, 4]
-    rest = plan.without({0, 2, 5})
-    assert rest.batches == ((1, 3, 4, 6), (7,))
-    assert rest.specs == plan.specs and rest.cells == plan.cells
-
-
-def test_the_sweep_axes_json_holds_every_label_and_value(folder):
-    plan = make_plan(job_in(folder, 'prompt = "a cat"\nseeds = [1]\n'
-                                    '[axes]\nx = { size = ["64x64", "128x64"] }\ny = { cfg = "4-5 (+0.5)" }\n'))
-    grid = plan.grid_json()
-    assert grid["order"] == ["prompt", "extra", "z", "y", "x", "seed"]
-    assert grid["axes"][0]["values"] == [[64, 64], [128, 64]]
-    assert grid["axes"][1]["labels"] == ["CFG: 4", "CFG: 4.5", "CFG: 5"]
-    assert (grid["prompts"], grid["seeds"]) == (1, 1)
-    assert make_plan(job_in(folder, 'prompt = "a cat"\n')).grid_json() is None

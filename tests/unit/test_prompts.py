@@ -310,16 +310,3 @@ def test_the_pyparsing_deprecation_warning_is_silenced_only_around_our_calls():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "fires outside: 'delimited_list' deprecated" in out.stdout
-
-
-# --- purity ---------------------------------------------------------------------------------
-
-def test_expanding_prompts_imports_no_torch_celery_sqlalchemy_or_diffusers():
-    code = (
-        "import sys\n"
-        "from sdfarm.scheduler.prompts import expand_prompts\n"
-        "expand_prompts('{a|b}', mode=3, seed=0, wildcard_dir=None, fail=ValueError)\n"
-        "print(','.join(m for m in ('torch', 'celery', 'sqlalchemy', 'diffusers') if m in sys.modules))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""

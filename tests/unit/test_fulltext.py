@@ -1,10 +1,7 @@
-"""The history search syntax and its translation for FTS5 and tsquery (pure: no database);
-and the pure modules of history and indexing staying free of torch, celery and SQLAlchemy."""
+"""The history search syntax and its translation for FTS5 and tsquery (pure: no database)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import pytest
 
@@ -45,13 +42,3 @@ def test_tsquery_text_quotes_every_lexeme():
 def test_tokens_are_runs_of_letters_and_digits_lowercased():
     assert tokens("(Masterpiece:1.2), best_quality, café, 8k, <lora:x:0.6>") == [
         "masterpiece", "1", "2", "best", "quality", "café", "8k", "lora", "x", "0", "6"]
-
-
-def test_reading_parameters_and_search_syntax_import_no_torch_celery_or_sqlalchemy():
-    code = ("import sys\n"
-            "import sdfarm.metadata.infotext, sdfarm.metadata.generation, sdfarm.metadata.chunks, sdfarm.db.fulltext\n"
-            "import sdfarm.scheduler.overrides\n"
-            "bad = [m for m in ('torch', 'celery', 'sqlalchemy', 'diffusers') if m in sys.modules]\n"
-            "print(bad)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"

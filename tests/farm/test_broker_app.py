@@ -1,16 +1,14 @@
-"""The Celery settings the farm depends on (research notes §6), and the import boundary: the
-code that sends tasks never imports torch or the worker."""
+"""The farm's Celery app (sdfarm.broker.app): the settings the farm depends on (research
+notes §6), and the import boundary: the code that sends tasks never imports torch or the
+worker."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-import pytest
-
 from sdfarm.broker.app import RENDER_TASK, celery_priority, make_app
 from sdfarm.config import Settings
-from sdfarm.worker.tasks import BadMessage, decode_job_ids
 
 
 def test_the_app_speaks_json_only_acks_late_and_reserves_one_task():
@@ -39,13 +37,6 @@ def test_a_higher_sdfarm_priority_is_a_lower_redis_level():
     # Redis priorities are emulated with 0 first; sdfarm's run higher first.
     assert [celery_priority(p) for p in (0, 5, 9)] == [9, 4, 0]
     assert celery_priority(-3) == 9 and celery_priority(42) == 0
-
-
-def test_a_message_carries_positive_integer_job_ids_only():
-    assert decode_job_ids([3, 1, 2]) == [3, 1, 2]
-    for bad in ([], "1,2", [1, "2"], [True], [0], None, {"ids": [1]}):
-        with pytest.raises(BadMessage):
-            decode_job_ids(bad)
 
 
 def test_sending_tasks_imports_neither_torch_nor_the_worker():
