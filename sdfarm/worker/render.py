@@ -126,6 +126,12 @@ class DiffusersRenderer:
         # seed can bend it; the generators then go on to the pipeline for the step noise.
         latents = initial_noise(pipe, specs, generators)
         step_generators = step_noise_generators(specs, generators)
+        if hasattr(pipe.scheduler, "noise_sampler_seed"):
+            # DPM++ SDE draws its step noise from Brownian trees, not from the generators: one
+            # tree per image, seeded like the image's other step noise. Left unset, diffusers
+            # seeds one tree from torch's global generator, and the pixels then depend on
+            # whatever the process did before rather than on the job.
+            pipe.scheduler.noise_sampler_seed = [s.seed + s.ensd for s in specs]
 
         def step_end(_pipe, _step, _timestep, tensors):
             on_step()

@@ -45,21 +45,18 @@ GOLDEN: dict[str, str] = {
     "DPM++ 2M Karras": "7dac09365fa1511d58571abd7bb5d334c3053f88e8b4aec33142759c77f0ac3d",
     "DPM++ 2M SDE": "e778ac6c07df4a0475c29f1bb964b7ba004f932a30cf8a623523ad5bc9ba8f4c",
     "DPM++ 2M SDE Karras": "d13bde62347bed93c0ba69628aa2483f6bb250a7403dee6e05d03cfe8a6cb60f",
-    "DPM++ SDE": "80b64f3f5032385157f2be65f11ee13158acd86af1cf3bd2862d3a7c4b8b1432",
-    "DPM++ SDE Karras": "786b043f3f1929631a2e07a4e7844daf73fc8d7657ff702bb6cc10ba3675f377",
+    "DPM++ SDE": "9e8779e8823d4054827701a47556d0e8c2b9910fce68eb34d1b7d7b0e416cf9f",
+    "DPM++ SDE Karras": "58d047a16323bdae27ba1737bb7daf65a7d3b3e00215c22e8d8a927142c84e50",
     "DDIM": "e832c59748368b61f7efdd50ef8366dfdce938d5bbb5c649334c8106b187c685",
     "PLMS": "38842030fa58c0d0bb84f0ed4144595d5588162c66db1e0bc5ef5a8e0a399dcf",
     "UniPC": "4a04a237a0ccc038347f54c7f4e1fbdade6e71283b22c79efd5159eaa1ff67e2",
     "DEIS": "2a715d6cdbfbc97b5fc4527f1823cb0be19a7c304ac5f1dad8ccd367540bd654",
 }
 
-#: Samplers whose pixels are not a function of the seed alone (see the xfail reason).
-_GLOBAL_RNG = (
-    "sdfarm bug: the DPMSolverSDEScheduler is built without noise_sampler_seed "
-    "(sdfarm/worker/schedulers.py), so diffusers' BrownianTreeNoiseSampler draws its seed with "
-    "torch.randint from torch's global generator: the image depends on what the process did "
-    "before, not on the job's seed")
-NOT_SEED_DETERMINED = {"DPM++ SDE": _GLOBAL_RNG, "DPM++ SDE Karras": _GLOBAL_RNG}
+#: Samplers whose pixels are not a function of the seed alone, with the reason (none now:
+#: DPM++ SDE's Brownian trees were seeded from torch's global generator until they were seeded
+#: per image from the job's seed).
+NOT_SEED_DETERMINED: dict[str, str] = {}
 
 #: Two different states of torch's global random generator: a render must not depend on it.
 GLOBAL_SEEDS = (0, 987654321)
