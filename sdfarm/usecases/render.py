@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sdfarm.config import Settings
 from sdfarm.db.engine import database_exists, session_factory
@@ -20,6 +21,9 @@ from sdfarm.scheduler.plan import Plan
 from sdfarm.scheduler.prepare import model_refs, plan_job, resolve_model
 from sdfarm.usecases.local import LocalResult, render_sweep_locally
 from sdfarm.usecases.record import record
+
+if TYPE_CHECKING:  # Pillow is imported only when a grid is drawn
+    from sdfarm.grids.write import GridReport
 
 
 def load_plan(settings: Settings, job_file: str | Path, *, build_builtins: bool = False) -> Plan:
@@ -39,7 +43,7 @@ def plan_outlook(settings: Settings, plan: Plan, *, force: bool = False) -> Fore
     """What rendering ``plan`` against this database would do. The database is only read, and
     not created when absent."""
     reused: set[int] = set()
-    rates: dict = {}
+    rates: dict[tuple[str | None, int, int], float] = {}
     if database_exists(settings.database_url):
         with session_factory(settings.database_url)() as session:
             if not force:
@@ -76,8 +80,8 @@ def record_for_local_render(settings: Settings, plan: Plan, *, force: bool = Fal
 @dataclass(frozen=True)
 class LocalRender:
     result: LocalResult
-    #: The grids written, for a sweep with axes (``sdfarm.grids.write.GridReport``).
-    grids: object | None
+    #: The grids written, for a sweep with axes.
+    grids: GridReport | None
 
 
 def render_recorded(settings: Settings, sweep: RecordedSweep, progress=None) -> LocalRender:
