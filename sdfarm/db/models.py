@@ -108,6 +108,11 @@ class Job(Base):
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     clip_skip: Mapped[int] = mapped_column(Integer, default=1)
+    #: A1111 schedule type (migration 0006_sampling); ``sampler`` holds the base sampler.
+    schedule: Mapped[str] = mapped_column(String(32), default="Automatic",
+                                          server_default="Automatic")
+    #: ``None``: the sampler's own eta.
+    eta: Mapped[float | None] = mapped_column(Float)
 
     # Where it sits: the planned batch, and grid coordinates when the sweep has axes.
     batch_index: Mapped[int] = mapped_column(Integer, default=0)
@@ -163,6 +168,7 @@ class Job(Base):
         Index("ix_jobs_cfg_created", "cfg", "created_at"),
         Index("ix_jobs_steps_created", "steps", "created_at"),
         Index("ix_jobs_sampler_created", "sampler", "created_at"),
+        Index("ix_jobs_schedule_created", "schedule", "created_at"),
         Index("ix_jobs_model_created", "model", "created_at"),
         Index("ix_jobs_model_hash_created", "model_hash", "created_at"),
         Index("ix_jobs_size_created", "width", "height", "created_at"),

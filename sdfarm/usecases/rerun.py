@@ -14,7 +14,7 @@ from sdfarm.db.models import JobStatus
 from sdfarm.db.sweeps import sweep_jobs
 from sdfarm.errors import JobNotFound, ModelError, SamplerError, SdfarmError
 from sdfarm.modelref import model_hash, parse_model_ref
-from sdfarm.samplers import SAMPLERS
+from sdfarm.samplers import SAMPLERS, SCHEDULES
 from sdfarm.scheduler.overrides import apply_overrides
 from sdfarm.scheduler.rerun import rerun_plan
 from sdfarm.spec import RenderSpec
@@ -55,6 +55,10 @@ def rerun_job(settings: Settings, job_id: int, changes: dict[str, object],
             raise SamplerError(
                 f"job {job_id} was made with sampler {job.sampler!r}, which sdfarm cannot render; "
                 f"choose one with --set sampler=NAME: {', '.join(SAMPLERS)}")
+        if "schedule" not in changes and job.schedule not in SCHEDULES:
+            raise SamplerError(
+                f"job {job_id} was made with schedule {job.schedule!r}, which sdfarm cannot "
+                f"render; choose one with --set schedule=NAME: {', '.join(SCHEDULES)}")
         # A resumed cell reused an earlier render: its pixels come from that job's pass.
         rendered = rendered_origin(session, job)
         companions = [rendered] if changes else pass_jobs(session, rendered)

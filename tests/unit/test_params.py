@@ -39,7 +39,8 @@ def test_an_integer_cfg_and_its_float_are_one_key_and_one_batch():
 @pytest.mark.parametrize("name", [p.name for p in PARAMS.ranked("key_rank")])
 def test_every_key_parameter_changes_the_key(name):
     other = {"model": "builtin:sd15", "prompt": "x", "negative_prompt": "y", "sampler": "DDIM",
-             "seed": 1, "steps": 3, "cfg": 2.5, "width": 64, "height": 64, "clip_skip": 2}
+             "seed": 1, "steps": 3, "cfg": 2.5, "width": 64, "height": 64, "clip_skip": 2,
+             "schedule": "Karras", "eta": 0.5}
     changed = BASE.replace(**{name: other[name]}, model_hash=None if name == "model" else BASE.model_hash)
     assert changed.key != BASE.key
 
