@@ -38,8 +38,8 @@ def show(settings: Settings, job_id: int, as_json: bool) -> None:
 @click.command()
 @click.argument("job_id", type=int)
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
-              help="Change a parameter (repeatable): model, prompt, negative_prompt, sampler, "
-                   "seed, steps, cfg, width, height, clip_skip. E.g. --set width=1024.")
+              help=f"Change a parameter (repeatable): {', '.join(PARAMS)}. "
+                   "E.g. --set width=1024.")
 @click.pass_obj
 def rerun(settings: Settings, job_id: int, assignments: tuple[str, ...]) -> None:
     """Render JOB_ID again from its database row into a new sweep linked to it. Without

@@ -23,9 +23,8 @@ from sdfarm.metadata.a1111 import (
     SIZE,
 )
 from sdfarm.metadata.infotext import Infotext, parse_infotext
-from sdfarm.params import ETA_DDIM
+from sdfarm.params import ETA_DDIM, Param
 from sdfarm.params import PARAMS as P
-from sdfarm.params import Param
 from sdfarm.samplers import AUTOMATIC, canonical_schedule, split_sampler
 from sdfarm.spec import SPEC_FIELDS, RenderSpec
 

@@ -62,11 +62,11 @@ def test_bad_set_values_are_refused_naming_the_key_and_nothing_is_recorded(setti
         (("--set", "steps=0"), "Error: --set: steps: must be an integer from 1 to 1000, got 0"),
         (("--set", "width=70"), "Error: --set: width: must be a multiple of 8, got 70"),
         (("--set", "sampler=Restart"), "Error: --set: sampler: unknown sampler 'Restart'"),
-        (("--set", "schedule=Karras"), "Error: --set: schedule: sampler 'Euler a' cannot run "
-                                       "schedule 'Karras' (diffusers has no such option for it); "
-                                       "Euler a runs: Automatic, SGM Uniform"),
-        (("--set", "eta=0.5"), "Error: --set: eta: sampler 'Euler a' draws its noise with a "
-                               "fixed eta of 1"),
+        (("--set", "schedule=Karras"), ("Error: --set: schedule: sampler 'Euler a' cannot run "
+                                        "schedule 'Karras' (diffusers has no such option for "
+                                        "it); Euler a runs: Automatic, SGM Uniform")),
+        (("--set", "eta=0.5"), ("Error: --set: eta: sampler 'Euler a' draws its noise with a "
+                                "fixed eta of 1")),
         (("--set", "sampler=DPM++ 2M Karras", "--set", "schedule=Beta"),
          "Error: --set: schedule: 'Beta' contradicts sampler 'DPM++ 2M Karras'"),
         (("--set", "steps"), "Error: --set: steps: is not key=value"),
