@@ -129,9 +129,10 @@ def _text_condition(session: Session, query: HistoryQuery) -> list[ColumnElement
 def _conditions(session: Session, q: HistoryQuery):
     """The non-text filters, as a function of a column wrapper (see textsearch.no_index)."""
     models = match_models(session, q.model) if q.model is not None else None
-    sampler, schedule = _sampler_name(q.sampler) if q.sampler is not None else (None, None)
-    if q.schedule is not None:
-        schedule = _schedule_name(q.schedule)
+    # A combined sampler name ("DPM++ 2M Karras") is a sampler and a schedule; with --schedule
+    # too, both schedules must hold.
+    sampler, named = _sampler_name(q.sampler) if q.sampler is not None else (None, None)
+    schedules = {s for s in (named, q.schedule and _schedule_name(q.schedule)) if s is not None}
 
     def build(c: Callable[[ColumnElement], ColumnElement]) -> list[ColumnElement]:
         # One condition per filter (a filter on two columns is one and_): the full-text search
@@ -156,8 +157,10 @@ def _conditions(session: Session, q: HistoryQuery):
             out.append(and_(c(Job.width) == q.size[0], c(Job.height) == q.size[1]))
         if sampler is not None:
             out.append(c(Job.sampler) == sampler)
-        if schedule is not None:
-            out.append(c(Job.schedule) == schedule)
+        if len(schedules) > 1:
+            out.append(false())
+        elif schedules:
+            out.append(c(Job.schedule) == next(iter(schedules)))
         if models is not None:
             names, hashes = models
             either = [c(Job.model).in_(names)] if names else []

@@ -329,6 +329,9 @@ def _syntax(param: str) -> str:
     if param == "cfg":
         return ('cfg takes numbers from 0 to 50: a list [4, 7.5] or a string like '
                 '"4, 7.5, 5-8, 4-12 (+2), 4.5-7.5 (+0.5), 5-8 [4]"')
+    if param == "eta":
+        return ('eta takes numbers from 0 to 1: a list [0, 0.5] or a string like '
+                '"0, 0.5, 0-1 (+0.25), 0-1 [5]"')
     return (f'{param} takes {AXIS_PARAMS[param]}: a list [10, 20] or a string like '
             '"10, 20, 10-50 (+10), 50-10 (-10), 10-50 [5]"')
 

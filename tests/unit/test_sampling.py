@@ -247,3 +247,9 @@ def test_given_an_a1111_eta_ddim_then_it_is_read_as_eta():
 
 def test_default_schedule_constant_is_the_spec_default():
     assert RenderSpec(model="m", prompt="p", seed=1).schedule == AUTOMATIC
+
+
+def test_given_a_bad_eta_axis_item_then_the_error_shows_eta_syntax():
+    message = error_of('sampler = "DDIM"\n[axes]\nx = { eta = "0-" }\n')
+    assert message.startswith("job.toml: axes.x.eta: '0-' is not a value or a range; "
+                              "eta takes numbers from 0 to 1")
