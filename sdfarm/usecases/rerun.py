@@ -14,6 +14,7 @@ from sdfarm.db.models import JobStatus
 from sdfarm.db.sweeps import sweep_jobs
 from sdfarm.errors import JobNotFound, ModelError, SamplerError, SdfarmError
 from sdfarm.modelref import model_hash, parse_model_ref
+from sdfarm.params import check_combination
 from sdfarm.samplers import SAMPLERS, SCHEDULES
 from sdfarm.scheduler.overrides import apply_overrides
 from sdfarm.scheduler.rerun import rerun_plan
@@ -113,6 +114,11 @@ def _check_sampling(job_id: int, spec: RenderSpec) -> None:
         raise SamplerError(
             f"job {job_id} was made with schedule {spec.schedule!r}, which sdfarm cannot "
             f"render; choose one with --set schedule=NAME: {', '.join(SCHEDULES)}")
+    problem = check_combination(spec.sampler, spec.schedule, spec.eta)
+    if problem is not None:  # an imported image: A1111 writes "Eta" for Euler a, for instance
+        param, _, text = problem.partition(": ")
+        how = "--set eta=none" if param == "eta" else f"--set {param}=NAME"
+        raise SamplerError(f"job {job_id}: {text}; rerun it with {how}")
 
 
 def _check_model(job_id: int, model: str, model_config: str | None, allow_pickle: bool,

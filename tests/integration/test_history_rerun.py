@@ -139,3 +139,18 @@ def test_a_job_with_a_schedule_and_eta_reruns_identically_and_set_eta_changes_it
         assert new.key != original.key
         with Image.open(original.output_path) as a, Image.open(new.output_path) as b:
             assert a.tobytes() != b.tobytes()
+
+
+def test_an_imported_eta_that_diffusers_cannot_honour_is_refused_not_ignored(
+        settings, cli_env, tmp_path):
+    # Given an A1111 image made with Euler a at eta 0.5 (diffusers fixes its eta at 1)
+    png(tmp_path / "a1111" / "eta.png",
+        "a cat\nSteps: 3, Sampler: Euler a, Schedule type: Automatic, CFG scale: 7, Seed: 3, "
+        "Size: 64x64, Model: builtin:tiny, Eta: 0.5")
+    assert sdfarm(cli_env, "index", tmp_path / "a1111", "-q").exit_code == 0
+    # Then a rerun says so, recording nothing
+    result = sdfarm(cli_env, "rerun", 1)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: job 1: sampler 'Euler a' draws its noise with a fixed "
+                                    "eta of 1")
+    assert "rerun it with --set eta=none" in result.stderr and sweeps(settings.database_url) == 1
