@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sdfarm.samplers import AUTOMATIC, scheduler_options
+from sdfarm.samplers import AUTOMATIC, scheduler_options, split_sampler
 
 
 def make_scheduler(sampler: str, base_config: Any, schedule: str = AUTOMATIC):
@@ -16,5 +16,10 @@ def make_scheduler(sampler: str, base_config: Any, schedule: str = AUTOMATIC):
     """
     import diffusers
 
+    base, named = split_sampler(sampler)
+    if named is not None and schedule == AUTOMATIC:
+        # A spec built by hand with an old combined name ("DPM++ 2M Karras"): planning always
+        # splits them, but a caller may not have planned.
+        sampler, schedule = base, named
     class_name, options = scheduler_options(sampler, schedule)
     return getattr(diffusers, class_name).from_config(base_config, **options)

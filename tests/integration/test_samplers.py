@@ -54,7 +54,9 @@ def test_every_old_combined_name_builds_the_scheduler_it_built_before(settings, 
     from sdfarm.worker.schedulers import make_scheduler
 
     _, base_config = process_renderer(settings).pipeline("builtin:tiny", None, False)
-    for sampler, schedule in LEGACY_COMBINED.values():
+    for combined, (sampler, schedule) in LEGACY_COMBINED.items():
         scheduler = make_scheduler(sampler, base_config, schedule)
         assert type(scheduler).__name__ == SAMPLERS[sampler].scheduler_class
         assert scheduler.config.use_karras_sigmas is True
+        # and the combined name, given alone, means the same
+        assert dict(make_scheduler(combined, base_config).config) == dict(scheduler.config)
