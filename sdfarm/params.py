@@ -17,7 +17,15 @@ from dataclasses import dataclass
 from typing import Literal
 
 from sdfarm.errors import SamplerError
-from sdfarm.samplers import canonical_sampler
+from sdfarm.samplers import (
+    AUTOMATIC,
+    SAMPLERS,
+    SCHEDULES,
+    canonical_sampler,
+    canonical_schedule,
+    split_sampler,
+    unsupported_pair,
+)
 
 #: Seeds are stored as signed 64-bit integers; A1111 draws from 32 bits, ComfyUI from 64.
 MAX_SEED = 2**63 - 1
@@ -32,8 +40,8 @@ MAX_ENSD = 2**31 - 1
 FIRST_ADDED_KEY_RANK = 10
 
 #: ``int`` and ``float`` are numbers with bounds; ``text`` is text (a prompt, a model
-#: reference); ``sampler`` is an A1111 sampler name.
-Kind = Literal["int", "float", "text", "sampler"]
+#: reference); ``sampler`` is an A1111 sampler name, ``schedule`` an A1111 schedule type.
+Kind = Literal["int", "float", "text", "sampler", "schedule"]
 
 #: Why a value was refused, for the reader to phrase in its own words.
 Reason = Literal["type", "fraction", "range", "multiple", "empty", "unknown"]
@@ -64,6 +72,8 @@ class Param:
     required: bool = False
     #: May a text be empty (or only spaces)?
     allow_empty: bool = True
+    #: May it be ``None`` (then its default is ``None``: "the sampler's own", for eta)?
+    allow_none: bool = False
     #: Position in the list of grid axes (the most used first), or ``None`` when it cannot
     #: vary along an axis.
     axis_rank: int | None = None
@@ -88,6 +98,8 @@ class Param:
             return f"numbers from {_num(self.low)} to {_num(self.high)}"
         if self.kind == "sampler":
             return "A1111 sampler names"
+        if self.kind == "schedule":
+            return f"A1111 schedule types ({', '.join(SCHEDULES)})"
         return f"{self.description}s"
 
     @property
@@ -109,6 +121,8 @@ class Param:
     def check(self, value: object) -> object:
         """``value`` in its canonical form (a float for a float parameter, a sampler's
         accepted spelling), or :class:`BadValue`."""
+        if value is None and self.allow_none:
+            return None
         if self.kind in ("int", "float"):
             return self._check_number(value)
         if not isinstance(value, str):
@@ -116,6 +130,11 @@ class Param:
         if self.kind == "sampler":
             try:
                 return canonical_sampler(value)
+            except SamplerError as exc:
+                raise BadValue(self, value, "unknown", str(exc)) from None
+        if self.kind == "schedule":
+            try:
+                return canonical_schedule(value)
             except SamplerError as exc:
                 raise BadValue(self, value, "unknown", str(exc)) from None
         if not self.allow_empty and not value.strip():
@@ -143,6 +162,8 @@ class Param:
         if self.kind not in ("int", "float"):
             return text
         stripped = text.strip()
+        if self.allow_none and stripped.casefold() in ("", "none", "default"):
+            return None
         for kind in (int, float):
             try:
                 return kind(stripped)
@@ -152,12 +173,16 @@ class Param:
 
     def format(self, value: object) -> str:
         """A value as labels, tables and the infotext show it ("7.5", not "7.5000")."""
+        if value is None:
+            return "(default)"
         if self.kind == "float":
             return f"{value:g}"
         return str(value)
 
     def canonical(self, value: object) -> object:
         """The value as the key hashes it (an int cfg and its float are one value)."""
+        if value is None:
+            return None
         return float(value) if self.kind == "float" else value  # type: ignore[arg-type]
 
 
@@ -236,4 +261,56 @@ PARAMS = ParamTable(
           infotext="Clip skip", key_rank=9, batch_rank=70, axis_rank=70),
     Param("ensd", "int", 0, "eta noise seed delta", "ENSD", low=0, high=MAX_ENSD,
           infotext="ENSD", key_rank=12, axis_rank=76),
+    # Written right after the sampler, always, as A1111 >= 1.9 does.
+    Param("schedule", "schedule", AUTOMATIC, "A1111 schedule type", "Schedule type",
+          infotext="Schedule type", key_rank=10, batch_rank=45, axis_rank=35),
+    # None: the sampler's own (0 for DDIM, 1 for ancestral samplers). The infotext writer
+    # writes it as A1111 does: "Eta DDIM" for DDIM, "Eta" otherwise.
+    Param("eta", "float", None, "eta (DDIM noise)", "Eta", low=0.0, high=1.0, allow_none=True,
+          infotext="Eta", key_rank=11, batch_rank=65, axis_rank=75),
 )
+
+#: Infotext key A1111 writes eta under for DDIM.
+ETA_DDIM = "Eta DDIM"
+
+
+class Conflict(ValueError):
+    """Values that contradict each other; ``key`` is the parameter the message names."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key, self.problem = key, problem
+        super().__init__(f"{key}: {problem}")
+
+
+def split_combined(sampler: str, schedule: str | None) -> tuple[str, str]:
+    """A checked sampler name (base or combined, as ``Param.check`` returns it) and the
+    schedule given with it (``None``: not given) -> ``(sampler, schedule)``.
+
+    A combined name ("DPM++ 2M Karras") sets the schedule; given with a different one, it is a
+    :class:`Conflict` naming ``schedule``.
+    """
+    base, named = split_sampler(sampler)
+    if named is None:
+        return base, schedule if schedule is not None else AUTOMATIC
+    if schedule is not None and schedule != named:
+        raise Conflict("schedule", f"{schedule!r} contradicts sampler {sampler!r} (sampler "
+                                   f"{base!r} with schedule {named!r}); write sampler = "
+                                   f"{base!r} and the schedule apart")
+    return base, named
+
+
+def check_combination(sampler: str, schedule: str, eta: float | None) -> str | None:
+    """Why a sampler, schedule and eta cannot be rendered together (one line, naming the
+    parameter at fault first: ``"schedule: ..."``), or ``None`` when they can. Names sdfarm
+    does not know pass (imported images keep them; a rerun refuses them elsewhere)."""
+    entry = SAMPLERS.get(sampler)
+    if entry is None or schedule not in SCHEDULES:
+        return None
+    if schedule not in entry.schedules:
+        return f"schedule: {unsupported_pair(sampler, schedule)}"
+    if eta is not None and entry.eta == "fixed":
+        takes = ", ".join(n for n, s in SAMPLERS.items() if s.eta == "ddim")
+        return (f"eta: sampler {sampler!r} draws its noise with a fixed eta of 1 (diffusers "
+                f"lets no eta be chosen for it); eta applies to {takes} (and changes nothing "
+                "on deterministic samplers); leave eta unset")
+    return None

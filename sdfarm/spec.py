@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 
 from sdfarm.params import FIRST_ADDED_KEY_RANK, PARAMS
+from sdfarm.samplers import AUTOMATIC, legacy_name
 
 #: Bumped when the meaning of a parameter changes, so old keys stop matching new renders.
 KEY_VERSION = 1
@@ -24,6 +25,8 @@ _BATCH_PARAMS = PARAMS.ranked("batch_rank")
 # planning computes a group for every image.
 assert _BATCH_PARAMS[0].name == "model"
 _BATCH_REST = attrgetter(*(p.name for p in _BATCH_PARAMS[1:]))
+# Where a parameter that may be None sits in the rest (None does not sort against a number).
+_BATCH_NULLABLE = tuple(i for i, p in enumerate(_BATCH_PARAMS[1:]) if p.allow_none)
 
 
 def _default(name: str):
@@ -47,6 +50,8 @@ class RenderSpec:
     height: int = _default("height")
     clip_skip: int = _default("clip_skip")
     ensd: int = _default("ensd")
+    schedule: str = _default("schedule")
+    eta: float | None = _default("eta")
     #: A1111 short hash of the weights; ``None`` while the weights are not on this machine.
     model_hash: str | None = None
 
@@ -56,13 +61,18 @@ class RenderSpec:
         parameter added later enters as its name and value, only when it is set).
 
         The model enters by its hash when known (two paths to one file are one model), by its
-        reference otherwise.
+        reference otherwise. A sampler and schedule that had a combined name before schedules
+        were a parameter ("DPM++ 2M Karras") enter as that name, so their keys stay valid.
         """
         payload: list[object] = [KEY_VERSION]
+        legacy = legacy_name(self.sampler, self.schedule) if self.schedule != AUTOMATIC else None
         for param in _KEY_PARAMS:
             value = getattr(self, param.name)
             if param.name == "model":
                 payload.append(f"hash:{self.model_hash}" if self.model_hash else f"ref:{self.model}")
+            elif legacy is not None and param.name in ("sampler", "schedule"):
+                if param.name == "sampler":
+                    payload.append(legacy)
             elif param.key_rank < FIRST_ADDED_KEY_RANK:  # type: ignore[operator]
                 payload.append(param.canonical(value))
             elif value != param.default:
@@ -74,8 +84,13 @@ class RenderSpec:
     def batch_group(self) -> tuple:
         """What a forward pass shares: everything but prompt and seed, in render order (the
         most expensive switch first), so sorting by it also orders the renders."""
-        # "" for an unknown hash: None would not sort against a hash.
-        return (self.model, self.model_hash or "", *_BATCH_REST(self))
+        # "" for an unknown hash: None would not sort against a hash; -1 for an eta left to
+        # the sampler, likewise.
+        rest = _BATCH_REST(self)
+        for i in _BATCH_NULLABLE:
+            if rest[i] is None:
+                rest = (*rest[:i], -1.0, *rest[i + 1:])
+        return (self.model, self.model_hash or "", *rest)
 
     def normalized(self) -> RenderSpec:
         """This spec with what cannot change its pixels set to the default, so its key and its

@@ -41,7 +41,9 @@ def _console() -> Console:
 @click.option("--seed", type=int, help=f"Only this {P['seed'].description}.")
 @click.option("--model", metavar="NAME|HASH",
               help="Model file or folder name (with or without extension), reference, or hash prefix.")
-@click.option("--sampler", help=f"{P['sampler'].description} (case-insensitive).")
+@click.option("--sampler", help=f"{P['sampler'].description} (case-insensitive); a combined "
+                               'name ("DPM++ 2M Karras") also sets --schedule.')
+@click.option("--schedule", help=f"{P['schedule'].description} (case-insensitive), e.g. Karras.")
 @click.option("--cfg", type=NumberRange.of(P["cfg"]), metavar="VALUE|RANGE",
               help=f"{P['cfg'].description}, e.g. 7 or 6-8.")
 @click.option("--steps", type=NumberRange.of(P["steps"]), metavar="VALUE|RANGE",
@@ -62,14 +64,14 @@ def _console() -> Console:
 @click.option("--paths", is_flag=True,
               help="Print only image paths, one per line (implies --status done).")
 @click.pass_obj
-def history(settings: Settings, prompt, negative, seed, model, sampler, cfg, steps, size,
-            sweep_id, statuses, since, until, missing, limit, offset, as_json, paths) -> None:
+def history(settings: Settings, prompt, negative, seed, model, sampler, schedule, cfg, steps,
+            size, sweep_id, statuses, since, until, missing, limit, offset, as_json, paths) -> None:
     """Find past jobs: newest first, or by relevance when searching prompt words."""
     if paths and not statuses:
         statuses = (JobStatus.done.value,)
     query = HistoryQuery(prompt=prompt, negative=negative, seed=seed, model=model,
-                         sampler=sampler, cfg=cfg, steps=steps, size=size, sweep_id=sweep_id,
-                         statuses=tuple(JobStatus(s) for s in statuses), since=since, until=until)
+                         sampler=sampler, schedule=schedule, cfg=cfg, steps=steps, size=size,
+                         sweep_id=sweep_id, statuses=tuple(JobStatus(s) for s in statuses), since=since, until=until)
     found = find(settings, query, limit=limit or None, offset=offset, missing=missing)
     rows, hint = found.rows, found.hint
     if paths:
@@ -84,11 +86,12 @@ def history(settings: Settings, prompt, negative, seed, model, sampler, cfg, ste
 
 
 def _print_table(rows: list[dict[str, object]]) -> None:
-    table = Table("id", "date (UTC)", "status", "seed", "cfg", "steps", "sampler", "model",
-                  "prompt", "path")
+    table = Table("id", "date (UTC)", "status", "seed", "cfg", "steps", "sampler", "schedule",
+                  "model", "prompt", "path")
     for r in rows:
         table.add_row(str(r["id"]), str(r["created_at"])[:16], str(r["status"]), str(r["seed"]),
                       P["cfg"].format(r["cfg"]), str(r["steps"]), str(r["sampler"]),
+                      str(r["schedule"]),
                       _short(model_display_name(str(r["model"])), 24), _short(str(r["prompt"])),
                       str(r["output_path"]))
     _console().print(table)

@@ -38,8 +38,7 @@ def show(settings: Settings, job_id: int, as_json: bool) -> None:
 @click.command()
 @click.argument("job_id", type=int)
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
-              help="Change a parameter (repeatable): model, prompt, negative_prompt, sampler, "
-                   "seed, subseed, subseed_strength, steps, cfg, width, height, clip_skip, ensd. "
+              help=f"Change a parameter (repeatable): {', '.join(PARAMS)}. "
                    "E.g. --set width=1024.")
 @click.pass_obj
 def rerun(settings: Settings, job_id: int, assignments: tuple[str, ...]) -> None:

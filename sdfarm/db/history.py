@@ -29,7 +29,7 @@ from sdfarm.db.textsearch import (
 )
 from sdfarm.errors import SamplerError
 from sdfarm.metadata.a1111 import model_display_name
-from sdfarm.samplers import canonical_sampler
+from sdfarm.samplers import canonical_schedule, split_sampler
 
 #: CFG values are stored as floats: a value matches within this distance.
 CFG_TOLERANCE = 1e-6
@@ -49,7 +49,10 @@ class HistoryQuery:
     #: A model name (file name with or without extension, folder name, reference) or a hash
     #: (prefix of at least 4 hex digits).
     model: str | None = None
+    #: A base name (every schedule) or a combined one ("DPM++ 2M Karras": that schedule).
     sampler: str | None = None
+    #: A1111 schedule type.
+    schedule: str | None = None
     #: Inclusive ranges.
     cfg: tuple[float, float] | None = None
     steps: tuple[int, int] | None = None
@@ -126,7 +129,10 @@ def _text_condition(session: Session, query: HistoryQuery) -> list[ColumnElement
 def _conditions(session: Session, q: HistoryQuery):
     """The non-text filters, as a function of a column wrapper (see textsearch.no_index)."""
     models = match_models(session, q.model) if q.model is not None else None
-    sampler = _sampler_name(q.sampler) if q.sampler is not None else None
+    # A combined sampler name ("DPM++ 2M Karras") is a sampler and a schedule; with --schedule
+    # too, both schedules must hold.
+    sampler, named = _sampler_name(q.sampler) if q.sampler is not None else (None, None)
+    schedules = {s for s in (named, q.schedule and _schedule_name(q.schedule)) if s is not None}
 
     def build(c: Callable[[ColumnElement], ColumnElement]) -> list[ColumnElement]:
         # One condition per filter (a filter on two columns is one and_): the full-text search
@@ -151,6 +157,10 @@ def _conditions(session: Session, q: HistoryQuery):
             out.append(and_(c(Job.width) == q.size[0], c(Job.height) == q.size[1]))
         if sampler is not None:
             out.append(c(Job.sampler) == sampler)
+        if len(schedules) > 1:
+            out.append(false())
+        elif schedules:
+            out.append(c(Job.schedule) == next(iter(schedules)))
         if models is not None:
             names, hashes = models
             either = [c(Job.model).in_(names)] if names else []
@@ -165,10 +175,18 @@ def _conditions(session: Session, q: HistoryQuery):
     return build
 
 
-def _sampler_name(name: str) -> str:
+def _sampler_name(name: str) -> tuple[str, str | None]:
+    """(sampler, schedule or None) of a filter: a combined name means both."""
     try:
-        return canonical_sampler(name)
+        return split_sampler(name)
     except SamplerError:  # imported images keep names sdfarm does not know
+        return " ".join(name.split()), None
+
+
+def _schedule_name(name: str) -> str:
+    try:
+        return canonical_schedule(name)
+    except SamplerError:
         return " ".join(name.split())
 
 

@@ -113,6 +113,11 @@ class Job(Base):
     subseed: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     subseed_strength: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     ensd: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    #: A1111 schedule type (migration 0006_sampling); ``sampler`` holds the base sampler.
+    schedule: Mapped[str] = mapped_column(String(32), default="Automatic",
+                                          server_default="Automatic")
+    #: ``None``: the sampler's own eta.
+    eta: Mapped[float | None] = mapped_column(Float)
 
     # Where it sits: the planned batch, and grid coordinates when the sweep has axes.
     batch_index: Mapped[int] = mapped_column(Integer, default=0)
@@ -168,6 +173,7 @@ class Job(Base):
         Index("ix_jobs_cfg_created", "cfg", "created_at"),
         Index("ix_jobs_steps_created", "steps", "created_at"),
         Index("ix_jobs_sampler_created", "sampler", "created_at"),
+        Index("ix_jobs_schedule_created", "schedule", "created_at"),
         Index("ix_jobs_model_created", "model", "created_at"),
         Index("ix_jobs_model_hash_created", "model_hash", "created_at"),
         Index("ix_jobs_size_created", "width", "height", "created_at"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import PurePosixPath
 
+from sdfarm.params import ETA_DDIM
 from sdfarm.params import PARAMS as P
 from sdfarm.samplers import SAMPLERS
 from sdfarm.spec import RenderSpec
@@ -19,8 +20,10 @@ SDFARM_CHUNK = "sdfarm"
 #: Name of A1111's chunk.
 PARAMETERS_CHUNK = "parameters"
 #: Infotext settings that are not one parameter of the table.
-SCHEDULE_TYPE, SIZE, MODEL_HASH = "Schedule type", "Size", "Model hash"
-_ALWAYS_WRITTEN = frozenset({"steps", "sampler", "cfg", "seed", "model"})
+SIZE, MODEL_HASH = "Size", "Model hash"
+#: A1111 >= 1.9 writes the schedule apart: ``Sampler: DPM++ 2M, Schedule type: Karras``.
+SCHEDULE_TYPE = P["schedule"].infotext
+_ALWAYS_WRITTEN = frozenset({"steps", "sampler", "schedule", "cfg", "seed", "model"})
 #: Parameters written whenever another one is not at its default, even at their own default:
 #: A1111 writes ``Variation seed: 0`` whenever the strength is above 0.
 _WRITTEN_WITH = {"subseed": "subseed_strength"}
@@ -62,12 +65,12 @@ def infotext_settings(spec: RenderSpec, version: str | None = None) -> list[tupl
     """The settings line's items in A1111's order: the settings it always writes, then every
     other parameter of the table that has an infotext key, only when it is not at its default
     (as A1111 leaves out ``Clip skip: 1``), in table order: ``Variation seed``, ``Variation
-    seed strength``, ``Clip skip``, ``ENSD``, as A1111 orders them."""
-    sampler = SAMPLERS[spec.sampler]
+    seed strength``, ``Clip skip``, ``ENSD``, ``Eta``, as A1111 orders them. Eta is ``Eta DDIM``
+    for DDIM, as A1111 writes it."""
     items = [
         (P["steps"].infotext, P["steps"].format(spec.steps)),
-        (P["sampler"].infotext, sampler.a1111_name),
-        (SCHEDULE_TYPE, sampler.schedule_type),
+        (P["sampler"].infotext, spec.sampler),
+        (SCHEDULE_TYPE, spec.schedule),
         (P["cfg"].infotext, P["cfg"].format(spec.cfg)),
         (P["seed"].infotext, P["seed"].format(spec.seed)),
         (SIZE, f"{spec.width}x{spec.height}"),
@@ -81,10 +84,17 @@ def infotext_settings(spec: RenderSpec, version: str | None = None) -> list[tupl
         set_with = partner is not None and getattr(spec, partner) != P[partner].default
         if (param.infotext and param.name not in _ALWAYS_WRITTEN
                 and (value != param.default or set_with)):
-            items.append((param.infotext, param.format(value)))
+            items.append((_infotext_key(param.name, spec), param.format(value)))
     if version:
         items.append(("Version", version))
     return items  # type: ignore[return-value]
+
+
+def _infotext_key(name: str, spec: RenderSpec) -> str:
+    sampler = SAMPLERS.get(spec.sampler)
+    if name == "eta" and sampler is not None and sampler.eta == "ddim":
+        return ETA_DDIM
+    return P[name].infotext  # type: ignore[return-value]
 
 
 def sdfarm_chunk(spec: RenderSpec, **ids: object) -> str:

@@ -23,9 +23,9 @@ from sdfarm.metadata.a1111 import (
     SIZE,
 )
 from sdfarm.metadata.infotext import Infotext, parse_infotext
+from sdfarm.params import ETA_DDIM, Param
 from sdfarm.params import PARAMS as P
-from sdfarm.params import Param
-from sdfarm.samplers import canonical_sampler
+from sdfarm.samplers import AUTOMATIC, canonical_schedule, split_sampler
 from sdfarm.spec import SPEC_FIELDS, RenderSpec
 
 #: Settings every A1111-style writer puts in the settings line; without them there is no job.
@@ -34,7 +34,7 @@ REQUIRED = (P["steps"].infotext, P["sampler"].infotext, P["cfg"].infotext, P["se
 #: The table's parameters by infotext key: each becomes a column.
 _BY_INFOTEXT = P.by_infotext()
 #: Settings that become columns; every other one is kept in :attr:`ImageGeneration.extra`.
-MAPPED = frozenset({*REQUIRED, *_BY_INFOTEXT, SCHEDULE_TYPE, MODEL_HASH})
+MAPPED = frozenset({*REQUIRED, *_BY_INFOTEXT, SCHEDULE_TYPE, ETA_DDIM, MODEL_HASH})
 #: What an imported image may hold, beyond what sdfarm renders: other tools write seeds from
 #: the whole signed 64-bit range (the column's), and steps and CLIP skip past our limits.
 #: Indexing records what happened; a rerun is where a value sdfarm cannot render is refused.
@@ -45,7 +45,7 @@ IMPORT_BOUNDS: dict[str, tuple[int, int]] = {
     "clip_skip": (1, 100),
 }
 #: Column widths of the jobs table (PostgreSQL enforces them).
-MAX_SAMPLER, MAX_MODEL, MAX_HASH = 64, 1024, 16
+MAX_SAMPLER, MAX_SCHEDULE, MAX_MODEL, MAX_HASH = 64, 32, 1024, 16
 _HEX = re.compile(r"^[0-9a-f]+$")
 _SIZE = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$")
 
@@ -81,12 +81,17 @@ def generation_from_sdfarm_chunk(text: str) -> ImageGeneration:
         data = json.loads(text)
         raw = data["spec"]
         values = {name: raw[name] for name in SPEC_FIELDS if name in raw}
+        if "schedule" not in values and isinstance(values.get("sampler"), str):
+            # Written before schedules were a parameter: "DPM++ 2M Karras" was one name.
+            values["sampler"], values["schedule"] = sampler_as_written(values["sampler"], None)
         spec = RenderSpec(**values)
     except (ValueError, KeyError, TypeError) as exc:
         raise ImageMetadataError(f"malformed 'sdfarm' chunk: {exc}") from None
     for param in P.values():
         value = getattr(spec, param.name)
         kind = {"int": int, "float": (int, float)}.get(param.kind, str)
+        if value is None and param.allow_none:
+            continue
         if isinstance(value, bool) or not isinstance(value, kind):
             raise ImageMetadataError(f"malformed 'sdfarm' chunk: {param.name} is {value!r}")
     canonical = {p.name: p.canonical(getattr(spec, p.name)) for p in P.values()}
@@ -115,34 +120,44 @@ def generation_from_infotext(info: Infotext) -> ImageGeneration:
     if info.negative_template is not None:
         extra["Negative Template"] = info.negative_template
     values = {param.name: _setting(p, param) for key, param in _BY_INFOTEXT.items() if key in p}
+    if ETA_DDIM in p:
+        values["eta"] = _number(p, ETA_DDIM)
     values["model"] = _bounded(p.get(P["model"].infotext, ""), "Model", MAX_MODEL)
-    sampler = sampler_as_written(p[P["sampler"].infotext], p.get(SCHEDULE_TYPE))
+    sampler, schedule = sampler_as_written(p[P["sampler"].infotext], p.get(SCHEDULE_TYPE))
     values["sampler"] = _bounded(sampler, "Sampler", MAX_SAMPLER)
+    values["schedule"] = _bounded(schedule, SCHEDULE_TYPE, MAX_SCHEDULE)
     spec = RenderSpec(**values, model_hash=model_hash, prompt=info.prompt,
                       negative_prompt=info.negative_prompt, width=int(size.group(1)),
                       height=int(size.group(2)))
     return ImageGeneration(spec.normalized(), "parameters", None, extra)
 
 
-def sampler_as_written(sampler: str, schedule_type: str | None) -> str:
-    """sdfarm's name when it knows the sampler; otherwise the name as the image gives it, with
-    a non-default schedule appended as A1111 used to write them ("DPM++ 3M SDE Karras")."""
+def sampler_as_written(sampler: str, schedule_type: str | None) -> tuple[str, str]:
+    """(sampler, schedule) as sdfarm names them when it knows them; otherwise as the image
+    gives them (an unknown schedule such as "Align Your Steps" is kept, so a rerun refuses it
+    rather than silently rendering another). A combined name ("DPM++ 2M Karras", as A1111
+    wrote them before 1.9) is split."""
     name = " ".join(sampler.split())
-    schedule = (schedule_type or "").strip()
-    if schedule not in ("", "Automatic"):
-        # Not from_a1111: it falls back to the bare sampler and would drop a schedule sdfarm
-        # cannot render ("Align Your Steps"), so a rerun would silently differ.
-        name = f"{name} {schedule}"
+    written = " ".join((schedule_type or "").split())
     try:
-        return canonical_sampler(name)
+        schedule = canonical_schedule(written) if written else AUTOMATIC
     except SamplerError:
-        return name
+        schedule = written
+    try:
+        base, named = split_sampler(name)
+    except SamplerError:
+        return name, schedule
+    if named is not None and schedule in (AUTOMATIC, named):
+        return base, named
+    if named is not None:  # "DPM++ 2M Karras" with another schedule: keep it as written
+        return name, schedule
+    return base, schedule
 
 
 def _setting(p: dict[str, str], param: Param) -> object:
     """A number setting, typed by the table, within what an imported image may hold."""
     if param.kind == "float":
-        return _number(p, param.infotext)
+        return _number(p, param.infotext)  # type: ignore[arg-type]
     if param.kind == "int":
         return _integer(p, param.infotext, *IMPORT_BOUNDS.get(param.name, (-(2**63), 2**63 - 1)))
     return p[param.infotext]

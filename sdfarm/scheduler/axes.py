@@ -23,6 +23,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from sdfarm.params import PARAMS, BadValue, describe
+from sdfarm.samplers import split_sampler
 from sdfarm.spec import RenderSpec
 
 #: Axes that are not one parameter of the table: their place in the list of axes (the
@@ -68,8 +69,9 @@ class Axis:
     #: "x", "y", "z", "extra1", "extra2", ...
     slot: str
     param: str
-    #: int for steps/seed/width/height/clip_skip, float for cfg, str for sampler/model/
-    #: negative_prompt/prompt_sr, (width, height) for size.
+    #: int for steps/seed/width/height/clip_skip, float for cfg/eta, str for sampler (as
+    #: written: a combined name sets the schedule too)/schedule/model/negative_prompt/
+    #: prompt_sr, (width, height) for size.
     values: tuple
     #: One per value: "Steps: 10", "CFG: 7.5", "Sampler: Euler a"; Prompt S/R shows the text.
     labels: tuple[str, ...]
@@ -327,6 +329,9 @@ def _syntax(param: str) -> str:
     if param == "cfg":
         return ('cfg takes numbers from 0 to 50: a list [4, 7.5] or a string like '
                 '"4, 7.5, 5-8, 4-12 (+2), 4.5-7.5 (+0.5), 5-8 [4]"')
+    if param == "eta":
+        return ('eta takes numbers from 0 to 1: a list [0, 0.5] or a string like '
+                '"0, 0.5, 0-1 (+0.25), 0-1 [5]"')
     return (f'{param} takes {AXIS_PARAMS[param]}: a list [10, 20] or a string like '
             '"10, 20, 10-50 (+10), 50-10 (-10), 10-50 [5]"')
 
@@ -357,4 +362,8 @@ def apply_axis_value(spec: RenderSpec, axis: Axis, value: Any, original_prompt: 
     if param == "model":
         # The base spec's hash belongs to the base model; the caller hashes this one.
         return spec.replace(model=value, model_hash=None)
+    if param == "sampler":
+        # A combined name ("DPM++ 2M Karras") sets the schedule too.
+        sampler, schedule = split_sampler(value)
+        return spec.replace(sampler=sampler, **({"schedule": schedule} if schedule else {}))
     return spec.replace(**{param: value})

@@ -12,7 +12,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sdfarm.errors import JobFileError
-from sdfarm.params import MAX_SEED, PARAMS, BadValue, Param, describe
+from sdfarm.params import (
+    MAX_SEED,
+    PARAMS,
+    BadValue,
+    Conflict,
+    Param,
+    check_combination,
+    describe,
+    split_combined,
+)
+from sdfarm.samplers import AUTOMATIC, split_sampler
 from sdfarm.scheduler.axes import Axis, parse_axes
 from sdfarm.scheduler.seeds import resolve_seeds
 from sdfarm.spec import RenderSpec
@@ -176,6 +186,7 @@ def parse_job_file(text: str, path: str = "<job file>") -> JobFile:
         raise r.fail("seeds", f"the seed is already varied by {seed_axis.key}; remove seeds "
                               "(or the seed axis): each cell's seed comes from the axis")
     wildcards = r.string("wildcards", default=DEFAULT_WILDCARDS)
+    values["sampler"], values["schedule"] = _sampling(r, values, axes)
 
     return JobFile(
         path=path,
@@ -192,6 +203,51 @@ def parse_job_file(text: str, path: str = "<job file>") -> JobFile:
         wildcard_dir=str(Path(path).parent / Path(wildcards).expanduser()),  # type: ignore[arg-type]
         max_images=r.integer("max_images", DEFAULT_MAX_IMAGES, 1, MAX_IMAGES_LIMIT),
     )
+
+
+def _sampling(r: _Reader, values: dict[str, Any], axes: tuple[Axis, ...]) -> tuple[str, str]:
+    """The base spec's (sampler, schedule), a combined sampler name ("DPM++ 2M Karras") split;
+    refuses a combined name that contradicts a schedule given apart, and every (sampler,
+    schedule, eta) the plan would hold that cannot be rendered together."""
+    axis_of = {a.param: a for a in axes}
+    sampler_axis, schedule_axis = axis_of.get("sampler"), axis_of.get("schedule")
+    explicit = values["schedule"] if "schedule" in r.data else None
+    if sampler_axis is not None:
+        # The axis sets the sampler of every cell: the sampler key is not used.
+        base, schedule = split_sampler(values["sampler"])[0], explicit or AUTOMATIC
+        choices = []
+        for value in sampler_axis.values:
+            name, named = split_sampler(value)
+            if named is not None and schedule_axis is not None:
+                raise r.fail(sampler_axis.key, f"{value!r} names a schedule, and "
+                                               f"{schedule_axis.key} varies it; use sampler "
+                                               "names without a schedule")
+            if named is not None and explicit is not None and named != explicit:
+                raise r.fail("schedule", f"{explicit!r} contradicts {sampler_axis.key} value "
+                                         f"{value!r} (schedule {named!r})")
+            choices.append((name, named or schedule))
+    else:
+        try:
+            base, schedule = split_combined(values["sampler"], explicit)
+        except Conflict as exc:
+            raise r.fail(exc.key, exc.problem) from None
+        if schedule_axis is not None and split_sampler(values["sampler"])[1] is not None:
+            raise r.fail(schedule_axis.key, f"sampler {values['sampler']!r} names a schedule; "
+                                            f"write sampler = {base!r} to vary the schedule")
+        choices = [(base, schedule)]
+    schedules = schedule_axis.values if schedule_axis is not None else None
+    etas = axis_of["eta"].values if "eta" in axis_of else (values["eta"],)
+    for sampler, schedule_of_sampler in dict.fromkeys(choices):
+        for schedule_ in schedules or (schedule_of_sampler,):
+            for eta in etas:
+                problem = check_combination(sampler, schedule_, eta)
+                if problem is None:
+                    continue
+                param, _, text = problem.partition(": ")
+                key = (axis_of[param].key if param in axis_of else param if param in r.data
+                       else sampler_axis.key if sampler_axis is not None else "sampler")
+                raise r.fail(key, text)
+    return base, schedule
 
 
 def _prompt_mode(r: _Reader, value: Any) -> PromptMode:

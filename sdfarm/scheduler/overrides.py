@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sdfarm.errors import JobFileError
-from sdfarm.params import PARAMS, BadValue
+from sdfarm.params import PARAMS, BadValue, Conflict, check_combination, split_combined
+from sdfarm.samplers import split_sampler
 from sdfarm.scheduler.jobfile import value_problem
 from sdfarm.spec import RenderSpec
 
@@ -37,6 +38,22 @@ def apply_overrides(spec: RenderSpec, changes: dict[str, object]) -> RenderSpec:
             checked[key] = PARAMS[key].check(value)
         except BadValue as exc:
             raise JobFileError(WHERE, key, value_problem(exc)) from None
+    if "sampler" in checked:
+        # A combined name ("DPM++ 2M Karras") sets the schedule; a base name keeps the job's
+        # schedule unless one is given.
+        given = checked.get("schedule")
+        try:
+            checked["sampler"], schedule = split_combined(checked["sampler"], given)
+        except Conflict as exc:
+            raise JobFileError(WHERE, exc.key, exc.problem) from None
+        named = split_sampler(str(changes["sampler"]))[1] is not None
+        checked["schedule"] = schedule if named or given is not None else spec.schedule
     if checked.get("model", spec.model) != spec.model:
         checked["model_hash"] = None
-    return spec.replace(**checked).normalized()
+    new = spec.replace(**checked).normalized()
+    problem = check_combination(new.sampler, new.schedule, new.eta)
+    if problem is not None:
+        param, _, text = problem.partition(": ")
+        raise JobFileError(WHERE, param if param in changes else "sampler", text)
+    return new
+

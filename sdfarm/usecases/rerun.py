@@ -14,7 +14,8 @@ from sdfarm.db.models import JobStatus
 from sdfarm.db.sweeps import sweep_jobs
 from sdfarm.errors import JobNotFound, ModelError, SamplerError, SdfarmError
 from sdfarm.modelref import model_hash, parse_model_ref
-from sdfarm.samplers import SAMPLERS
+from sdfarm.params import check_combination
+from sdfarm.samplers import SAMPLERS, SCHEDULES
 from sdfarm.scheduler.overrides import apply_overrides
 from sdfarm.scheduler.rerun import rerun_plan
 from sdfarm.spec import RenderSpec
@@ -51,10 +52,6 @@ def rerun_job(settings: Settings, job_id: int, changes: dict[str, object],
         job = get_job(session, job_id)
         if job is None:
             raise JobNotFound(f"no job {job_id} in {settings.database_url}")
-        if "sampler" not in changes and job.sampler not in SAMPLERS:
-            raise SamplerError(
-                f"job {job_id} was made with sampler {job.sampler!r}, which sdfarm cannot render; "
-                f"choose one with --set sampler=NAME: {', '.join(SAMPLERS)}")
         # A resumed cell reused an earlier render: its pixels come from that job's pass.
         rendered = rendered_origin(session, job)
         companions = [rendered] if changes else pass_jobs(session, rendered)
@@ -64,6 +61,7 @@ def rerun_job(settings: Settings, job_id: int, changes: dict[str, object],
             specs = [apply_overrides(job.spec(), changes)]
             if "model" in changes:
                 specs, model_config = _with_new_model(specs[0], settings)
+        _check_sampling(job_id, specs[0])
         _check_model(job_id, specs[0].model, model_config, job.sweep.allow_pickle, settings)
         position = [j.id for j in companions].index(rendered.id)
         threads = rendered.threads or settings.threads
@@ -103,6 +101,24 @@ def _with_new_model(spec: RenderSpec, settings: Settings) -> tuple[list[RenderSp
         ensure_builtin(spec.model.removeprefix("builtin:"), settings.model_dir)
     new = spec.replace(model=model, model_hash=model_hash(mref, settings.model_dir))
     return [new], (str(mref.config) if mref.config else None)
+
+
+def _check_sampling(job_id: int, spec: RenderSpec) -> None:
+    """Fail before recording anything when the sampler or schedule (as an imported image
+    names them, or as changed) is one sdfarm cannot render."""
+    if spec.sampler not in SAMPLERS:
+        raise SamplerError(
+            f"job {job_id} was made with sampler {spec.sampler!r}, which sdfarm cannot render; "
+            f"choose one with --set sampler=NAME: {', '.join(SAMPLERS)}")
+    if spec.schedule not in SCHEDULES:
+        raise SamplerError(
+            f"job {job_id} was made with schedule {spec.schedule!r}, which sdfarm cannot "
+            f"render; choose one with --set schedule=NAME: {', '.join(SCHEDULES)}")
+    problem = check_combination(spec.sampler, spec.schedule, spec.eta)
+    if problem is not None:  # an imported image: A1111 writes "Eta" for Euler a, for instance
+        param, _, text = problem.partition(": ")
+        how = "--set eta=none" if param == "eta" else f"--set {param}=NAME"
+        raise SamplerError(f"job {job_id}: {text}; rerun it with {how}")
 
 
 def _check_model(job_id: int, model: str, model_config: str | None, allow_pickle: bool,

@@ -54,9 +54,10 @@ class DiffusersRenderer:
         self.threads = settings.threads
         torch.set_num_threads(self.threads)
         self._pipelines: OrderedDict[tuple, tuple[object, object]] = OrderedDict()
-        #: The sampler each cached pipeline's scheduler is set up for. Schedulers reset their
-        #: state in set_timesteps, so one is reused across calls instead of rebuilt (2-3 ms).
-        self._sampler_of: dict[int, str] = {}
+        #: The (sampler, schedule) each cached pipeline's scheduler is set up for. Schedulers
+        #: reset their state in set_timesteps, so one is reused across calls instead of rebuilt
+        #: (2-3 ms).
+        self._sampler_of: dict[int, tuple[str, str]] = {}
         #: Seconds spent loading models so far; a pass subtracts what it spent loading, so a
         #: job's render_seconds (and the plan's estimates from it) measure rendering alone.
         self.load_seconds = 0.0
@@ -112,13 +113,19 @@ class DiffusersRenderer:
                allow_pickle: bool, on_step: StepHook) -> list[Image.Image]:
         import torch
 
+        from sdfarm.samplers import SAMPLERS
         from sdfarm.worker.schedulers import make_scheduler
 
         first = specs[0]
         pipe, base_config = self.pipeline(first.model, model_config, allow_pickle)
-        if self._sampler_of.get(id(pipe)) != first.sampler:
-            pipe.scheduler = make_scheduler(first.sampler, base_config)
-            self._sampler_of[id(pipe)] = first.sampler
+        sampling = (first.sampler, first.schedule)
+        if self._sampler_of.get(id(pipe)) != sampling:
+            pipe.scheduler = make_scheduler(first.sampler, base_config, first.schedule)
+            self._sampler_of[id(pipe)] = sampling
+        # Eta reaches DDIM's step through the pipeline; elsewhere it changes nothing (planning
+        # refuses it on samplers whose noise diffusers fixes).
+        eta = ({"eta": first.eta} if first.eta is not None
+               and SAMPLERS[first.sampler].eta == "ddim" else {})
         # One CPU generator per image: a seed gives the same noise on any device and in any
         # batch position (one generator for a batch would tie images to their neighbours).
         generators = [torch.Generator("cpu").manual_seed(s.seed) for s in specs]
@@ -155,6 +162,7 @@ class DiffusersRenderer:
             generator=step_generators,
             callback_on_step_end=step_end,
             output_type="pil",
+            **eta,
         )
         return list(result.images)
 

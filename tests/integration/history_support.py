@@ -41,6 +41,7 @@ def add_jobs(url: str, jobs: list[dict[str, Any]], *, sweep: str = "s", kind: st
                 "sweep_id": s.id, "seq": i, "key": f"k{i}", "status": JobStatus.done,
                 "model": "/models/dreamshaper_8.safetensors", "model_hash": "879db523c3",
                 "prompt": "a cat", "negative_prompt": "", "seed": i, "sampler": "Euler a",
+                "schedule": "Automatic",
                 "steps": 20, "cfg": 7.0, "width": 512, "height": 512, "clip_skip": 1,
                 "batch_index": 0, "output_path": f"/out/{sweep}/{i:05d}.png", "attempts": 0,
                 "created_at": start + timedelta(minutes=i),

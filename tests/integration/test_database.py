@@ -54,3 +54,34 @@ def test_the_migrations_build_exactly_the_schema_the_models_declare_on_sqlite(tm
 
 def test_the_migrations_build_exactly_the_schema_the_models_declare_on_postgresql(postgres_url):
     assert _schema_drift(postgres_url) == []
+
+
+def test_jobs_recorded_with_combined_sampler_names_are_split_by_the_sampling_migration(tmp_path):
+    # Given a database at the revision before schedules, holding old combined sampler names
+    from alembic import command
+    from sqlalchemy import create_engine, text
+
+    from sdfarm.db.migrate import _config
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        command.upgrade(_config(conn), "0005_merge")
+        conn.execute(text("INSERT INTO sweeps (id, name, kind, created_at, output_dir, batch_size, "
+                          "allow_pickle, priority) VALUES (1, 's', 'render', '2026-01-01', '/o', "
+                          "4, 0, 0)"))
+        for i, sampler in enumerate(["DPM++ 2M Karras", "DPM2 a Karras", "Euler a", "Restart"]):
+            conn.execute(text(
+                "INSERT INTO jobs (sweep_id, seq, key, status, model, prompt, negative_prompt, "
+                "seed, sampler, steps, cfg, width, height, clip_skip, batch_index, output_path, "
+                "attempts, created_at) VALUES (1, :i, 'k', 'done', 'builtin:tiny', 'a cat', '', "
+                ":i, :sampler, 20, 7, 64, 64, 1, 0, '/o/x.png', 0, '2026-01-01')"),
+                {"i": i, "sampler": sampler})
+    engine.dispose()
+    # When it is opened (and so upgraded)
+    with get_engine(url).connect() as conn:
+        rows = conn.execute(text("SELECT sampler, schedule, eta FROM jobs ORDER BY seq")).all()
+    # Then combined names are split, the rest is at the Automatic schedule and eta unset
+    assert [tuple(r) for r in rows] == [("DPM++ 2M", "Karras", None), ("DPM2 a", "Karras", None),
+                                        ("Euler a", "Automatic", None),
+                                        ("Restart", "Automatic", None)]

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from sdfarm.config import Settings
-from sdfarm.samplers import SAMPLERS
+from sdfarm.samplers import LEGACY_COMBINED, SAMPLERS, split_sampler
 from sdfarm.spec import RenderSpec
 from tests.conftest import TEST_THREADS
 
@@ -29,8 +29,13 @@ pytestmark = pytest.mark.slow
 GOLDEN_SPEC = RenderSpec(model="builtin:tiny", prompt="a lighthouse at dusk", seed=1234,
                          width=64, height=64, steps=6, cfg=7.0)
 
-#: sha256 of the raw RGB bytes (64 x 64 x 3, uint8) of GOLDEN_SPEC with each sampler, rendered
-#: right after torch.manual_seed(GLOBAL_SEEDS[0]) (which only the NOT_SEED_DETERMINED ones heed).
+#: Every sampler, and the sampler + schedule pairs that had a combined name before schedules
+#: were a parameter ("DPM++ 2M Karras"): their pixels must not have moved with the split.
+NAMES = (*SAMPLERS, *LEGACY_COMBINED)
+
+#: sha256 of the raw RGB bytes (64 x 64 x 3, uint8) of GOLDEN_SPEC with each name of NAMES,
+#: rendered right after torch.manual_seed(GLOBAL_SEEDS[0]) (which only the NOT_SEED_DETERMINED
+#: ones would heed).
 GOLDEN: dict[str, str] = {
     "Euler": "42660a12cadb1ba8f3683cf18901729b15a3f34a3930e5b1800803962598525a",
     "Euler a": "d2b8dbbd5bfd37f7bedd2d6e924b39dddefbbe4a024ef49731d6183760ebfeab",
@@ -45,12 +50,16 @@ GOLDEN: dict[str, str] = {
     "DPM++ 2M Karras": "7dac09365fa1511d58571abd7bb5d334c3053f88e8b4aec33142759c77f0ac3d",
     "DPM++ 2M SDE": "e778ac6c07df4a0475c29f1bb964b7ba004f932a30cf8a623523ad5bc9ba8f4c",
     "DPM++ 2M SDE Karras": "d13bde62347bed93c0ba69628aa2483f6bb250a7403dee6e05d03cfe8a6cb60f",
+    "DPM++ 2M SDE Heun": "91abc76f7af4da62b5b6315b6339e61303862927c14458691c0d82b6bf736b07",
+    "DPM++ 3M SDE": "f984946e3d591c667b1a3c3ae35f18bf7a459294acaa5068aea5d46eddf08a7c",
     "DPM++ SDE": "9e8779e8823d4054827701a47556d0e8c2b9910fce68eb34d1b7d7b0e416cf9f",
     "DPM++ SDE Karras": "58d047a16323bdae27ba1737bb7daf65a7d3b3e00215c22e8d8a927142c84e50",
     "DDIM": "e832c59748368b61f7efdd50ef8366dfdce938d5bbb5c649334c8106b187c685",
+    "DDPM": "c768f62a245c7c660271bb17c59d1a11af5053b9ae8f4bcc22c6a37529e15014",
     "PLMS": "38842030fa58c0d0bb84f0ed4144595d5588162c66db1e0bc5ef5a8e0a399dcf",
     "UniPC": "4a04a237a0ccc038347f54c7f4e1fbdade6e71283b22c79efd5159eaa1ff67e2",
     "DEIS": "2a715d6cdbfbc97b5fc4527f1823cb0be19a7c304ac5f1dad8ccd367540bd654",
+    "LCM": "81cf7a192e7f803d2d30a631cd1cf438594b9fc22db26b3a5d3664bf27f3a61b",
 }
 
 #: Samplers whose pixels are not a function of the seed alone, with the reason (none now:
@@ -88,14 +97,15 @@ def render_all(model_dir: Path, output_dir: Path) -> dict[str, dict[int, str]]:
     torch.set_num_threads(TEST_THREADS)  # whatever other test modules left behind
     try:
         hashes: dict[str, dict[int, str]] = {}
-        for sampler in SAMPLERS:
-            spec = GOLDEN_SPEC.replace(sampler=sampler)
-            hashes[sampler] = {}
+        for name in NAMES:
+            sampler, schedule = split_sampler(name)
+            spec = GOLDEN_SPEC.replace(sampler=sampler, schedule=schedule or "Automatic")
+            hashes[name] = {}
             for global_seed in GLOBAL_SEEDS:
                 torch.manual_seed(global_seed)
                 [image] = renderer.render([spec], model_config=None, allow_pickle=False,
                                           on_step=lambda: None)
-                hashes[sampler][global_seed] = pixel_hash(image)
+                hashes[name][global_seed] = pixel_hash(image)
         return hashes
     finally:
         torch.set_num_threads(threads)
@@ -107,15 +117,15 @@ def rendered(tiny_model: Path, model_dir: Path, tmp_path_factory) -> Iterator[di
 
 
 def test_every_sampler_has_a_pinned_hash():
-    assert set(GOLDEN) == set(SAMPLERS), "add the new sampler's hash to GOLDEN; " + HOW_TO_UPDATE
+    assert set(GOLDEN) == set(NAMES), "add the new sampler's hash to GOLDEN; " + HOW_TO_UPDATE
 
 
 def _marked(samplers: dict[str, str]) -> list:
     return [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=samplers[name]))
-            if name in samplers else name for name in SAMPLERS]
+            if name in samplers else name for name in NAMES]
 
 
-@pytest.mark.parametrize("sampler", list(SAMPLERS))
+@pytest.mark.parametrize("sampler", NAMES)
 def test_each_sampler_renders_its_pinned_pixels(rendered, sampler):
     got = rendered[sampler][GLOBAL_SEEDS[0]]
     assert got == GOLDEN.get(sampler), (

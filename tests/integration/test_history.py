@@ -165,6 +165,12 @@ MODELS = [("/models/dreamshaper_8.safetensors", "879db523c3"),
           ("/models/sd_xl_base_1.0.safetensors", "31e35c80fc"), ("builtin:tiny", None)]
 
 
+#: (sampler, schedule) as recorded: sdfarm's, and ones only imported images have.
+SAMPLINGS = [("Euler a", "Automatic"), ("DPM++ 2M", "Karras"), ("DPM++ 2M", "Automatic"),
+             ("DPM++ 3M SDE", "Exponential"), ("Restart", "Automatic"),
+             ("DPM++ 2M", "Align Your Steps")]
+
+
 def random_jobs(n: int, seed: int = 7) -> list[dict]:
     rng = random.Random(seed)
     out = []
@@ -174,7 +180,7 @@ def random_jobs(n: int, seed: int = 7) -> list[dict]:
             "prompt": " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 5))),
             "negative_prompt": rng.choice(["", "blurry", "blurry, lowres", "text"]),
             "seed": rng.choice([1, 2, 3, 1000, 2**40]), "model": model, "model_hash": model_hash,
-            "sampler": rng.choice(["Euler a", "DPM++ 2M Karras", "DPM++ 3M SDE Exponential"]),
+            **dict(zip(("sampler", "schedule"), rng.choice(SAMPLINGS))),
             "steps": rng.choice([10, 20, 30]), "cfg": rng.choice([4.0, 6.5, 7.0, 8.0]),
             "width": rng.choice([512, 768]), "height": rng.choice([512, 768]),
             "status": rng.choice([JobStatus.done, JobStatus.done, JobStatus.failed, JobStatus.queued]),
@@ -209,7 +215,10 @@ def oracle(rows: list[dict], q: HistoryQuery) -> set[int]:
             q.seed is None or r["seed"] == q.seed,
             q.model is None or r["model"] == model_names.get(q.model)
             or (r["model_hash"] or "").startswith(q.model),
-            q.sampler is None or r["sampler"].casefold() == q.sampler.casefold(),
+            # a sampler name is the job's sampler, or its sampler and schedule
+            q.sampler is None or q.sampler.casefold() in (
+                r["sampler"].casefold(), f"{r['sampler']} {r['schedule']}".casefold()),
+            q.schedule is None or r["schedule"].casefold() == q.schedule.casefold(),
             q.cfg is None or q.cfg[0] <= r["cfg"] <= q.cfg[1],
             q.steps is None or q.steps[0] <= r["steps"] <= q.steps[1],
             q.size is None or (r["width"], r["height"]) == q.size,
@@ -223,7 +232,10 @@ def oracle(rows: list[dict], q: HistoryQuery) -> set[int]:
 QUERIES = [
     HistoryQuery(seed=1000), HistoryQuery(model="dreamshaper_8"), HistoryQuery(model="31e35c"),
     HistoryQuery(model="tiny"), HistoryQuery(sampler="dpm++ 2m karras"),
-    HistoryQuery(sampler="DPM++ 3M SDE Exponential"), HistoryQuery(cfg=(6.5, 6.5)),
+    HistoryQuery(sampler="DPM++ 3M SDE Exponential"), HistoryQuery(sampler="dpm++ 2m"),
+    HistoryQuery(schedule="karras"), HistoryQuery(schedule="Align Your Steps"),
+    HistoryQuery(sampler="DPM++ 2M", schedule="automatic"), HistoryQuery(sampler="Restart"),
+    HistoryQuery(sampler="DPM++ 2M Karras", schedule="Exponential"), HistoryQuery(cfg=(6.5, 6.5)),
     HistoryQuery(cfg=(6, 8)), HistoryQuery(steps=(20, 30)), HistoryQuery(size=(512, 768)),
     HistoryQuery(statuses=(JobStatus.failed, JobStatus.queued)),
     HistoryQuery(since=T0 + timedelta(days=10), until=T0 + timedelta(days=12)),
@@ -310,6 +322,7 @@ PLAN_QUERIES = [
     HistoryQuery(prompt="light*", model="dreamshaper_8", since=T0),
     HistoryQuery(seed=3), HistoryQuery(cfg=(6, 8)), HistoryQuery(model="879db523c3"),
     HistoryQuery(sweep_id=1), HistoryQuery(size=(768, 512)), HistoryQuery(sampler="Euler a"),
+    HistoryQuery(schedule="Karras"), HistoryQuery(prompt="lighthouse", sampler="DPM++ 2M Karras"),
 ]
 
 

@@ -61,7 +61,7 @@ def test_every_filter_option_reaches_the_search(db_url):
     now = utcnow()
     jobs = add_jobs(db_url, [
         {"prompt": "fox", "seed": 1, "cfg": 6.5, "steps": 30, "width": 768, "height": 512,
-         "sampler": "DPM++ 2M Karras", "negative_prompt": "blurry", "created_at": now - timedelta(days=1)},
+         "sampler": "DPM++ 2M", "schedule": "Karras", "negative_prompt": "blurry", "created_at": now - timedelta(days=1)},
         {"prompt": "fox", "seed": 2, "cfg": 9.0, "steps": 10, "model": "builtin:tiny", "model_hash": None,
          "created_at": now - timedelta(days=9), "status": JobStatus.failed},
     ])
@@ -75,6 +75,8 @@ def test_every_filter_option_reaches_the_search(db_url):
     assert found("--steps", "20-40") == [recent]
     assert found("--size", "768x512") == [recent]
     assert found("--sampler", "dpm++ 2m karras") == [recent]
+    assert found("--sampler", "DPM++ 2M") == [recent] and found("--schedule", "karras") == [recent]
+    assert found("--schedule", "Automatic") == [old]
     assert found("--negative", "blurry") == [recent]
     assert found("--model", "tiny") == [old] and found("--model", "879db5") == [recent]
     assert found("--status", "failed") == [old]

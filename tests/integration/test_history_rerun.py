@@ -58,10 +58,17 @@ def test_bad_set_values_are_refused_naming_the_key_and_nothing_is_recorded(setti
     for args, message in [
         (("--set", "colour=red"), "Error: --set: colour: cannot be set; settable: model, prompt, "
                                   "negative_prompt, sampler, seed, subseed, subseed_strength, steps, cfg, "
-                                  "width, height, clip_skip, ensd"),
+                                  "width, height, clip_skip, ensd, schedule, eta"),
         (("--set", "steps=0"), "Error: --set: steps: must be an integer from 1 to 1000, got 0"),
         (("--set", "width=70"), "Error: --set: width: must be a multiple of 8, got 70"),
         (("--set", "sampler=Restart"), "Error: --set: sampler: unknown sampler 'Restart'"),
+        (("--set", "schedule=Karras"), ("Error: --set: schedule: sampler 'Euler a' cannot run "
+                                        "schedule 'Karras' (diffusers has no such option for "
+                                        "it); Euler a runs: Automatic, SGM Uniform")),
+        (("--set", "eta=0.5"), ("Error: --set: eta: sampler 'Euler a' draws its noise with a "
+                                "fixed eta of 1")),
+        (("--set", "sampler=DPM++ 2M Karras", "--set", "schedule=Beta"),
+         "Error: --set: schedule: 'Beta' contradicts sampler 'DPM++ 2M Karras'"),
         (("--set", "steps"), "Error: --set: steps: is not key=value"),
     ]:
         result = sdfarm(cli_env, "rerun", 1, *args)
@@ -71,25 +78,79 @@ def test_bad_set_values_are_refused_naming_the_key_and_nothing_is_recorded(setti
 
 def test_an_imported_image_is_rerun_once_its_sampler_and_model_are_ones_sdfarm_has(
         settings, cli_env, tiny_model, tmp_path):
-    # Given an image from Forge, made with a sampler sdfarm cannot render and a model that is
+    # Given an image from Forge, made with a schedule sdfarm cannot render and a model that is
     # not on this machine
-    png(tmp_path / "forge" / "sailor.png", (FIXTURES / "forge_unknown_sampler.txt").read_text("utf-8"))
+    forge = (FIXTURES / "forge_unknown_sampler.txt").read_text("utf-8")
+    assert "Schedule type: Exponential" in forge
+    png(tmp_path / "forge" / "sailor.png", forge.replace("Exponential", "Align Your Steps"))
     assert sdfarm(cli_env, "index", tmp_path / "forge", "-q").exit_code == 0
     # Then a plain rerun says what it cannot do and how to get past it, recording nothing
     unknown = sdfarm(cli_env, "rerun", 1)
     assert unknown.exit_code == 1
-    assert unknown.stderr.startswith("Error: job 1 was made with sampler 'DPM++ 3M SDE Exponential', "
-                                     "which sdfarm cannot render; choose one with --set sampler=NAME: Euler, ")
+    assert unknown.stderr.startswith("Error: job 1 was made with schedule 'Align Your Steps', "
+                                     "which sdfarm cannot render; choose one with --set "
+                                     "schedule=NAME: Automatic, Karras, ")
     no_model = sdfarm(cli_env, "rerun", 1, "--set", "sampler=DPM++ 2M Karras")
     assert no_model.exit_code == 1
     assert no_model.stderr.startswith("Error: job 1: model 'juggernautXL_v9'")
     assert no_model.stderr.strip().endswith("point it at the weights with --set model=PATH")
     assert sweeps(settings.database_url) == 1
     # And with both set it renders, keeping the image's prompt and seed
-    result = sdfarm(cli_env, "rerun", 1, "--set", "sampler=Euler", "--set", "model=builtin:tiny",
+    result = sdfarm(cli_env, "rerun", 1, "--set", "sampler=Euler", "--set", "schedule=Karras",
+                    "--set", "model=builtin:tiny",
                     "--set", "width=64", "--set", "height=64", "--set", "steps=2")
     assert result.exit_code == 0, result.output
     rows = json.loads(sdfarm(cli_env, "history", "--sweep", 2, "--json").stdout)
-    assert [(r["prompt"], r["seed"], r["sampler"], r["model"], r["status"]) for r in rows] == [
-        ("portrait of an old sailor, weathered face, rim light", 77, "Euler", "builtin:tiny", "done")]
+    assert [(r["prompt"], r["seed"], r["sampler"], r["schedule"], r["model"], r["status"])
+            for r in rows] == [("portrait of an old sailor, weathered face, rim light", 77, "Euler",
+                                "Karras", "builtin:tiny", "done")]
     assert len(rows[0]["model_hash"]) == 10 and Path(rows[0]["output_path"]).is_file()
+
+
+def test_an_image_made_with_a_sampler_sdfarm_lacks_names_the_samplers_it_has(
+        settings, cli_env, tmp_path):
+    png(tmp_path / "sdnext" / "city.png", (FIXTURES / "sdnext_restart.txt").read_text("utf-8"))
+    assert sdfarm(cli_env, "index", tmp_path / "sdnext", "-q").exit_code == 0
+    unknown = sdfarm(cli_env, "rerun", 1)
+    assert unknown.exit_code == 1
+    assert unknown.stderr.startswith("Error: job 1 was made with sampler 'Restart', which sdfarm "
+                                     "cannot render; choose one with --set sampler=NAME: Euler, ")
+    assert sweeps(settings.database_url) == 1
+
+
+def test_a_job_with_a_schedule_and_eta_reruns_identically_and_set_eta_changes_it(
+        settings, cli_env, tiny_model, tmp_path):
+    # Given a DDIM job with eta and the trailing (SGM Uniform) schedule
+    job = write_job(tmp_path, 'model = "builtin:tiny"\nprompt = "a red boat"\nsteps = 3\n'
+                              'width = 64\nheight = 64\nseeds = [11]\nsampler = "DDIM"\n'
+                              'schedule = "SGM Uniform"\neta = 0.8\n')
+    assert sdfarm(cli_env, "render", job, "-q").exit_code == 0
+    # When it is rerun as it was, the pixels are identical
+    same = sdfarm(cli_env, "rerun", 1)
+    assert same.exit_code == 0, same.output
+    assert "identical: every pixel matches the original" in same.stdout
+    # And with another eta or schedule, the new job records it and its key differs
+    changed = sdfarm(cli_env, "rerun", 1, "--set", "eta=0", "--set", "schedule=Automatic")
+    assert changed.exit_code == 0, changed.output
+    with session_factory(settings.database_url)() as session:
+        original, new = session.get(Job, 1), session.get(Job, 3)
+        assert (original.schedule, original.eta) == ("SGM Uniform", 0.8)
+        assert (new.sampler, new.schedule, new.eta) == ("DDIM", "Automatic", 0.0)
+        assert new.key != original.key
+        with Image.open(original.output_path) as a, Image.open(new.output_path) as b:
+            assert a.tobytes() != b.tobytes()
+
+
+def test_an_imported_eta_that_diffusers_cannot_honour_is_refused_not_ignored(
+        settings, cli_env, tmp_path):
+    # Given an A1111 image made with Euler a at eta 0.5 (diffusers fixes its eta at 1)
+    png(tmp_path / "a1111" / "eta.png",
+        "a cat\nSteps: 3, Sampler: Euler a, Schedule type: Automatic, CFG scale: 7, Seed: 3, "
+        "Size: 64x64, Model: builtin:tiny, Eta: 0.5")
+    assert sdfarm(cli_env, "index", tmp_path / "a1111", "-q").exit_code == 0
+    # Then a rerun says so, recording nothing
+    result = sdfarm(cli_env, "rerun", 1)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: job 1: sampler 'Euler a' draws its noise with a fixed "
+                                    "eta of 1")
+    assert "rerun it with --set eta=none" in result.stderr and sweeps(settings.database_url) == 1

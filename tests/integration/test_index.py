@@ -88,9 +88,9 @@ def test_images_of_other_tools_become_done_jobs_of_an_imported_sweep(db_url, tmp
     jobs = jobs_by_path(db_url)
     assert len(jobs) == 6
     full = jobs[str(files["a1111_full"])]
-    assert (full.status, full.seed, full.sampler, full.steps, full.cfg, full.width, full.height,
-            full.clip_skip, full.model, full.model_hash) == (
-        JobStatus.done, 3141592653, "DPM++ 2M Karras", 28, 6.5, 512, 768, 2,
+    assert (full.status, full.seed, full.sampler, full.schedule, full.eta, full.steps, full.cfg,
+            full.width, full.height, full.clip_skip, full.model, full.model_hash) == (
+        JobStatus.done, 3141592653, "DPM++ 2M", "Karras", None, 28, 6.5, 512, 768, 2,
         "v1-5-pruned-emaonly", "6ce0161689")
     assert full.negative_prompt.startswith("blurry, lowres, (worst quality:1.4),\nbad anatomy")
     assert full.sha256 == hashlib.sha256(files["a1111_full"].read_bytes()).hexdigest()
@@ -98,7 +98,8 @@ def test_images_of_other_tools_become_done_jobs_of_an_imported_sweep(db_url, tmp
     assert full.extra_params["Hires upscaler"] == "R-ESRGAN 4x+"
     assert full.extra_params["ADetailer prompt"] == "a smiling face, detailed eyes: sharp focus"
     assert full.key == full.spec().key
-    assert jobs[str(files["forge_unknown_sampler"])].sampler == "DPM++ 3M SDE Exponential"
+    forge = jobs[str(files["forge_unknown_sampler"])]
+    assert (forge.sampler, forge.schedule) == ("DPM++ 3M SDE", "Exponential")
     assert jobs[str(files["dynamic_prompts_template"])].extra_params["Template"].startswith("a photo of a {cat|dog|fox}")
     with session_factory(db_url)() as session:
         sweep = session.get(Sweep, full.sweep_id)
@@ -114,6 +115,11 @@ def test_indexed_images_are_found_like_rendered_ones(db_url, tmp_path):
     assert paths("--prompt", '"lighthouse on a cliff"') == [str(files["a1111_full"])]
     assert paths("--negative", "easynegative") == [str(files["a1111_full"])]
     assert paths("--sampler", "Restart") == [str(files["sdnext_restart"])]
+    # A combined name is sampler and schedule; a base name finds every schedule
+    assert paths("--sampler", "dpm++ 2m karras") == [str(files["a1111_full"])]
+    assert paths("--sampler", "DPM++ 2M") == [str(files["a1111_full"])]
+    assert paths("--sampler", "DPM++ 2M", "--schedule", "Exponential") == []
+    assert paths("--schedule", "exponential") == [str(files["forge_unknown_sampler"])]
     assert paths("--model", "juggernautXL_v9", "--size", "832x1216") == [str(files["forge_unknown_sampler"])]
     assert paths("--since", "2025-03-14", "--until", "2025-03-14", "--prompt", "cyberpunk") == [str(files["sdnext_restart"])]
     assert paths("--until", "2025-03-13") == []
@@ -156,7 +162,7 @@ def test_rendered_images_indexed_into_a_fresh_database_give_back_their_rows(
     assert result.stdout.strip() == "indexed 3 images into sweep 1; 0 already indexed; 0 skipped"
     # Then every image gives back the parameters of the job that rendered it
     same = ("model", "model_hash", "model_config", "prompt", "negative_prompt", "seed", "sampler",
-            "steps", "cfg", "width", "height", "clip_skip", "key", "sha256", "output_path")
+            "schedule", "eta", "steps", "cfg", "width", "height", "clip_skip", "key", "sha256", "output_path")
     imported = jobs_by_path(db_url)
     assert set(imported) == set(originals)
     for path, original in originals.items():
@@ -169,3 +175,32 @@ def test_rendered_images_indexed_into_a_fresh_database_give_back_their_rows(
     assert back.stdout.strip() == "indexed 0 images; 3 already indexed; 0 skipped"
     rows = json.loads(sdfarm(db_url, "history", "--prompt", "fox snow", "--json").stdout)
     assert sorted(r["seed"] for r in rows) == [7, 8, 9]
+
+
+def test_an_indexed_image_of_each_sampling_control_reruns_to_identical_pixels(
+        settings, cli_env, tiny_model, tmp_path):
+    # Given images rendered with a schedule other than Automatic and with eta on DDIM
+    job = write_job(tmp_path, 'name = "controls"\nmodel = "builtin:tiny"\nprompt = "a fox"\n'
+                              'steps = 3\nwidth = 64\nheight = 64\nseeds = [5]\nbatch_size = 1\n'
+                              'schedule = "SGM Uniform"\neta = 0.6\n'
+                              '[axes]\nx = { sampler = ["DDIM", "Euler"] }\n')
+    rendered = sdfarm(settings.database_url, "render", job, "-q", env=cli_env)
+    assert rendered.exit_code == 0, rendered.output
+    originals = jobs_by_path(settings.database_url)
+    # When the folder is indexed into a fresh database
+    fresh = f"sqlite:///{tmp_path / 'fresh.db'}"
+    env = dict(cli_env, SDFARM_DATABASE_URL=fresh)
+    assert sdfarm(fresh, "index", settings.output_dir, "-q", env=env).exit_code == 0
+    imported = jobs_by_path(fresh)
+    for path, original in originals.items():
+        # Then each image gives back its sampler, schedule and eta, and its key
+        got = imported[path]
+        assert (got.sampler, got.schedule, got.eta, got.key) == (
+            original.sampler, original.schedule, original.eta, original.key)
+        text = read_png_text(Path(path).read_bytes())["parameters"]
+        eta_key = "Eta DDIM: 0.6" if original.sampler == "DDIM" else "Eta: 0.6"
+        assert f"Sampler: {original.sampler}, Schedule type: SGM Uniform" in text and eta_key in text
+        # And a rerun from the indexed row renders identical pixels
+        rerun = sdfarm(fresh, "rerun", got.id, env=env)
+        assert rerun.exit_code == 0, rerun.output
+        assert "identical: every pixel matches the original" in rerun.stdout

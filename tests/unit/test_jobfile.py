@@ -43,7 +43,8 @@ def test_a_valid_file_gives_typed_values_and_defaults():
 
 
 def test_sampler_names_are_matched_case_insensitively_to_their_a1111_spelling():
-    assert parse(GOOD + 'sampler = "dpm++ 2m karras"').base.sampler == "DPM++ 2M Karras"
+    base = parse(GOOD + 'sampler = "dpm++ 2m karras"').base
+    assert (base.sampler, base.schedule) == ("DPM++ 2M", "Karras")
 
 
 @pytest.mark.parametrize("text, key, fragment", [

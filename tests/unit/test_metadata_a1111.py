@@ -11,7 +11,7 @@ from sdfarm.spec import RenderSpec
 def test_the_text_matches_a1111_layout_byte_for_byte():
     spec = RenderSpec(model="/ckpt/v1-5-pruned-emaonly.safetensors", model_hash="6ce0161689",
                       prompt="a lighthouse", negative_prompt="blurry", seed=1234,
-                      sampler="DPM++ 2M Karras", steps=20, cfg=7, width=512, height=768)
+                      sampler="DPM++ 2M", schedule="Karras", steps=20, cfg=7, width=512, height=768)
     assert a1111_parameters(spec) == (
         "a lighthouse\n"
         "Negative prompt: blurry\n"
@@ -37,7 +37,7 @@ def test_values_with_commas_colons_or_newlines_are_json_quoted():
 def test_every_field_round_trips_including_multiline_prompts_with_commas():
     spec = RenderSpec(model="builtin:tiny", model_hash="abcdef1234",
                       prompt="a cat, sitting\non a mat: (cute:1.2)", negative_prompt="ugly,\nbad",
-                      seed=2**40 + 3, sampler="DPM++ SDE Karras", steps=33, cfg=6.5,
+                      seed=2**40 + 3, sampler="DPM++ SDE", schedule="Karras", steps=33, cfg=6.5,
                       width=640, height=384, clip_skip=3)
     info = parse_infotext(a1111_parameters(spec, version="sdfarm 0.1.0"))
     assert info.params["Version"] == "sdfarm 0.1.0"

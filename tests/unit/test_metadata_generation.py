@@ -31,7 +31,7 @@ def test_the_settings_become_typed_fields_and_the_rest_are_kept_as_extras():
     gen = generation_from_infotext(parse_infotext(fixture("a1111_full.txt")))
     assert gen.spec == RenderSpec(
         model="v1-5-pruned-emaonly", model_hash="6ce0161689", prompt=gen.spec.prompt,
-        negative_prompt=gen.spec.negative_prompt, seed=3141592653, sampler="DPM++ 2M Karras",
+        negative_prompt=gen.spec.negative_prompt, seed=3141592653, sampler="DPM++ 2M", schedule="Karras",
         steps=28, cfg=6.5, width=512, height=768, clip_skip=2)
     assert gen.extra["Hires upscale"] == "2" and gen.extra["Denoising strength"] == "0.45"
     assert gen.extra["ADetailer model"] == "face_yolov8n.pt"
@@ -45,8 +45,8 @@ def test_unquoted_json_values_and_unknown_samplers_are_kept_as_written():
     assert info.params["Hashes"] == '{"vae": "63aeecb90f", "model": "31e35c80fc"}'
     assert info.params["Distilled CFG Scale"] == "3.5"
     gen = generation_from_infotext(info)
-    # Then the sampler is recorded with its schedule, as A1111 used to name such samplers
-    assert gen.spec.sampler == "DPM++ 3M SDE Exponential"
+    # Then the sampler and its schedule are recorded apart
+    assert (gen.spec.sampler, gen.spec.schedule) == ("DPM++ 3M SDE", "Exponential")
     assert (gen.spec.width, gen.spec.height, gen.spec.cfg) == (832, 1216, 4.5)
 
 
@@ -75,7 +75,7 @@ def test_a_settings_line_missing_a_required_setting_is_refused_naming_it():
 def test_sdfarm_writes_what_it_reads_back_exactly():
     spec = RenderSpec(model="/models/dream.safetensors", model_hash="0123456789",
                       prompt="a cat, sitting\non a mat: (cute:1.2)", negative_prompt="ugly,\nbad",
-                      seed=2**40 + 3, sampler="DPM++ 2M SDE Karras", steps=33, cfg=6.5,
+                      seed=2**40 + 3, sampler="DPM++ 2M SDE", schedule="Karras", steps=33, cfg=6.5,
                       width=640, height=384, clip_skip=3)
     from_text = generation_from_chunks({"parameters": a1111_parameters(spec, version="sdfarm 0.1.0")})
     assert from_text.spec == spec.replace(model="dream") and from_text.source == "parameters"
@@ -95,7 +95,9 @@ def test_a_broken_sdfarm_chunk_falls_back_to_the_parameters_text():
 
 
 def test_known_samplers_take_sdfarm_names_and_unknown_ones_their_written_names():
-    assert sampler_as_written("DPM++ 2M", "Karras") == "DPM++ 2M Karras"
-    assert sampler_as_written("euler  a", None) == "Euler a"
-    assert sampler_as_written("Restart", "Automatic") == "Restart"
-    assert sampler_as_written("DPM++ 2M", "Align Your Steps") == "DPM++ 2M Align Your Steps"
+    assert sampler_as_written("DPM++ 2M", "karras") == ("DPM++ 2M", "Karras")
+    assert sampler_as_written("euler  a", None) == ("Euler a", "Automatic")
+    assert sampler_as_written("Restart", "Automatic") == ("Restart", "Automatic")
+    assert sampler_as_written("DPM++ 2M", "Align Your Steps") == ("DPM++ 2M", "Align Your Steps")
+    # A1111 before 1.9 wrote the schedule into the sampler's name
+    assert sampler_as_written("DPM++ 2M Karras", None) == ("DPM++ 2M", "Karras")

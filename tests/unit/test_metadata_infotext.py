@@ -55,7 +55,7 @@ def test_dynamic_prompts_template_blocks_after_the_settings_line_are_read_as_tem
     assert info.template == "a photo of a {cat|dog|fox} wearing a __hats__,\nstudio lighting"
     assert info.negative_template == "cartoon, drawing"
     gen = generation_from_infotext(info)
-    assert gen.spec.sampler == "DPM++ SDE Karras"
+    assert (gen.spec.sampler, gen.spec.schedule) == ("DPM++ SDE", "Karras")
     assert gen.extra["Template"] == info.template
 
 

@@ -10,6 +10,7 @@ import pytest
 from sdfarm.errors import JobFileError
 from sdfarm.metadata.a1111 import infotext_settings
 from sdfarm.params import MAX_SEED, PARAMS, BadValue
+from sdfarm.samplers import LEGACY_COMBINED
 from sdfarm.scheduler.axes import AXIS_PARAMS
 from sdfarm.scheduler.jobfile import KNOWN_KEYS, parse_job_file
 from sdfarm.scheduler.overrides import apply_overrides, parse_assignments
@@ -40,7 +41,8 @@ def test_an_integer_cfg_and_its_float_are_one_key_and_one_batch():
 def test_every_key_parameter_changes_the_key(name):
     other = {"model": "builtin:sd15", "prompt": "x", "negative_prompt": "y", "sampler": "DDIM",
              "seed": 1, "steps": 3, "cfg": 2.5, "width": 64, "height": 64, "clip_skip": 2,
-             "subseed": 77, "subseed_strength": 0.5, "ensd": 31337}
+             "subseed": 77, "subseed_strength": 0.5, "ensd": 31337,
+             "schedule": "Karras", "eta": 0.5}
     # A variation seed acts only with a strength: compare with one that has a strength.
     base = BASE.replace(subseed_strength=0.3) if name == "subseed" else BASE
     changed = base.replace(**{name: other[name]}, model_hash=None if name == "model" else BASE.model_hash)
@@ -198,3 +200,54 @@ def test_given_a_job_file_with_noise_controls_then_they_are_keys_with_table_erro
     assert (job.base.subseed, job.base.subseed_strength, job.base.ensd) == (7, 0.5, 31337)
     assert "job.toml: ensd: " in job_error(JOB + "ensd = -1\n")
     assert "job.toml: subseed_strength: " in job_error(JOB + "subseed_strength = 2\n")
+
+
+# --- schedule and eta: added later, so every earlier key stays valid ------------------------
+
+def _key_before_schedules(spec: RenderSpec, sampler_name: str) -> str:
+    """The key as computed before schedule and eta were parameters (the v1 payload list)."""
+    import hashlib
+    import json
+
+    model = f"hash:{spec.model_hash}" if spec.model_hash else f"ref:{spec.model}"
+    payload = [1, model, spec.prompt, spec.negative_prompt, spec.seed, sampler_name,
+               spec.steps, float(spec.cfg), spec.width, spec.height, spec.clip_skip]
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+@pytest.mark.parametrize("combined, pair", sorted(LEGACY_COMBINED.items()))
+def test_given_an_old_combined_sampler_when_split_then_its_key_is_the_old_key(combined, pair):
+    sampler, schedule = pair
+    spec = BASE.replace(sampler=sampler, schedule=schedule)
+    assert spec.key == _key_before_schedules(BASE, combined)
+
+
+@pytest.mark.parametrize("sampler", ["Euler", "Euler a", "DPM++ 2M", "DDIM", "PLMS", "UniPC"])
+def test_given_a_sampler_at_the_automatic_schedule_then_its_key_is_the_old_key(sampler):
+    assert BASE.replace(sampler=sampler).key == _key_before_schedules(BASE, sampler)
+
+
+def test_given_a_schedule_without_an_old_name_then_it_enters_the_key():
+    exponential = BASE.replace(sampler="DPM++ 2M", schedule="Exponential")
+    assert exponential.key != BASE.replace(sampler="DPM++ 2M").key
+    assert BASE.replace(sampler="Euler", schedule="Karras").key != BASE.replace(sampler="Euler").key
+
+
+def test_given_eta_left_to_the_sampler_then_it_is_not_in_the_key_and_set_it_is():
+    assert BASE.replace(eta=None).key == BASE.key
+    assert BASE.replace(eta=0.0).key != BASE.key != BASE.replace(eta=1.0).key
+
+
+def test_given_eta_left_unset_and_set_in_one_plan_then_batch_groups_still_sort():
+    groups = [BASE.replace(sampler="DDIM", eta=e).batch_group for e in (0.5, None, 0.0)]
+    assert min(groups) == BASE.replace(sampler="DDIM").batch_group
+
+
+def test_eta_may_be_none_and_is_read_from_text_as_none_or_a_number():
+    assert PARAMS["eta"].check(None) is None and PARAMS["eta"].check(1) == 1.0
+    assert PARAMS["eta"].parse_text("none") is None and PARAMS["eta"].parse_text("0.3") == 0.3
+    with pytest.raises(BadValue):
+        PARAMS["eta"].check(1.5)
+    with pytest.raises(BadValue):
+        PARAMS["cfg"].check(None)

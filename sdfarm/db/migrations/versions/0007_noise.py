@@ -3,14 +3,14 @@
 Earlier jobs get 0, 0.0 and 0: what they were rendered with (no variation seed, no delta).
 
 Revision ID: 0007_noise
-Revises: 0005_merge
+Revises: 0006_sampling
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0007_noise"
-down_revision = "0005_merge"
+down_revision = "0006_sampling"
 branch_labels = None
 depends_on = None
 
