@@ -20,6 +20,16 @@ from sdfarm.samplers import AUTOMATIC, legacy_name
 KEY_VERSION = 1
 
 _KEY_PARAMS = PARAMS.ranked("key_rank")
+# The key is computed for every image of a plan, so its parts are read in one call each: the
+# model (its identity, apart), the parameters of the first layout, and those added later.
+assert _KEY_PARAMS[0].name == "model"
+_FIRST_KEY = tuple(p for p in _KEY_PARAMS[1:] if p.key_rank < FIRST_ADDED_KEY_RANK)  # type: ignore[operator]
+_FIRST_KEY_VALUES = attrgetter(*(p.name for p in _FIRST_KEY))
+_FIRST_KEY_FLOATS = tuple(i for i, p in enumerate(_FIRST_KEY) if p.kind == "float")
+_KEY_SAMPLER_AT = next(i for i, p in enumerate(_FIRST_KEY) if p.name == "sampler")
+_ADDED_KEY = tuple(p for p in _KEY_PARAMS if p.key_rank >= FIRST_ADDED_KEY_RANK)  # type: ignore[operator]
+_ADDED_KEY_VALUES = attrgetter(*(p.name for p in _ADDED_KEY))
+_ADDED_KEY_DEFAULTS = tuple(p.default for p in _ADDED_KEY)
 _BATCH_PARAMS = PARAMS.ranked("batch_rank")
 # The model leads the batch group (its hash follows it); the rest are read in one call, since
 # planning computes a group for every image.
@@ -29,8 +39,15 @@ _BATCH_REST = attrgetter(*(p.name for p in _BATCH_PARAMS[1:]))
 _BATCH_NULLABLE = tuple(i for i, p in enumerate(_BATCH_PARAMS[1:]) if p.allow_none)
 
 
+#: What json.dumps(payload, ensure_ascii=False, separators=(",", ":")) uses, built once.
+_KEY_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _default(name: str):
     return PARAMS[name].default
+
+
+_NO_SUBSEED = _default("subseed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,20 +81,20 @@ class RenderSpec:
         reference otherwise. A sampler and schedule that had a combined name before schedules
         were a parameter ("DPM++ 2M Karras") enter as that name, so their keys stay valid.
         """
-        payload: list[object] = [KEY_VERSION]
+        values = list(_FIRST_KEY_VALUES(self))
+        for i in _FIRST_KEY_FLOATS:
+            values[i] = float(values[i])
         legacy = legacy_name(self.sampler, self.schedule) if self.schedule != AUTOMATIC else None
-        for param in _KEY_PARAMS:
-            value = getattr(self, param.name)
-            if param.name == "model":
-                payload.append(f"hash:{self.model_hash}" if self.model_hash else f"ref:{self.model}")
-            elif legacy is not None and param.name in ("sampler", "schedule"):
-                if param.name == "sampler":
-                    payload.append(legacy)
-            elif param.key_rank < FIRST_ADDED_KEY_RANK:  # type: ignore[operator]
-                payload.append(param.canonical(value))
-            elif value != param.default:
-                payload.append([param.name, param.canonical(value)])
-        text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+        if legacy is not None:
+            values[_KEY_SAMPLER_AT] = legacy
+        model = f"hash:{self.model_hash}" if self.model_hash else f"ref:{self.model}"
+        payload: list[object] = [KEY_VERSION, model, *values]
+        added = _ADDED_KEY_VALUES(self)
+        if added != _ADDED_KEY_DEFAULTS:  # most images leave them all at their defaults
+            for param, value in zip(_ADDED_KEY, added):
+                if value != param.default and not (legacy and param.name == "schedule"):
+                    payload.append([param.name, param.canonical(value)])
+        text = _KEY_JSON.encode(payload)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
     @property
@@ -104,8 +121,8 @@ class RenderSpec:
         parts of a cell, and a subseed given there must survive until a strength axis sets
         the strength of the cell.
         """
-        if self.subseed_strength == 0 and self.subseed != _default("subseed"):
-            return dataclasses.replace(self, subseed=_default("subseed"))
+        if self.subseed_strength == 0 and self.subseed != _NO_SUBSEED:
+            return dataclasses.replace(self, subseed=_NO_SUBSEED)
         return self
 
     def replace(self, **changes: object) -> RenderSpec:

@@ -15,7 +15,6 @@ Rendering order is ``batching.py``'s business: it sorts this product by cost, st
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import itertools
 import math
@@ -101,31 +100,38 @@ def expand_job(job: JobFile, model_hash: str | None = None,
     for p_index, (prompt, negative) in enumerate(prompts):
         prompted = base.replace(prompt=prompt, negative_prompt=negative)
         changes = [[_changes(prompted, axis, v, prompt, hashes) for v in axis.values] for axis in nested]
-        fields = dataclasses.asdict(prompted)
+        fields = [getattr(prompted, name) for name in SPEC_FIELDS]
         for coords in itertools.product(*(range(len(a.values)) for a in nested)):
-            cell_fields = dict(fields)
+            cell_fields = fields.copy()
             for axis_changes, i in zip(changes, coords):
-                cell_fields.update(axis_changes[i])
+                for at, value in axis_changes[i]:
+                    cell_fields[at] = value
             x, y, z = (coords[position[s]] if s in position else None for s in ("x", "y", "z"))
             extra = tuple(coords[position[a.slot]] for a in extras)
             for s_index, seed in seed_items:
                 if seed is not None:
-                    cell_fields["seed"] = seed
-                # Built directly: dataclasses.replace per image was half of planning's time.
-                # Normalized once the cell is whole (a strength axis may zero a subseed).
-                specs.append(RenderSpec(**cell_fields).normalized())
+                    cell_fields[_SEED_AT] = seed
+                # Built directly and positionally: dataclasses.replace per image was half of
+                # planning's time. Normalized once the cell is whole (a strength axis may zero
+                # a subseed).
+                specs.append(RenderSpec(*cell_fields).normalized())
                 cells.append(Cell(p_index, s_index, x, y, z, extra))
     return Expansion(specs, cells, prompts, seeds)
 
 
+#: Where the seed sits among a spec's fields (specs are built positionally, for speed).
+_SEED_AT = SPEC_FIELDS.index("seed")
+
+
 def _changes(spec: RenderSpec, axis: Axis, value: object, prompt: str,
-             hashes: Mapping[str, str | None]) -> dict[str, object]:
-    """The fields one axis value sets, as ``apply_axis_value`` sets them."""
+             hashes: Mapping[str, str | None]) -> list[tuple[int, object]]:
+    """The fields one axis value sets, as ``apply_axis_value`` sets them: (position in
+    ``SPEC_FIELDS``, value) pairs."""
     changed = apply_axis_value(spec, axis, value, prompt)
     if axis.param == "model":
         changed = changed.replace(model_hash=hashes.get(value))
-    return {name: getattr(changed, name) for name in SPEC_FIELDS
-            if getattr(changed, name) != getattr(spec, name)}
+    return [(at, getattr(changed, name)) for at, name in enumerate(SPEC_FIELDS)
+            if getattr(changed, name) != getattr(spec, name)]
 
 
 def _prompt_pairs(job: JobFile, limit: int = MAX_PROMPTS) -> tuple[tuple[str, str], ...]:

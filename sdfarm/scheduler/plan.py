@@ -70,10 +70,11 @@ def make_plan(job: JobFile, model_hash: str | None = None,
               model_configs: Mapping[str, str | None] | None = None) -> Plan:
     """Expand ``job`` and put the images in render order, in batches."""
     expansion = expand_job(job, model_hash, model_hashes)
-    order = order_specs(expansion.specs)
+    groups = [s.batch_group for s in expansion.specs]  # once: sorting and cutting both need them
+    order = order_specs(expansion.specs, groups)
     specs = tuple(expansion.specs[i] for i in order)
     cells = tuple(expansion.cells[i] for i in order)
-    batches = make_batches(specs, range(len(specs)), job.batch_size)
+    batches = make_batches(specs, range(len(specs)), job.batch_size, [groups[i] for i in order])
     return Plan(job=job, specs=specs, batches=tuple(tuple(b) for b in batches), cells=cells,
                 prompts=expansion.prompts, seeds=expansion.seeds,
                 model_configs=dict(model_configs or {}), keys=tuple(s.key for s in specs))
