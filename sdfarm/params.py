@@ -309,7 +309,7 @@ def check_combination(sampler: str, schedule: str, eta: float | None) -> str | N
     if schedule not in entry.schedules:
         return f"schedule: {unsupported_pair(sampler, schedule)}"
     if eta is not None and entry.eta == "fixed":
-        takes = ", ".join(n for n, s in SAMPLERS.items() if s.eta == "ddim")
+        takes = ", ".join(n for n, s in SAMPLERS.items() if s.eta in ("ddim", "ancestral"))
         return (f"eta: sampler {sampler!r} draws its noise with a fixed eta of 1 (diffusers "
                 f"lets no eta be chosen for it); eta applies to {takes} (and changes nothing "
                 "on deterministic samplers); leave eta unset")

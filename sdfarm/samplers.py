@@ -21,10 +21,12 @@ from sdfarm.errors import SamplerError
 
 #: How a sampler takes ``eta`` (A1111's ``Eta`` / ``Eta DDIM``): ``"ddim"`` through the
 #: pipeline's ``eta`` argument (noise added at each step, 0 = deterministic, A1111's default);
-#: ``"fixed"``: it draws noise at each step with an amount diffusers does not let us choose
-#: (ancestral and SDE samplers: eta 1), so eta is refused; ``"unused"``: a deterministic
+#: ``"ancestral"``: the share of fresh noise in each ancestral step (k-diffusion's
+#: ``get_ancestral_step``; 1 = A1111's default, 0 = the plain Euler step), applied by
+#: ``sdfarm.worker.schedulers``; ``"fixed"``: it draws noise at each step with an amount
+#: diffusers does not let us choose (eta 1), so eta is refused; ``"unused"``: a deterministic
 #: sampler, where eta is accepted and changes nothing.
-EtaUse = Literal["ddim", "fixed", "unused"]
+EtaUse = Literal["ddim", "ancestral", "fixed", "unused"]
 
 #: The default schedule: the scheduler class's own spacing of the model's config.
 AUTOMATIC = "Automatic"
@@ -78,7 +80,7 @@ _SDE = {"algorithm_type": "sde-dpmsolver++"}
 SAMPLERS: dict[str, Sampler] = {s.name: s for s in (
     Sampler("Euler", "EulerDiscreteScheduler"),
     Sampler("Euler a", "EulerAncestralDiscreteScheduler", schedules=_SPACING, stochastic=True,
-            eta="fixed"),
+            eta="ancestral"),
     Sampler("Heun", "HeunDiscreteScheduler"),
     Sampler("LMS", "LMSDiscreteScheduler"),
     Sampler("DPM2", "KDPM2DiscreteScheduler"),

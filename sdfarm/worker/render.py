@@ -122,10 +122,13 @@ class DiffusersRenderer:
         if self._sampler_of.get(id(pipe)) != sampling:
             pipe.scheduler = make_scheduler(first.sampler, base_config, first.schedule)
             self._sampler_of[id(pipe)] = sampling
-        # Eta reaches DDIM's step through the pipeline; elsewhere it changes nothing (planning
-        # refuses it on samplers whose noise diffusers fixes).
-        eta = ({"eta": first.eta} if first.eta is not None
-               and SAMPLERS[first.sampler].eta == "ddim" else {})
+        # Eta reaches DDIM's step through the pipeline, an ancestral step through the scheduler
+        # (sdfarm.worker.schedulers); elsewhere it changes nothing (planning refuses it on
+        # samplers whose noise diffusers fixes).
+        eta_use = SAMPLERS[first.sampler].eta
+        eta = {"eta": first.eta} if first.eta is not None and eta_use == "ddim" else {}
+        if eta_use == "ancestral":
+            pipe.scheduler.ancestral_eta = first.eta
         # One CPU generator per image: a seed gives the same noise on any device and in any
         # batch position (one generator for a batch would tie images to their neighbours).
         generators = [torch.Generator("cpu").manual_seed(s.seed) for s in specs]

@@ -83,6 +83,24 @@ def test_eta_changes_ddim_and_leaves_a_deterministic_sampler_as_it_was(renderer)
     assert np.array_equal(euler, euler_eta)
 
 
+def test_eta_scales_the_fresh_noise_of_each_euler_a_step(renderer):
+    # Given Euler a with eta left to the sampler (1, diffusers' own step)
+    [own] = render(renderer, SPEC.replace(sampler="Euler a"))
+    # When eta is 1 explicitly, 0.5 and 0
+    [one] = render(renderer, SPEC.replace(sampler="Euler a", eta=1.0))
+    [half] = render(renderer, SPEC.replace(sampler="Euler a", eta=0.5))
+    [zero] = render(renderer, SPEC.replace(sampler="Euler a", eta=0.0))
+    [euler] = render(renderer, SPEC.replace(sampler="Euler"))
+    # Then 1 is diffusers' step exactly, 0.5 is another image, and 0 (no fresh noise) is the
+    # plain Euler step
+    assert np.array_equal(one, own)
+    assert np.abs(half - own).max() > 0 and np.abs(half - zero).max() > 0
+    assert np.abs(zero - euler).max() <= 1
+    # and the eta of one pass does not stay with the scheduler for the next
+    [again] = render(renderer, SPEC.replace(sampler="Euler a"))
+    assert np.array_equal(again, own)
+
+
 def test_the_karras_schedule_differs_from_automatic(renderer):
     for sampler in ("Euler", "DPM++ 2M"):
         [automatic] = render(renderer, SPEC.replace(sampler=sampler))

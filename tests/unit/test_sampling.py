@@ -168,8 +168,12 @@ def test_given_eta_on_a_sampler_whose_noise_diffusers_fixes_then_it_is_refused(s
 def test_given_an_eta_axis_then_it_varies_eta_and_is_checked_against_the_sampler_axis():
     job = parse('sampler = "DDIM"\n[axes]\nx = { eta = "0-1 [3]" }\n')
     assert [s.eta for s in expand(job)] == [0.0, 0.5, 1.0]
-    assert error_of('[axes]\nx = { eta = [0, 1] }\ny = { sampler = ["DDIM", "Euler a"] }\n'
+    assert error_of('[axes]\nx = { eta = [0, 1] }\ny = { sampler = ["DDIM", "DPM2 a"] }\n'
                     ).startswith("job.toml: axes.x.eta: ")
+    # Euler a takes eta too (the ancestral share of noise)
+    both = parse('[axes]\nx = { eta = [0, 1] }\ny = { sampler = ["DDIM", "Euler a"] }\n')
+    assert {(s.sampler, s.eta) for s in expand(both)} == {
+        ("DDIM", 0.0), ("DDIM", 1.0), ("Euler a", 0.0), ("Euler a", 1.0)}
 
 
 # --- rerun --set ----------------------------------------------------------------------------
@@ -193,7 +197,7 @@ def test_given_set_eta_then_it_is_checked_like_the_job_file():
     assert apply_overrides(SPEC.replace(sampler="DDIM", eta=0.3),
                            parse_assignments(["eta=none"])).eta is None
     with pytest.raises(JobFileError, match=r"^--set: eta: "):
-        apply_overrides(SPEC, {"eta": 0.5})  # Euler a
+        apply_overrides(SPEC.replace(sampler="DPM2 a"), {"eta": 0.5})
     with pytest.raises(JobFileError, match=r"^--set: schedule: .* contradicts sampler"):
         apply_overrides(SPEC, {"sampler": "DPM++ 2M Karras", "schedule": "Beta"})
 
