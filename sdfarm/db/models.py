@@ -7,6 +7,7 @@ on real columns and a job can be rendered again from its row alone.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from operator import attrgetter
 from typing import Any
@@ -26,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from sdfarm.params import FIRST_ADDED_KEY_RANK, PARAMS
 from sdfarm.spec import SPEC_FIELDS, RenderSpec
 
 _SPEC_VALUES = attrgetter(*SPEC_FIELDS)
@@ -34,6 +36,17 @@ _SPEC_VALUES = attrgetter(*SPEC_FIELDS)
 def spec_columns(spec: RenderSpec) -> dict[str, object]:
     """A spec's parameters as the ``jobs`` columns that hold them (they share their names)."""
     return dict(zip(SPEC_FIELDS, _SPEC_VALUES(spec)))
+
+
+def spec_columns_for(specs: Sequence[RenderSpec]) -> Callable[[RenderSpec], dict[str, object]]:
+    """:func:`spec_columns` for a bulk insert of ``specs``: a parameter added after the first
+    layout that every spec leaves at its default is left out, for the column's own default to
+    fill (every bound value costs, and most sweeps set none of them)."""
+    names = [name for name in SPEC_FIELDS
+             if name not in PARAMS or PARAMS[name].key_rank < FIRST_ADDED_KEY_RANK
+             or any(getattr(s, name) != PARAMS[name].default for s in specs)]
+    values = attrgetter(*names)
+    return lambda spec: dict(zip(names, values(spec)))
 
 
 def utcnow() -> datetime:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from sdfarm.db.models import Job, JobStatus, Sweep, spec_columns, utcnow
+from sdfarm.db.models import Job, JobStatus, Sweep, spec_columns_for, utcnow
 from sdfarm.errors import JobNotFound, SweepNotFound
 
 if TYPE_CHECKING:
@@ -93,13 +93,14 @@ def record_plan(session: Session, plan: Plan, output_root: Path, *, kind: str = 
     batch_of = {i: b for b, batch in enumerate(plan.batches) for i in batch}
     next_batch = len(plan.batches)
     cells = plan.cells or (None,) * len(plan.specs)
+    columns = spec_columns_for(plan.specs)
     rows = []
     for i, (spec, key, cell) in enumerate(zip(plan.specs, plan.key_list(), cells, strict=True)):
         # Joined as text: a Path per row costs more than the rest of the row (10,000 rows).
         path = f"{base}/{image_name(i, spec.seed)}"
         row = {
             "sweep_id": sweep.id, "seq": i, "key": key, "status": JobStatus.queued,
-            **spec_columns(spec), "model_config": plan.model_config_of(spec),
+            **columns(spec), "model_config": plan.model_config_of(spec),
             "batch_index": batch_of.get(i, -1), "output_path": path, "attempts": 0,
             "created_at": now, "reused_from_job_id": None, "sha256": None, "threads": None,
             "device": None, "finished_at": None,

@@ -113,7 +113,7 @@ class DiffusersRenderer:
                allow_pickle: bool, on_step: StepHook) -> list[Image.Image]:
         import torch
 
-        from sdfarm.samplers import SAMPLERS
+        from sdfarm.samplers import SAMPLERS, split_sampler
         from sdfarm.worker.schedulers import make_scheduler
 
         first = specs[0]
@@ -125,7 +125,7 @@ class DiffusersRenderer:
         # Eta reaches DDIM's step through the pipeline, an ancestral step through the scheduler
         # (sdfarm.worker.schedulers); elsewhere it changes nothing (planning refuses it on
         # samplers whose noise diffusers fixes).
-        eta_use = SAMPLERS[first.sampler].eta
+        eta_use = SAMPLERS[split_sampler(first.sampler)[0]].eta  # a hand-built spec may combine
         eta = {"eta": first.eta} if first.eta is not None and eta_use == "ddim" else {}
         if eta_use == "ancestral":
             pipe.scheduler.ancestral_eta = first.eta

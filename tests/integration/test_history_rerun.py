@@ -65,8 +65,8 @@ def test_bad_set_values_are_refused_naming_the_key_and_nothing_is_recorded(setti
         (("--set", "schedule=Karras"), ("Error: --set: schedule: sampler 'Euler a' cannot run "
                                         "schedule 'Karras' (diffusers has no such option for "
                                         "it); Euler a runs: Automatic, SGM Uniform")),
-        (("--set", "eta=0.5"), ("Error: --set: eta: sampler 'Euler a' draws its noise with a "
-                                "fixed eta of 1")),
+        (("--set", "sampler=DPM2 a", "--set", "eta=0.5"),
+         "Error: --set: eta: sampler 'DPM2 a' draws its noise with a fixed eta of 1"),
         (("--set", "sampler=DPM++ 2M Karras", "--set", "schedule=Beta"),
          "Error: --set: schedule: 'Beta' contradicts sampler 'DPM++ 2M Karras'"),
         (("--set", "steps"), "Error: --set: steps: is not key=value"),
@@ -143,14 +143,14 @@ def test_a_job_with_a_schedule_and_eta_reruns_identically_and_set_eta_changes_it
 
 def test_an_imported_eta_that_diffusers_cannot_honour_is_refused_not_ignored(
         settings, cli_env, tmp_path):
-    # Given an A1111 image made with Euler a at eta 0.5 (diffusers fixes its eta at 1)
+    # Given an A1111 image made with DPM2 a at eta 0.5 (diffusers fixes its eta at 1)
     png(tmp_path / "a1111" / "eta.png",
-        "a cat\nSteps: 3, Sampler: Euler a, Schedule type: Automatic, CFG scale: 7, Seed: 3, "
+        "a cat\nSteps: 3, Sampler: DPM2 a, Schedule type: Automatic, CFG scale: 7, Seed: 3, "
         "Size: 64x64, Model: builtin:tiny, Eta: 0.5")
     assert sdfarm(cli_env, "index", tmp_path / "a1111", "-q").exit_code == 0
     # Then a rerun says so, recording nothing
     result = sdfarm(cli_env, "rerun", 1)
     assert result.exit_code == 1
-    assert result.stderr.startswith("Error: job 1: sampler 'Euler a' draws its noise with a fixed "
+    assert result.stderr.startswith("Error: job 1: sampler 'DPM2 a' draws its noise with a fixed "
                                     "eta of 1")
     assert "rerun it with --set eta=none" in result.stderr and sweeps(settings.database_url) == 1
