@@ -179,11 +179,12 @@ def test_rendered_images_indexed_into_a_fresh_database_give_back_their_rows(
 
 def test_an_indexed_image_of_each_sampling_control_reruns_to_identical_pixels(
         settings, cli_env, tiny_model, tmp_path):
-    # Given images rendered with a schedule other than Automatic and with eta on DDIM
+    # Given images rendered with a schedule other than Automatic and with eta on DDIM, Euler
+    # (where it changes nothing) and Euler a
     job = write_job(tmp_path, 'name = "controls"\nmodel = "builtin:tiny"\nprompt = "a fox"\n'
                               'steps = 3\nwidth = 64\nheight = 64\nseeds = [5]\nbatch_size = 1\n'
                               'schedule = "SGM Uniform"\neta = 0.6\n'
-                              '[axes]\nx = { sampler = ["DDIM", "Euler"] }\n')
+                              '[axes]\nx = { sampler = ["DDIM", "Euler", "Euler a"] }\n')
     rendered = sdfarm(settings.database_url, "render", job, "-q", env=cli_env)
     assert rendered.exit_code == 0, rendered.output
     originals = jobs_by_path(settings.database_url)
