@@ -121,14 +121,16 @@ class Job(Base):
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     clip_skip: Mapped[int] = mapped_column(Integer, default=1)
+    # Parameters added after the first layout have server defaults only (no Python-side
+    # ones): a bulk insert of a sweep that leaves them at their defaults then binds no value
+    # for them at all (``spec_columns_for``), so a new parameter costs planning nothing.
     #: Variation seed, its strength and ENSD (migration 0007_noise); 0 for earlier jobs, which
     #: is what they were rendered with. BigInteger: imported images may hold any 64-bit value.
-    subseed: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
-    subseed_strength: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
-    ensd: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    subseed: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    subseed_strength: Mapped[float] = mapped_column(Float, server_default="0")
+    ensd: Mapped[int] = mapped_column(BigInteger, server_default="0")
     #: A1111 schedule type (migration 0006_sampling); ``sampler`` holds the base sampler.
-    schedule: Mapped[str] = mapped_column(String(32), default="Automatic",
-                                          server_default="Automatic")
+    schedule: Mapped[str] = mapped_column(String(32), server_default="Automatic")
     #: ``None``: the sampler's own eta.
     eta: Mapped[float | None] = mapped_column(Float)
 
