@@ -41,6 +41,11 @@ class RenderCanceled(SdfarmError):
     """Raised from the denoising callback when a job of the running pass was canceled."""
 
 
+class ImageFailed(SdfarmError):
+    """One image of a pass came out unusable (all NaN, say). A renderer returns it in that
+    image's place: its job fails with this message, the pass's other images are recorded."""
+
+
 class BrokerUnavailable(SdfarmError):
     """The farm's broker (Redis) cannot be reached. What the database holds is safe:
     ``sdfarm recover`` sends the queued jobs once it is back."""

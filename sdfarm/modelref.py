@@ -22,6 +22,23 @@ from sdfarm.files import write_atomic
 BUILTIN_MODELS: dict[str, str] = {
     "tiny": "SD 1.x architecture at toy size, random weights, a few MB: tests and demos on a CPU",
     "sd15": "the full SD 1.5 architecture, random weights, ~2 GB in float16: GPU benchmarks",
+    "tiny-sd2v": "SD 2.x v-prediction architecture at toy size, random weights: tests",
+    "tiny-sdxl": "SDXL architecture at toy size, random weights, a few MB: tests and demos",
+    "sdxl": "the full SDXL architecture, random weights, ~7 GB in float16: GPU benchmarks",
+    "tiny-flux": "Flux.1-dev architecture at toy size, random weights: tests and demos",
+    "tiny-sd3": "SD 3.5 architecture at toy size, random weights: tests and demos",
+}
+
+#: The family (``sdfarm.families``) and prediction type of each built-in model, known without
+#: building it, so planning never needs its files.
+BUILTIN_FAMILIES: dict[str, tuple[str, str]] = {
+    "tiny": ("sd1", "epsilon"),
+    "sd15": ("sd1", "epsilon"),
+    "tiny-sd2v": ("sd2", "v"),
+    "tiny-sdxl": ("sdxl", "epsilon"),
+    "sdxl": ("sdxl", "epsilon"),
+    "tiny-flux": ("flux-dev", "flow"),
+    "tiny-sd3": ("sd3", "flow"),
 }
 
 #: Single-file checkpoints in the safe format.
