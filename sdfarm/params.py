@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from sdfarm.errors import SamplerError
+from sdfarm.families import FAMILY_NAMES, PREDICTIONS
 from sdfarm.samplers import (
     AUTOMATIC,
     SAMPLERS,
@@ -40,8 +41,9 @@ MAX_ENSD = 2**31 - 1
 FIRST_ADDED_KEY_RANK = 10
 
 #: ``int`` and ``float`` are numbers with bounds; ``text`` is text (a prompt, a model
-#: reference); ``sampler`` is an A1111 sampler name, ``schedule`` an A1111 schedule type.
-Kind = Literal["int", "float", "text", "sampler", "schedule"]
+#: reference); ``sampler`` is an A1111 sampler name, ``schedule`` an A1111 schedule type;
+#: ``choice`` one of a few fixed words (``Param.choices``).
+Kind = Literal["int", "float", "text", "sampler", "schedule", "choice"]
 
 #: Why a value was refused, for the reader to phrase in its own words.
 Reason = Literal["type", "fraction", "range", "multiple", "empty", "unknown"]
@@ -87,6 +89,8 @@ class Param:
     #: forward pass (prompt and seed). The order is the render order: the most expensive
     #: switch (the model) first.
     batch_rank: int | None = None
+    #: The words a ``choice`` parameter takes.
+    choices: tuple[str, ...] = ()
 
     @property
     def allowed(self) -> str:
@@ -100,6 +104,8 @@ class Param:
             return "A1111 sampler names"
         if self.kind == "schedule":
             return f"A1111 schedule types ({', '.join(SCHEDULES)})"
+        if self.kind == "choice":
+            return ", ".join(self.choices)
         return f"{self.description}s"
 
     @property
@@ -116,6 +122,8 @@ class Param:
             return f"an integer from {_num(self.low)} to {_num(self.high)}"
         if self.kind == "float":
             return f"a number from {_num(self.low)} to {_num(self.high)}"
+        if self.kind == "choice":
+            return f"one of {', '.join(self.choices)}"
         return "a string"
 
     def check(self, value: object) -> object:
@@ -137,6 +145,12 @@ class Param:
                 return canonical_schedule(value)
             except SamplerError as exc:
                 raise BadValue(self, value, "unknown", str(exc)) from None
+        if self.kind == "choice":
+            if value not in self.choices:
+                raise BadValue(self, value, "unknown",
+                               f"{value!r} is not a {self.description}; allowed: "
+                               f"{', '.join(self.choices)}")
+            return value
         if not self.allow_empty and not value.strip():
             raise BadValue(self, value, "empty")
         return value
@@ -268,6 +282,22 @@ PARAMS = ParamTable(
     # writes it as A1111 does: "Eta DDIM" for DDIM, "Eta" otherwise.
     Param("eta", "float", None, "eta (DDIM noise)", "Eta", low=0.0, high=1.0, allow_none=True,
           infotext="Eta", key_rank=11, batch_rank=65, axis_rank=75),
+    # The model's family and prediction type: detected from its files at plan time (a job
+    # file may set them to correct the detection); they pick the pipeline and the scheduler.
+    # Not A1111 settings: sdfarm writes them under its own infotext keys.
+    # Batches never mix families: they follow the model, which leads the batch group anyway.
+    Param("family", "choice", "sd1", "model family", "Family", infotext="Model family",
+          key_rank=15, batch_rank=1, choices=FAMILY_NAMES),
+    Param("prediction", "choice", "epsilon", "prediction type", "Prediction",
+          infotext="Prediction type", key_rank=16, batch_rank=2, choices=PREDICTIONS),
+    # None: the family's own (3.5 on Flux.1-dev, the only family that takes it).
+    Param("guidance", "float", None, "distilled guidance (Flux)", "Guidance", low=0.0,
+          high=30.0, allow_none=True, infotext="Distilled CFG Scale", key_rank=17,
+          batch_rank=66, axis_rank=77),
+    # None: the scheduler's own shift (SD3's 3.0; Flux's, by image size).
+    Param("shift", "float", None, "flow-matching schedule shift", "Shift", low=0.0,
+          high=20.0, allow_none=True, infotext="Shift", key_rank=18, batch_rank=67,
+          axis_rank=78),
 )
 
 #: Infotext key A1111 writes eta under for DDIM.

@@ -69,6 +69,10 @@ class RenderSpec:
     ensd: int = _default("ensd")
     schedule: str = _default("schedule")
     eta: float | None = _default("eta")
+    family: str = _default("family")
+    prediction: str = _default("prediction")
+    guidance: float | None = _default("guidance")
+    shift: float | None = _default("shift")
     #: A1111 short hash of the weights; ``None`` while the weights are not on this machine.
     model_hash: str | None = None
 

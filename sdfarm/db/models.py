@@ -133,6 +133,13 @@ class Job(Base):
     schedule: Mapped[str] = mapped_column(String(32), server_default="Automatic")
     #: ``None``: the sampler's own eta.
     eta: Mapped[float | None] = mapped_column(Float)
+    #: Model family and prediction type (migration 0008_families); earlier jobs were all SD 1.x
+    #: models rendered as epsilon-prediction.
+    family: Mapped[str] = mapped_column(String(16), server_default="sd1")
+    prediction: Mapped[str] = mapped_column(String(8), server_default="epsilon")
+    #: Flux's distilled guidance and a flow-matching shift; ``None``: the model's own.
+    guidance: Mapped[float | None] = mapped_column(Float)
+    shift: Mapped[float | None] = mapped_column(Float)
 
     # Where it sits: the planned batch, and grid coordinates when the sweep has axes.
     batch_index: Mapped[int] = mapped_column(Integer, default=0)
@@ -192,6 +199,7 @@ class Job(Base):
         Index("ix_jobs_model_created", "model", "created_at"),
         Index("ix_jobs_model_hash_created", "model_hash", "created_at"),
         Index("ix_jobs_size_created", "width", "height", "created_at"),
+        Index("ix_jobs_family_created", "family", "created_at"),
     )
 
     def spec(self) -> RenderSpec:

@@ -48,7 +48,8 @@ LAZY_EXCEPTIONS = {("modelref.py", "huggingface_hub")}
 #: Path rules of the pure core: these files directly under sdfarm/, and every file in these
 #: folders. ``sdfarm/__init__.py`` is in it because importing any sdfarm module runs it.
 PURE_TOP_LEVEL_FILES = {"__init__.py", "spec.py", "samplers.py", "errors.py", "files.py",
-                        "modelref.py", "params.py"}
+                        "modelref.py", "params.py", "families.py", "checkpoints.py",
+                        "modeldetect.py"}
 PURE_FOLDERS = {"scheduler", "metadata"}
 
 #: The package of a top-level module (``sdfarm/spec.py`` ...) in the package graph.

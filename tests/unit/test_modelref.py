@@ -50,7 +50,7 @@ def test_every_builtin_model_parses(model_dir: Path) -> None:
 
 def test_unknown_builtin_lists_the_known_ones(model_dir: Path) -> None:
     with pytest.raises(ModelError, match="builtin:tiny, builtin:sd15"):
-        parse_model_ref("builtin:sdxl", model_dir)
+        parse_model_ref("builtin:sdxl-turbo", model_dir)
 
 
 def test_safetensors_file_relative_to_the_job_file_folder(tmp_path: Path, model_dir: Path) -> None:

@@ -42,7 +42,8 @@ def test_every_key_parameter_changes_the_key(name):
     other = {"model": "builtin:sd15", "prompt": "x", "negative_prompt": "y", "sampler": "DDIM",
              "seed": 1, "steps": 3, "cfg": 2.5, "width": 64, "height": 64, "clip_skip": 2,
              "subseed": 77, "subseed_strength": 0.5, "ensd": 31337,
-             "schedule": "Karras", "eta": 0.5}
+             "schedule": "Karras", "eta": 0.5, "family": "sdxl", "prediction": "v",
+             "guidance": 3.5, "shift": 3.0}
     # A variation seed acts only with a strength: compare with one that has a strength.
     base = BASE.replace(subseed_strength=0.3) if name == "subseed" else BASE
     changed = base.replace(**{name: other[name]}, model_hash=None if name == "model" else BASE.model_hash)
@@ -59,7 +60,7 @@ def test_prompt_and_seed_may_differ_within_a_batch_and_nothing_else():
 
 def test_the_batch_group_sorts_the_most_expensive_switch_first():
     ranked = [p.name for p in PARAMS.ranked("batch_rank")]
-    assert ranked[:3] == ["model", "width", "height"]
+    assert ranked[:5] == ["model", "family", "prediction", "width", "height"]
 
 
 def test_every_axis_parameter_comes_from_the_table_or_is_a_named_composite():
