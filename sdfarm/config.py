@@ -48,8 +48,12 @@ class Settings:
     #: Seconds a claimed job stays reserved to its worker without a heartbeat; renewed during
     #: rendering, so only a dead or hung worker lets it expire.
     lease_seconds: float = 300.0
-    #: How many pipelines a worker process keeps loaded (LRU by model).
+    #: How many pipelines a worker process keeps loaded (LRU by model). With 1, the default,
+    #: only one model is on the device at a time: the next model's load frees the last one.
     pipeline_cache_size: int = 1
+    #: Keep each pipeline component on the CPU until it runs (diffusers' model CPU offload):
+    #: SDXL or Flux on a card with little memory, at some cost in speed. GPU only.
+    cpu_offload: bool = False
     #: ``diffusers`` renders for real; ``fake:SECONDS`` writes a seed-determined image at a
     #: fixed cost and exists for the queue benchmarks and reliability tests only.
     renderer: str = "diffusers"
@@ -87,6 +91,7 @@ class Settings:
             lease_seconds=_number(env, "SDFARM_LEASE_SECONDS", float, base.lease_seconds, minimum=0.1),
             pipeline_cache_size=_number(env, "SDFARM_PIPELINE_CACHE", int, base.pipeline_cache_size,
                                         minimum=1),
+            cpu_offload=_flag(env, "SDFARM_CPU_OFFLOAD", base.cpu_offload),
             renderer=env.get("SDFARM_RENDERER") or base.renderer,
             max_attempts=_number(env, "SDFARM_MAX_ATTEMPTS", int, base.max_attempts, minimum=1),
             visibility_timeout=_number(env, "SDFARM_VISIBILITY_TIMEOUT", float,
@@ -101,6 +106,17 @@ class Settings:
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)
+
+
+def _flag(env: Mapping[str, str], key: str, default: bool) -> bool:
+    text = (env.get(key) or "").strip().lower()
+    if not text:
+        return default
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise SdfarmError(f"{key}={env[key]}: must be 1 or 0 (true or false)")
 
 
 def _number(env: Mapping[str, str], key: str, kind: type[int] | type[float], default: float,

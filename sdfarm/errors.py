@@ -25,6 +25,11 @@ class ModelError(SdfarmError):
     """A model reference cannot be resolved or loaded."""
 
 
+class FamilyUnknown(ModelError):
+    """A model's family cannot be read from its files (a pickle, a hub model not downloaded):
+    a job file's ``family =`` settles it."""
+
+
 class SamplerError(SdfarmError):
     """An unknown sampler name."""
 

@@ -44,6 +44,8 @@ class Family:
     uses: frozenset[str] = frozenset()
     #: Side of the default image of a v-prediction model, where it differs (SD 2.x 768-v).
     v_size: int | None = None
+    #: Width and height must be multiples of it (the VAE's 8, times the latent patch size).
+    size_multiple: int = 8
 
     def default_size(self, prediction: str) -> int:
         return self.v_size if prediction == "v" and self.v_size else self.size
@@ -62,11 +64,13 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     # Flux is guidance-distilled: CFG 1 turns real CFG (and with it the negative prompt) off.
     Family("flux-dev", "Flux.1-dev", "FluxPipeline", 1024, 28, 1.0, "Euler", ("flow",),
            samplers=FLOW_SAMPLERS, guidance=3.5,
-           uses=frozenset({"negative_prompt", "guidance", "shift"})),
+           uses=frozenset({"negative_prompt", "guidance", "shift"}), size_multiple=16),
     Family("flux-schnell", "Flux.1-schnell", "FluxPipeline", 1024, 4, 1.0, "Euler", ("flow",),
-           samplers=FLOW_SAMPLERS, uses=frozenset({"negative_prompt", "shift"})),
+           samplers=FLOW_SAMPLERS, uses=frozenset({"negative_prompt", "shift"}),
+           size_multiple=16),
     Family("sd3", "SD 3.x", "StableDiffusion3Pipeline", 1024, 28, 4.5, "Euler", ("flow",),
-           samplers=FLOW_SAMPLERS, uses=frozenset({"negative_prompt", "shift"})),
+           samplers=FLOW_SAMPLERS, uses=frozenset({"negative_prompt", "shift"}),
+           size_multiple=16),
 )}
 
 #: Parameters whose default comes from the family when a job file leaves them out.
@@ -104,6 +108,11 @@ def family_problem(name: str, prediction: str, values: dict[str, object]) -> str
     if family.samplers is not None and sampler is not None and sampler not in family.samplers:
         return (f"sampler: {sampler!r} does not apply to {family.title} models (flow "
                 f"matching); they take {', '.join(family.samplers)}")
+    for side in ("width", "height"):
+        value = values.get(side)
+        if isinstance(value, int) and value % family.size_multiple:
+            return (f"{side}: {family.title} models need a multiple of {family.size_multiple}, "
+                    f"got {value}")
     schedule = values.get("schedule")
     if family.samplers is not None and schedule not in (None, "Automatic"):
         return (f"schedule: {family.title} models follow their own flow-matching schedule; "

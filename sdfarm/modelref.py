@@ -190,6 +190,17 @@ def _cached_hub_unet(repo_id: str) -> Path | None:
     return None
 
 
+def cached_hub_folder(repo_id: str) -> Path | None:
+    """The snapshot folder of a hub model in the Hugging Face cache (where its
+    ``model_index.json`` is), or ``None`` when it is not cached here. Never touches the network."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # a planning-only install: nothing can be cached then
+        return None
+    found = try_to_load_from_cache(repo_id, "model_index.json")
+    return Path(found).parent if isinstance(found, str) else None
+
+
 def model_hash(mref: ModelRef, model_dir: Path) -> str | None:
     """AUTOMATIC1111's short hash (AutoV2): the first 10 hex digits of the weights' sha256.
 

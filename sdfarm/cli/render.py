@@ -8,6 +8,8 @@ from pathlib import Path
 import click
 
 from sdfarm.config import Settings
+from sdfarm.families import FAMILIES, family_defaults
+from sdfarm.scheduler.familydefaults import defaulted_params
 from sdfarm.scheduler.forecast import Forecast, format_duration
 from sdfarm.scheduler.plan import Plan
 from sdfarm.usecases.render import load_plan, plan_outlook
@@ -25,6 +27,9 @@ def plan_summary(plan: Plan, outlook: Forecast | None = None) -> dict[str, objec
         "prompts": len(plan.prompts),
         "axes": [{"slot": a.slot, "param": a.param, "values": len(a.values),
                   "labels": list(a.labels)} for a in plan.axes],
+        "models": [{"model": model, "family": family, "prediction": prediction,
+                    "defaults": defaults}
+                   for model, (family, prediction, defaults) in model_families(plan).items()],
     }
     if outlook is not None:
         summary.update(reused=outlook.reused, to_render=outlook.to_render,
@@ -32,6 +37,34 @@ def plan_summary(plan: Plan, outlook: Forecast | None = None) -> dict[str, objec
                        estimate_seconds=outlook.estimate_seconds,
                        unmeasured_images=outlook.unmeasured_images)
     return summary
+
+
+def model_families(plan: Plan) -> dict[str, tuple[str, str, dict[str, object]]]:
+    """Each model of the plan: its family, prediction type and the family defaults its images
+    take (those the job file neither sets nor varies)."""
+    defaulted = defaulted_params(plan.job)
+    found = dict.fromkeys((s.model, s.family, s.prediction) for s in plan.specs)
+    return {model: (family, prediction,
+                    {k: v for k, v in family_defaults(family, prediction).items()
+                     if k in defaulted and v is not None})
+            for model, family, prediction in found}
+
+
+def _model_line(model: str, family: str, prediction: str, defaults: dict[str, object]) -> str:
+    what = f"{FAMILIES[family].title} ({family}" + (
+        f", {prediction}-prediction)" if prediction == "v" else ")")
+    shown = []
+    if "width" in defaults:
+        shown.append(f"{defaults['width']}x{defaults['height']}")
+    if "steps" in defaults:
+        shown.append(f"{defaults['steps']} steps")
+    if "cfg" in defaults:
+        shown.append(f"cfg {defaults['cfg']:g}")  # type: ignore[str-format]
+    if "sampler" in defaults:
+        shown.append(str(defaults["sampler"]))
+    if "guidance" in defaults:
+        shown.append(f"guidance {defaults['guidance']:g}")  # type: ignore[str-format]
+    return f"    {model}: {what}" + (f"; defaults {', '.join(shown)}" if shown else "")
 
 
 def _plan_lines(plan: Plan, outlook: Forecast) -> list[str]:
@@ -46,6 +79,8 @@ def _plan_lines(plan: Plan, outlook: Forecast) -> list[str]:
         f"  reused:          {outlook.reused} (already rendered, file on disk)",
         f"  to render:       {outlook.to_render} in {outlook.batches} batches",
         f"  denoising steps: {outlook.steps_to_render} to render (of {plan.total_steps})",
+        "  models:",
+        *(_model_line(model, *info) for model, info in model_families(plan).items()),
     ]
     if outlook.estimate_seconds is None:
         lines.append("  estimate:        unknown (no image of this model and size measured yet)")

@@ -58,6 +58,8 @@ class HistoryQuery:
     steps: tuple[int, int] | None = None
     #: (width, height).
     size: tuple[int, int] | None = None
+    #: Model family (``sdfarm.families``).
+    family: str | None = None
     sweep_id: int | None = None
     statuses: tuple[JobStatus, ...] = ()
     #: Naive UTC, as stored: ``since`` inclusive, ``until`` exclusive.
@@ -157,6 +159,8 @@ def _conditions(session: Session, q: HistoryQuery):
             out.append(and_(c(Job.width) == q.size[0], c(Job.height) == q.size[1]))
         if sampler is not None:
             out.append(c(Job.sampler) == sampler)
+        if q.family is not None:
+            out.append(c(Job.family) == q.family)
         if len(schedules) > 1:
             out.append(false())
         elif schedules:

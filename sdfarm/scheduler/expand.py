@@ -18,12 +18,18 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from sdfarm.errors import JobFileError
 from sdfarm.scheduler.axes import Axis, apply_axis_value, check_prompt_sr
+from sdfarm.scheduler.familydefaults import (
+    Detected,
+    check_families,
+    defaulted_params,
+    family_changes,
+)
 from sdfarm.scheduler.jobfile import MAX_PROMPTS, JobFile
 from sdfarm.scheduler.promptsyntax import is_literal
 from sdfarm.scheduler.seeds import resolve_seeds
@@ -57,9 +63,10 @@ class Expansion:
 
 
 def expand(job: JobFile, model_hash: str | None = None,
-           model_hashes: Mapping[str, str | None] | None = None) -> list[RenderSpec]:
+           model_hashes: Mapping[str, str | None] | None = None,
+           families: Mapping[str, Detected] | None = None) -> list[RenderSpec]:
     """Every image ``job`` describes, in the documented product order."""
-    return expand_job(job, model_hash, model_hashes).specs
+    return expand_job(job, model_hash, model_hashes, families).specs
 
 
 def sub_seed(sweep_seed: int, purpose: str) -> int:
@@ -70,11 +77,14 @@ def sub_seed(sweep_seed: int, purpose: str) -> int:
 
 
 def expand_job(job: JobFile, model_hash: str | None = None,
-               model_hashes: Mapping[str, str | None] | None = None) -> Expansion:
+               model_hashes: Mapping[str, str | None] | None = None,
+               families: Mapping[str, Detected] | None = None) -> Expansion:
     """The product, with the grid cell of every image.
 
     ``model_hash`` is the base model's; ``model_hashes`` maps each model axis value to its
-    hash (``None`` where the weights are not on this machine yet).
+    hash (``None`` where the weights are not on this machine yet). ``families`` maps models
+    (the base model and each model axis value) to their detected (family, prediction); each
+    image takes its model's family defaults (``familydefaults``).
     """
     axes = job.axes
     seed_axis = any(a.param == "seed" for a in axes)
@@ -92,14 +102,21 @@ def expand_job(job: JobFile, model_hash: str | None = None,
     nested: list[Axis] = [*reversed(extras), *(slots[s] for s in ("z", "y", "x") if s in slots)]
     position = {a.slot: n for n, a in enumerate(nested)}
     hashes = dict(model_hashes or {})
-    base = job.base.replace(model_hash=model_hash)
+    detected = dict(families or {})
+    defaulted = defaulted_params(job)
+
+    def model_changes(model: str) -> dict[str, object]:
+        return family_changes(job, model, detected, defaulted)
+
+    base = job.base.replace(model_hash=model_hash, **model_changes(job.base.model))
     seed_items = list(enumerate(seeds)) if seeds else [(0, None)]
 
     specs: list[RenderSpec] = []
     cells: list[Cell] = []
     for p_index, (prompt, negative) in enumerate(prompts):
         prompted = base.replace(prompt=prompt, negative_prompt=negative)
-        changes = [[_changes(prompted, axis, v, prompt, hashes) for v in axis.values] for axis in nested]
+        changes = [[_changes(prompted, axis, v, prompt, hashes, model_changes) for v in axis.values]
+                   for axis in nested]
         fields = [getattr(prompted, name) for name in SPEC_FIELDS]
         for coords in itertools.product(*(range(len(a.values)) for a in nested)):
             cell_fields = fields.copy()
@@ -116,6 +133,7 @@ def expand_job(job: JobFile, model_hash: str | None = None,
                 # a subseed).
                 specs.append(RenderSpec(*cell_fields).normalized())
                 cells.append(Cell(p_index, s_index, x, y, z, extra))
+    check_families(job, specs)
     return Expansion(specs, cells, prompts, seeds)
 
 
@@ -124,12 +142,13 @@ _SEED_AT = SPEC_FIELDS.index("seed")
 
 
 def _changes(spec: RenderSpec, axis: Axis, value: object, prompt: str,
-             hashes: Mapping[str, str | None]) -> list[tuple[int, object]]:
-    """The fields one axis value sets, as ``apply_axis_value`` sets them: (position in
-    ``SPEC_FIELDS``, value) pairs."""
+             hashes: Mapping[str, str | None],
+             model_changes: Callable[[str], dict[str, object]]) -> list[tuple[int, object]]:
+    """The fields one axis value sets, as ``apply_axis_value`` sets them (a model brings its
+    hash and its family's defaults): (position in ``SPEC_FIELDS``, value) pairs."""
     changed = apply_axis_value(spec, axis, value, prompt)
     if axis.param == "model":
-        changed = changed.replace(model_hash=hashes.get(value))
+        changed = changed.replace(model_hash=hashes.get(value), **model_changes(str(value)))
     return [(at, getattr(changed, name)) for at, name in enumerate(SPEC_FIELDS)
             if getattr(changed, name) != getattr(spec, name)]
 

@@ -72,6 +72,9 @@ class JobFile:
     wildcard_dir: str = DEFAULT_WILDCARDS
     #: The plan is refused above this many images.
     max_images: int = DEFAULT_MAX_IMAGES
+    #: The per-image parameters the file sets itself; the others take their defaults, some
+    #: of them (``sdfarm.families.FAMILY_DEFAULTS``) from the model's family.
+    explicit: frozenset[str] = frozenset()
 
 
 class _Reader:
@@ -202,6 +205,7 @@ def parse_job_file(text: str, path: str = "<job file>") -> JobFile:
         prompt_mode=_prompt_mode(r, data.get("prompts", "combinatorial")),
         wildcard_dir=str(Path(path).parent / Path(wildcards).expanduser()),  # type: ignore[arg-type]
         max_images=r.integer("max_images", DEFAULT_MAX_IMAGES, 1, MAX_IMAGES_LIMIT),
+        explicit=frozenset(name for name in PARAMS if name in data),
     )
 
 

@@ -67,9 +67,10 @@ class Plan:
 
 def make_plan(job: JobFile, model_hash: str | None = None,
               model_hashes: Mapping[str, str | None] | None = None,
-              model_configs: Mapping[str, str | None] | None = None) -> Plan:
+              model_configs: Mapping[str, str | None] | None = None,
+              families: Mapping[str, tuple[str, str]] | None = None) -> Plan:
     """Expand ``job`` and put the images in render order, in batches."""
-    expansion = expand_job(job, model_hash, model_hashes)
+    expansion = expand_job(job, model_hash, model_hashes, families)
     groups = [s.batch_group for s in expansion.specs]  # once: sorting and cutting both need them
     order = order_specs(expansion.specs, groups)
     specs = tuple(expansion.specs[i] for i in order)

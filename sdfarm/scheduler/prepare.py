@@ -6,8 +6,17 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from sdfarm.errors import JobFileError, ModelError
-from sdfarm.modelref import ModelRef, model_hash, parse_model_ref
+from sdfarm.errors import FamilyUnknown, JobFileError, ModelError
+from sdfarm.families import FAMILIES
+from sdfarm.modeldetect import Detection, detect_file, detect_folder
+from sdfarm.modelref import (
+    BUILTIN_FAMILIES,
+    SAFE_SUFFIXES,
+    ModelRef,
+    cached_hub_folder,
+    model_hash,
+    parse_model_ref,
+)
 from sdfarm.scheduler.axes import Axis
 from sdfarm.scheduler.jobfile import JobFile
 from sdfarm.scheduler.plan import Plan, make_plan
@@ -56,22 +65,62 @@ def _abs(job: JobFile, path: str | None) -> str | None:
 
 
 def plan_job(job: JobFile, mref: ModelRef, model_dir: Path) -> Plan:
-    """Expand; the model hash enters each job's key when the weights are on this machine."""
+    """Expand; the model hash enters each job's key when the weights are on this machine, and
+    each model's family (detected from its files) sets the defaults of its images."""
     hashes: dict[str, str | None] = {}
     configs: dict[str, str | None] = {}
+    families = {job.base.model: _family(job, mref, "model")}
     for axis in job.axes:
         if axis.param == "model":
             for value in axis.values:
                 _, axis_ref = _axis_model_ref(job, axis, value, model_dir)
                 hashes[value] = model_hash(axis_ref, model_dir)
                 configs[value] = str(axis_ref.config) if axis_ref.config else None
-    return make_plan(job, model_hash(mref, model_dir), hashes, configs)
+                families[value] = _family(job, axis_ref, axis.key)
+    known = {m: (d.family, d.prediction) for m, d in families.items() if d is not None}
+    return make_plan(job, model_hash(mref, model_dir), hashes, configs, known)
 
 
-def model_refs(job: JobFile, mref: ModelRef, model_dir: Path) -> list[ModelRef]:
-    """Every model the job renders with: ``model``, then each model axis value."""
-    refs = [mref]
-    for axis in job.axes:
-        if axis.param == "model":
-            refs += [_axis_model_ref(job, axis, v, model_dir)[1] for v in axis.values]
-    return refs
+def _family(job: JobFile, mref: ModelRef, key: str) -> Detection | None:
+    """The detected family of a model; ``None`` when the job file sets the family itself and
+    the model's files cannot tell (a pickle, a hub model not downloaded here)."""
+    try:
+        return detect_family(mref)
+    except ModelError as exc:
+        if "family" in job.explicit and isinstance(exc, FamilyUnknown):
+            return None
+        raise JobFileError(job.path, key, str(exc)) from None
+
+
+def detect_family(mref: ModelRef) -> Detection:
+    """What family ``mref`` is, from its files (never its tensors): a built-in model's is
+    known; a single file with ``model_config`` is its config folder's. :class:`ModelError`
+    when it is unknown or unsupported, :class:`FamilyUnknown` when the files cannot tell (a
+    job file's ``family =`` settles it then)."""
+    if mref.kind == "builtin":
+        assert mref.path is not None
+        family, prediction = BUILTIN_FAMILIES[mref.path.name.removeprefix("builtin-")]
+        return Detection(family, prediction, f"built-in {FAMILIES[family].title} model")
+    if mref.kind == "folder":
+        assert mref.path is not None
+        return detect_folder(mref.path)
+    if mref.kind == "file":
+        assert mref.path is not None
+        if mref.config is not None:
+            return detect_folder(mref.config)
+        if mref.path.suffix.lower() in SAFE_SUFFIXES:
+            return detect_file(mref.path)
+        raise _undetectable(f"model {mref.ref!r} is a pickle checkpoint, whose architecture "
+                            f"cannot be read without running it")
+    folder = cached_hub_folder(mref.ref)
+    if folder is None:
+        raise _undetectable(f"model {mref.ref!r} is not in the Hugging Face cache here, so its "
+                            f"family cannot be read from its model_index.json")
+    return detect_folder(folder)
+
+
+def _undetectable(problem: str) -> FamilyUnknown:
+    names = ", ".join(FAMILIES)
+    return FamilyUnknown(f"{problem}; set family = (one of {names}) in the job file, or "
+                         f"model_config = a diffusers folder of the same architecture")
+

@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sdfarm.errors import ModelError, one_line
+from sdfarm.families import FAMILIES
 from sdfarm.modelref import ModelRef
 from sdfarm.worker.builtin import ensure_builtin, quiet_libraries
 
 if TYPE_CHECKING:
     import torch
-    from diffusers import StableDiffusionPipeline
+    from diffusers import DiffusionPipeline
 
 #: Passed to every loader: text-to-image batches never run the NSFW filter (it would also
 #: need the CLIP image processor and another 1.2 GB of weights per model).
@@ -29,9 +30,13 @@ _NO_SAFETY_CHECKER: dict[str, Any] = {
 }
 
 
-def load_pipeline(mref: ModelRef, model_dir: Path, *, device: str,
-                  dtype: torch.dtype) -> StableDiffusionPipeline:
-    """Load ``mref`` as a ready-to-run pipeline on ``device`` in ``dtype``.
+def load_pipeline(mref: ModelRef, model_dir: Path, *, device: str, dtype: torch.dtype,
+                  family: str = "sd1", prediction: str | None = None,
+                  cpu_offload: bool = False) -> DiffusionPipeline:
+    """Load ``mref`` as a ready-to-run pipeline of ``family``'s class on ``device`` in
+    ``dtype``. ``prediction`` is what the planner detected (``None``: the files' own); a
+    single file without ``model_config`` gets sdfarm's configs for it, offline.
+    ``cpu_offload`` keeps each component on the CPU until it runs (cards with little memory).
 
     Raises :class:`ModelError`, with a one-line cause, for anything that stops it loading.
     """
@@ -39,20 +44,26 @@ def load_pipeline(mref: ModelRef, model_dir: Path, *, device: str,
         # diffusers 0.42 renamed torch_dtype to dtype; older releases we support know only
         # torch_dtype (and would ignore dtype), so keep the old name and its warning quiet.
         warnings.filterwarnings("ignore", ".*torch_dtype.*deprecated", FutureWarning)
-        from diffusers import StableDiffusionPipeline
+        import diffusers
 
+        cls = getattr(diffusers, FAMILIES[family].pipeline)
         try:
-            pipe = _load(StableDiffusionPipeline, mref, model_dir, dtype)
-            pipe.to(device)
+            pipe = _load(cls, mref, model_dir, dtype, family, prediction)
+            if cpu_offload and device != "cpu":
+                pipe.enable_model_cpu_offload(device=device)
+            else:
+                pipe.to(device)
         except ModelError:
             raise
         except Exception as exc:
-            raise ModelError(f"cannot load model {mref.ref!r}: {one_line(exc, named=False)}") from exc
+            raise ModelError(f"cannot load model {mref.ref!r} as {FAMILIES[family].title}: "
+                             f"{one_line(exc, named=False)}") from exc
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
 
-def _load(cls: Any, mref: ModelRef, model_dir: Path, dtype: Any) -> Any:
+def _load(cls: Any, mref: ModelRef, model_dir: Path, dtype: Any, family: str,
+          prediction: str | None) -> Any:
     if mref.kind == "builtin":
         assert mref.path is not None
         folder = ensure_builtin(mref.path.name.removeprefix("builtin-"), model_dir)
@@ -61,13 +72,18 @@ def _load(cls: Any, mref: ModelRef, model_dir: Path, dtype: Any) -> Any:
         return _from_pretrained(cls, mref.path, dtype)
     if mref.kind == "hub":
         return _load_hub(cls, mref.ref, dtype)
-    return _load_single_file(cls, mref, dtype)
+    return _load_single_file(cls, mref, dtype, family, prediction, model_dir)
+
+
+def _extra(cls: Any) -> dict[str, Any]:
+    # Only SD 1.x/2.x pipelines have a safety checker to leave out.
+    return _NO_SAFETY_CHECKER if cls.__name__ == "StableDiffusionPipeline" else {}
 
 
 def _from_pretrained(cls: Any, source: str | Path, dtype: Any, *,
                      local_files_only: bool = True) -> Any:
     return cls.from_pretrained(source, torch_dtype=dtype, local_files_only=local_files_only,
-                               **_NO_SAFETY_CHECKER)
+                               **_extra(cls))
 
 
 def _load_hub(cls: Any, repo_id: str, dtype: Any) -> Any:
@@ -94,22 +110,28 @@ def _load_hub(cls: Any, repo_id: str, dtype: Any) -> Any:
     ) from cause
 
 
-def _load_single_file(cls: Any, mref: ModelRef, dtype: Any) -> Any:
-    if mref.config is not None:
-        return cls.from_single_file(str(mref.path), config=str(mref.config), torch_dtype=dtype,
-                                    local_files_only=True, **_NO_SAFETY_CHECKER)
-    # diffusers infers the architecture from the weights, then needs that architecture's
-    # diffusers configs: from the HF cache, else from the hub.
+def _load_single_file(cls: Any, mref: ModelRef, dtype: Any, family: str,
+                      prediction: str | None, model_dir: Path) -> Any:
+    assert mref.path is not None
+    config = mref.config
+    if config is None:
+        from sdfarm.checkpoints import read_header
+        from sdfarm.worker.configs import single_file_config
+
+        if mref.path.suffix.lower() == ".safetensors":
+            shapes = read_header(mref.path).shapes
+            config = single_file_config(shapes, family, prediction or "epsilon", model_dir)
+        else:  # a pickle: diffusers reads it, then needs its architecture's configs
+            config = single_file_config({}, family, prediction or "epsilon", model_dir)
     try:
-        return cls.from_single_file(str(mref.path), torch_dtype=dtype, local_files_only=True,
-                                    **_NO_SAFETY_CHECKER)
+        return cls.from_single_file(str(mref.path), config=str(config), torch_dtype=dtype,
+                                    local_files_only=True, **_extra(cls))
     except Exception as exc:
         raise ModelError(
-            f"cannot load single-file checkpoint {mref.ref!r}: it needs a diffusers config for its "
-            f"architecture, normally fetched from the Hugging Face hub, and that failed here "
-            f"({one_line(exc, named=False)}); set model_config = \"path/to/a/diffusers/folder\" in the job "
-            f"file (for SD 1.5 checkpoints, a download of runwayml/stable-diffusion-v1-5; its "
-            f"configs are enough) to load it offline"
+            f"cannot load single-file checkpoint {mref.ref!r} with the {family} configs in "
+            f"{str(config)!r}: {one_line(exc, named=False)}; if it is another architecture, "
+            f"set family = in the job file, or model_config = \"path/to/a/diffusers/folder\" "
+            f"of the same model"
         ) from exc
 
 

@@ -17,7 +17,7 @@ from typing import Protocol
 from PIL import Image
 
 from sdfarm.config import Settings
-from sdfarm.errors import SdfarmError
+from sdfarm.errors import ImageFailed, SdfarmError
 from sdfarm.spec import RenderSpec
 
 StepHook = Callable[[], None]
@@ -80,9 +80,10 @@ class DiffusersRenderer:
 
         return model_hash(self._model_ref(model, model_config, allow_pickle), self.settings.model_dir)
 
-    def pipeline(self, model: str, model_config: str | None, allow_pickle: bool):
+    def pipeline(self, model: str, model_config: str | None, allow_pickle: bool,
+                 family: str = "sd1", prediction: str = "epsilon"):
         """The loaded pipeline and its original scheduler config."""
-        key = (model, model_config, allow_pickle)
+        key = (model, model_config, allow_pickle, family, prediction)
         if key in self._pipelines:
             self._pipelines.move_to_end(key)
             return self._pipelines[key]
@@ -91,12 +92,15 @@ class DiffusersRenderer:
         while len(self._pipelines) >= max(1, self.settings.pipeline_cache_size):
             _, (evicted, _config) = self._pipelines.popitem(last=False)
             self._sampler_of.pop(id(evicted), None)
+            del evicted
             self._free_memory()
         loading = time.perf_counter()
         pipe = load_pipeline(self._model_ref(model, model_config, allow_pickle),
-                             self.settings.model_dir, device=self._device, dtype=self._dtype)
+                             self.settings.model_dir, device=self._device, dtype=self._dtype,
+                             family=family, prediction=prediction,
+                             cpu_offload=self.settings.cpu_offload)
         self.load_seconds += time.perf_counter() - loading
-        entry = (pipe, pipe.scheduler.config)
+        entry = (pipe, scheduler_config_for(pipe.scheduler.config, family, prediction))
         self._pipelines[key] = entry
         return entry
 
@@ -110,25 +114,31 @@ class DiffusersRenderer:
             torch.cuda.empty_cache()
 
     def render(self, specs: Sequence[RenderSpec], *, model_config: str | None,
-               allow_pickle: bool, on_step: StepHook) -> list[Image.Image]:
+               allow_pickle: bool, on_step: StepHook) -> list[Image.Image | ImageFailed]:
         import torch
 
         from sdfarm.samplers import SAMPLERS, split_sampler
         from sdfarm.worker.schedulers import make_scheduler
 
         first = specs[0]
-        pipe, base_config = self.pipeline(first.model, model_config, allow_pickle)
-        sampling = (first.sampler, first.schedule)
+        pipe, base_config = self.pipeline(first.model, model_config, allow_pickle, first.family,
+                                          first.prediction)
+        flow = first.prediction == "flow"
+        sampling = (first.sampler, first.schedule, first.shift)
         if self._sampler_of.get(id(pipe)) != sampling:
-            pipe.scheduler = make_scheduler(first.sampler, base_config, first.schedule)
+            pipe.scheduler = (flow_scheduler(base_config, first.shift) if flow
+                              else make_scheduler(first.sampler, base_config, first.schedule))
             self._sampler_of[id(pipe)] = sampling
-        # Eta reaches DDIM's step through the pipeline, an ancestral step through the scheduler
-        # (sdfarm.worker.schedulers); elsewhere it changes nothing (planning refuses it on
-        # samplers whose noise diffusers fixes).
-        eta_use = SAMPLERS[split_sampler(first.sampler)[0]].eta  # a hand-built spec may combine
-        eta = {"eta": first.eta} if first.eta is not None and eta_use == "ddim" else {}
-        if eta_use == "ancestral":
-            pipe.scheduler.ancestral_eta = first.eta
+        extra: dict[str, object] = {}
+        if not flow:
+            # Eta reaches DDIM's step through the pipeline, an ancestral step through the
+            # scheduler (sdfarm.worker.schedulers); elsewhere it changes nothing (planning
+            # refuses it on samplers whose noise diffusers fixes).
+            eta_use = SAMPLERS[split_sampler(first.sampler)[0]].eta  # a hand-built spec may combine
+            if first.eta is not None and eta_use == "ddim":
+                extra["eta"] = first.eta
+            if eta_use == "ancestral":
+                pipe.scheduler.ancestral_eta = first.eta
         # One CPU generator per image: a seed gives the same noise on any device and in any
         # batch position (one generator for a batch would tie images to their neighbours).
         generators = [torch.Generator("cpu").manual_seed(s.seed) for s in specs]
@@ -150,6 +160,16 @@ class DiffusersRenderer:
         prompts = [s.prompt for s in specs]
         negatives = [s.negative_prompt for s in specs]
         text: dict[str, object] = {"prompt": prompts, "negative_prompt": negatives}
+        if first.family == "flux-dev" or first.family == "flux-schnell":
+            # Flux is guidance-distilled: cfg is real CFG (true_cfg_scale), on above 1 only,
+            # and with it the negative prompt; guidance feeds the model's guidance input.
+            extra["true_cfg_scale"] = first.cfg
+            if first.cfg <= 1:
+                text = {"prompt": prompts}
+            if first.family == "flux-dev":
+                extra["guidance_scale"] = first.guidance if first.guidance is not None else 3.5
+        else:
+            extra["guidance_scale"] = first.cfg
         if first.clip_skip > 1:
             # diffusers 0.42's own clip_skip path reaches for `text_encoder.text_model`, which
             # transformers 5 removed; encoding here also pins A1111's numbering explicitly.
@@ -158,22 +178,66 @@ class DiffusersRenderer:
         result = pipe(
             **text,
             num_inference_steps=first.steps,
-            guidance_scale=first.cfg,
             width=first.width,
             height=first.height,
             latents=latents,
             generator=step_generators,
             callback_on_step_end=step_end,
-            output_type="pil",
-            **eta,
+            output_type="np",
+            **extra,
         )
-        return list(result.images)
+        return to_images(result.images)
+
+
+def to_images(array) -> list[Image.Image | ImageFailed]:
+    """The pipeline's float images (N, H, W, 3 in [0, 1]) as 8-bit PIL images, as diffusers
+    converts them; an image that is all NaN (an fp16 overflow, typically in SDXL's VAE) is an
+    :class:`ImageFailed` instead of a black PNG."""
+    import numpy as np
+
+    out: list[Image.Image | ImageFailed] = []
+    for image in array:
+        if np.isnan(image).all():
+            out.append(ImageFailed("the image came out all NaN (a float16 overflow: set "
+                                   "SDFARM_DTYPE=float32 or bfloat16, or use a VAE fixed for "
+                                   "float16)"))
+            continue
+        pixels = (np.nan_to_num(image) * 255).round().clip(0, 255).astype("uint8")
+        out.append(Image.fromarray(pixels))
+    return out
+
+
+def scheduler_config_for(config, family: str, prediction: str):
+    """The model's scheduler config, set to the prediction type the planner detected or the
+    job file set (a v-prediction SDXL such as NoobAI-XL ships an epsilon config, or none)."""
+    if prediction == "flow":
+        return config
+    wanted = "v_prediction" if prediction == "v" else "epsilon"
+    if config.get("prediction_type", "epsilon") == wanted:
+        return config
+    changes: dict[str, object] = {"prediction_type": wanted}
+    if prediction == "v" and family == "sdxl":
+        # v-prediction SDXL models are trained with zero terminal SNR (NoobAI's "ztsnr").
+        changes.update(rescale_betas_zero_snr=True, timestep_spacing="trailing")
+    return {**dict(config), **changes}
+
+
+def flow_scheduler(base_config, shift: float | None):
+    """The flow-matching Euler scheduler of a Flux or SD3 model, with ``shift`` fixed when
+    given (it replaces Flux's shift by image size)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    options = {} if shift is None else {"shift": shift, "use_dynamic_shifting": False}
+    return FlowMatchEulerDiscreteScheduler.from_config(base_config, **options)
 
 
 def latent_dtype(pipe):
     """The dtype the pipeline draws its latents in: its prompt embeddings' (text encoder's)."""
     encoder = getattr(pipe, "text_encoder", None)
-    return encoder.dtype if encoder is not None else pipe.unet.dtype
+    if encoder is not None:
+        return encoder.dtype
+    denoiser = pipe.unet if getattr(pipe, "unet", None) is not None else pipe.transformer
+    return denoiser.dtype
 
 
 def initial_noise(pipe, specs: Sequence[RenderSpec], generators: list):
@@ -192,8 +256,15 @@ def initial_noise(pipe, specs: Sequence[RenderSpec], generators: list):
 
     first = specs[0]
     scale = pipe.vae_scale_factor
-    shape = (len(specs), pipe.unet.config.in_channels, int(first.height) // scale,
-             int(first.width) // scale)
+    denoiser = pipe.unet if getattr(pipe, "unet", None) is not None else pipe.transformer
+    channels, height, width = (denoiser.config.in_channels, int(first.height) // scale,
+                               int(first.width) // scale)
+    packed = first.family.startswith("flux")
+    if packed:
+        # Flux draws 2x2 patches of a quarter of its input channels, then packs them into a
+        # sequence (FluxPipeline.prepare_latents).
+        channels, height, width = channels // 4, 2 * (height // 2), 2 * (width // 2)
+    shape = (len(specs), channels, height, width)
     dtype = latent_dtype(pipe)
     noise = randn_tensor(shape, generator=generators, device=torch.device("cpu"), dtype=dtype)
     for i, spec in enumerate(specs):
@@ -201,6 +272,8 @@ def initial_noise(pipe, specs: Sequence[RenderSpec], generators: list):
             sub = torch.Generator("cpu").manual_seed(spec.subseed)
             subnoise = torch.randn((1, *shape[1:]), generator=sub, device="cpu", dtype=dtype)[0]
             noise[i] = slerp(spec.subseed_strength, noise[i], subnoise)
+    if packed:
+        noise = pipe._pack_latents(noise, *shape)
     return noise
 
 
