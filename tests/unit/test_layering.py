@@ -9,7 +9,8 @@ The modules are derived from the files, so a new module is checked without touch
 The rules:
 
 a. The pure core (``sdfarm/__init__.py``; the top-level modules spec, samplers, errors, files,
-   modelref and params; every module under ``sdfarm/scheduler/`` and ``sdfarm/metadata/``)
+   modelref, params, families, checkpoints and modeldetect; every module under
+   ``sdfarm/scheduler/`` and ``sdfarm/metadata/``)
    imports no heavy or service library and nothing of sdfarm outside the pure core.
 b. ``sdfarm/db/`` imports nothing of worker, cli, usecases, broker or grids.
 c. ``sdfarm/worker/`` imports nothing of cli or usecases.
@@ -48,7 +49,8 @@ LAZY_EXCEPTIONS = {("modelref.py", "huggingface_hub")}
 #: Path rules of the pure core: these files directly under sdfarm/, and every file in these
 #: folders. ``sdfarm/__init__.py`` is in it because importing any sdfarm module runs it.
 PURE_TOP_LEVEL_FILES = {"__init__.py", "spec.py", "samplers.py", "errors.py", "files.py",
-                        "modelref.py", "params.py"}
+                        "modelref.py", "params.py", "families.py", "checkpoints.py",
+                        "modeldetect.py"}
 PURE_FOLDERS = {"scheduler", "metadata"}
 
 #: The package of a top-level module (``sdfarm/spec.py`` ...) in the package graph.
