@@ -9,7 +9,8 @@ The modules are derived from the files, so a new module is checked without touch
 The rules:
 
 a. The pure core (``sdfarm/__init__.py``; the top-level modules spec, samplers, errors, files,
-   modelref and params; every module under ``sdfarm/scheduler/`` and ``sdfarm/metadata/``)
+   modelref, params, families, checkpoints and modeldetect; every module under
+   ``sdfarm/scheduler/`` and ``sdfarm/metadata/``)
    imports no heavy or service library and nothing of sdfarm outside the pure core.
 b. ``sdfarm/db/`` imports nothing of worker, cli, usecases, broker or grids.
 c. ``sdfarm/worker/`` imports nothing of cli or usecases.
