@@ -124,3 +124,12 @@ def _undetectable(problem: str) -> FamilyUnknown:
     return FamilyUnknown(f"{problem}; set family = (one of {names}) in the job file, or "
                          f"model_config = a diffusers folder of the same architecture")
 
+
+
+def model_refs(job: JobFile, mref: ModelRef, model_dir: Path) -> list[ModelRef]:
+    """Every model the job renders with: ``model``, then each model axis value."""
+    refs = [mref]
+    for axis in job.axes:
+        if axis.param == "model":
+            refs += [_axis_model_ref(job, axis, v, model_dir)[1] for v in axis.values]
+    return refs
