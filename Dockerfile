@@ -17,7 +17,7 @@ RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}"
 WORKDIR /opt/sdfarm
 COPY pyproject.toml README.md ./
 COPY sdfarm ./sdfarm
-RUN pip install . "flower==2.2.0"
+RUN pip install . "flower==2.2.0" && pip install --no-deps "open-clip-torch==3.3.0"
 
 # Not root: a worker runs model code. /data holds outputs, models and the HF cache.
 RUN useradd --create-home --uid 1000 sdfarm && mkdir -p /data && chown sdfarm:sdfarm /data

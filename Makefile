@@ -8,6 +8,7 @@ BIN    := $(VENV)/bin
 # The CPU build of torch. On a GPU machine: make setup TORCH='torch==2.13.0 --index-url <the
 # CUDA wheel index for your driver>' (see README, "GPU install").
 TORCH  ?= torch==2.13.0
+OPEN_CLIP ?= open-clip-torch==3.3.0
 
 .PHONY: setup demo test services bench clean
 
@@ -18,6 +19,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
 	$(BIN)/python -m pip install -q -e ".[dev]"
+	# CLIP's real vocabulary for single-file checkpoints offline; --no-deps: open_clip itself
+	# (and its torchvision) is never imported, sdfarm reads only its vocabulary file.
+	$(BIN)/python -m pip install -q --no-deps $(OPEN_CLIP)
 	touch $@
 
 demo: setup
