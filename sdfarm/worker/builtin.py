@@ -25,7 +25,8 @@ from sdfarm.modelref import BUILTIN_MODELS
 
 #: Fixed seeds, one per component, so two builds are bit-identical and changing one
 #: component's config leaves the others' weights as they were.
-SEEDS = {"unet": 0, "vae": 1, "text_encoder": 2}
+SEEDS = {"unet": 0, "vae": 1, "text_encoder": 2, "text_encoder_2": 3, "text_encoder_3": 4,
+         "transformer": 5}
 
 #: The SD 1.5 scheduler (runwayml/stable-diffusion-v1-5, scheduler/scheduler_config.json).
 SD15_SCHEDULER: dict[str, Any] = {
@@ -207,39 +208,70 @@ def _unknown(name: str) -> ModelError:
     return ModelError(f"unknown built-in model 'builtin:{name}'; the built-in models are {known}")
 
 
+#: ``module:function`` that builds each built-in model into a folder: ``build(name, folder)``.
+#: Imported only when that model is built, so the others' code stays out of a worker.
+BUILDERS: dict[str, str] = {
+    "tiny": "sdfarm.worker.builtin:build_sd1",
+    "sd15": "sdfarm.worker.builtin:build_sd1",
+    "tiny-sd2v": "sdfarm.worker.builtin_sd2:build",
+    "tiny-sdxl": "sdfarm.worker.builtin_sdxl:build",
+    "sdxl": "sdfarm.worker.builtin_sdxl:build",
+    "tiny-flux": "sdfarm.worker.builtin_flow:build",
+    "tiny-sd3": "sdfarm.worker.builtin_flow:build",
+}
+
+
 def _build(name: str, folder: Path) -> None:
+    import importlib
+
+    module, function = BUILDERS[name].split(":")
+    build = getattr(importlib.import_module(module), function)
     with quiet_libraries():
         import torch
-        from diffusers import (
-            AutoencoderKL,
-            PNDMScheduler,
-            StableDiffusionPipeline,
-            UNet2DConditionModel,
-        )
-        from transformers import CLIPTextConfig, CLIPTextModel
 
-        configs = builtin_configs(name)
         with torch.random.fork_rng(devices=[]):  # leave the worker's global RNG as it was
-            torch.manual_seed(SEEDS["unet"])
-            unet = UNet2DConditionModel(**configs.unet)
-            torch.manual_seed(SEEDS["vae"])
-            vae = AutoencoderKL(**configs.vae)
-            torch.manual_seed(SEEDS["text_encoder"])
-            text_encoder = CLIPTextModel(CLIPTextConfig(**configs.text_encoder))
-        pipe = StableDiffusionPipeline(
-            vae=vae,
-            text_encoder=text_encoder,
-            tokenizer=clip_tokenizer(),
-            unet=unet,
-            # from_config keeps clip_sample = False (not a PNDM argument) in the saved config,
-            # as SD 1.5 does, so a DDIM scheduler made from it does not clip.
-            scheduler=PNDMScheduler.from_config(configs.scheduler),
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-        )
-        pipe.to(dtype=getattr(torch, configs.save_dtype))
-        pipe.save_pretrained(folder, safe_serialization=True)
+            build(name, folder)
+
+
+def seeded(component: str) -> None:
+    """Seed torch for building ``component`` (a key of :data:`SEEDS`), so that each component's
+    weights depend on its own config only."""
+    import torch
+
+    torch.manual_seed(SEEDS[component])
+
+
+def build_sd1(name: str, folder: Path) -> None:
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        PNDMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    configs = builtin_configs(name)
+    seeded("unet")
+    unet = UNet2DConditionModel(**configs.unet)
+    seeded("vae")
+    vae = AutoencoderKL(**configs.vae)
+    seeded("text_encoder")
+    text_encoder = CLIPTextModel(CLIPTextConfig(**configs.text_encoder))
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=clip_tokenizer(),
+        unet=unet,
+        # from_config keeps clip_sample = False (not a PNDM argument) in the saved config,
+        # as SD 1.5 does, so a DDIM scheduler made from it does not clip.
+        scheduler=PNDMScheduler.from_config(configs.scheduler),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.to(dtype=getattr(torch, configs.save_dtype))
+    pipe.save_pretrained(folder, safe_serialization=True)
     _write_slow_tokenizer_files(folder / "tokenizer")
 
 
