@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -61,6 +61,8 @@ class DiffusersRenderer:
         #: Seconds spent loading models so far; a pass subtracts what it spent loading, so a
         #: job's render_seconds (and the plan's estimates from it) measure rendering alone.
         self.load_seconds = 0.0
+        #: How many times each model was loaded (a model evicted and needed again loads again).
+        self.loads: Counter[str] = Counter()
 
     def set_threads(self, threads: int) -> None:
         import torch
@@ -100,6 +102,7 @@ class DiffusersRenderer:
                              family=family, prediction=prediction,
                              cpu_offload=self.settings.cpu_offload)
         self.load_seconds += time.perf_counter() - loading
+        self.loads[model] += 1
         entry = (pipe, scheduler_config_for(pipe.scheduler.config, family, prediction))
         self._pipelines[key] = entry
         return entry
