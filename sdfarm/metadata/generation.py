@@ -120,6 +120,12 @@ def generation_from_infotext(info: Infotext) -> ImageGeneration:
     if info.negative_template is not None:
         extra["Negative Template"] = info.negative_template
     values = {param.name: _setting(p, param) for key, param in _BY_INFOTEXT.items() if key in p}
+    for param in P.values():  # a family or prediction sdfarm does not know: kept as written
+        if param.kind == "choice" and values.get(param.name, param.default) not in param.choices:
+            extra[param.infotext] = str(values.pop(param.name))  # type: ignore[index]
+    if P["family"].name not in values and P["guidance"].infotext in p:
+        # Forge writes no family, but only Flux.1-dev takes a distilled CFG scale.
+        values["family"], values["prediction"] = "flux-dev", "flow"
     if ETA_DDIM in p:
         values["eta"] = _number(p, ETA_DDIM)
     values["model"] = _bounded(p.get(P["model"].infotext, ""), "Model", MAX_MODEL)

@@ -101,3 +101,34 @@ def test_known_samplers_take_sdfarm_names_and_unknown_ones_their_written_names()
     assert sampler_as_written("DPM++ 2M", "Align Your Steps") == ("DPM++ 2M", "Align Your Steps")
     # A1111 before 1.9 wrote the schedule into the sampler's name
     assert sampler_as_written("DPM++ 2M Karras", None) == ("DPM++ 2M", "Karras")
+
+
+def test_a_forge_flux_image_reads_as_flux_dev_with_its_distilled_guidance():
+    text = ("a fox in the snow\nSteps: 20, Sampler: Euler, Schedule type: Simple, CFG scale: 1, "
+            "Distilled CFG Scale: 3.5, Seed: 7, Size: 896x1152, Model hash: 4610115bb0, "
+            "Model: flux1-dev-bnb-nf4-v2, Version: f2.0.1v1.10.1-previous-313-g8a042934")
+    spec = generation_from_infotext(parse_infotext(text)).spec
+    assert (spec.family, spec.prediction, spec.guidance, spec.cfg) == ("flux-dev", "flow", 3.5, 1.0)
+
+
+def test_an_a1111_image_without_family_keys_reads_as_sd1():
+    spec = generation_from_infotext(parse_infotext(fixture("a1111_full.txt"))).spec
+    assert (spec.family, spec.prediction, spec.guidance, spec.shift) == ("sd1", "epsilon", None, None)
+
+
+def test_each_family_writes_what_it_reads_back():
+    for family, prediction, guidance, shift in [("sdxl", "v", None, None), ("sd2", "v", None, None),
+                                                ("flux-schnell", "flow", None, 2.5),
+                                                ("flux-dev", "flow", 4.5, None),
+                                                ("sd3", "flow", None, 3.0)]:
+        spec = RenderSpec(model="m", prompt="a cat", seed=1, family=family,
+                          prediction=prediction, guidance=guidance, shift=shift, cfg=4.5)
+        text = a1111_parameters(spec, version="sdfarm test")
+        assert generation_from_infotext(parse_infotext(text)).spec == spec, text
+
+
+def test_a_family_sdfarm_does_not_know_is_kept_as_written_among_the_extras():
+    text = ("a cat\nSteps: 20, Sampler: Euler, CFG scale: 5, Seed: 7, Size: 1024x1024, "
+            "Model family: hunyuan, Model: hy.safetensors")
+    gen = generation_from_infotext(parse_infotext(text))
+    assert gen.spec.family == "sd1" and gen.extra["Model family"] == "hunyuan"
