@@ -12,11 +12,13 @@ from sdfarm.db.engine import session_factory
 from sdfarm.db.jobs import get_job, pass_jobs, rendered_origin
 from sdfarm.db.models import JobStatus
 from sdfarm.db.sweeps import sweep_jobs
-from sdfarm.errors import JobNotFound, ModelError, SamplerError, SdfarmError
+from sdfarm.errors import FamilyUnknown, JobNotFound, ModelError, SamplerError, SdfarmError
+from sdfarm.families import FAMILIES, family_problem
 from sdfarm.modelref import model_hash, parse_model_ref
 from sdfarm.params import check_combination
 from sdfarm.samplers import SAMPLERS, SCHEDULES
 from sdfarm.scheduler.overrides import apply_overrides
+from sdfarm.scheduler.prepare import detect_family
 from sdfarm.scheduler.rerun import rerun_plan
 from sdfarm.spec import RenderSpec
 from sdfarm.usecases.local import render_sweep_locally
@@ -62,6 +64,7 @@ def rerun_job(settings: Settings, job_id: int, changes: dict[str, object],
             if "model" in changes:
                 specs, model_config = _with_new_model(specs[0], settings)
         _check_sampling(job_id, specs[0])
+        _check_family(job_id, specs[0])
         _check_model(job_id, specs[0].model, model_config, job.sweep.allow_pickle, settings)
         position = [j.id for j in companions].index(rendered.id)
         threads = rendered.threads or settings.threads
@@ -100,6 +103,11 @@ def _with_new_model(spec: RenderSpec, settings: Settings) -> tuple[list[RenderSp
 
         ensure_builtin(spec.model.removeprefix("builtin:"), settings.model_dir)
     new = spec.replace(model=model, model_hash=model_hash(mref, settings.model_dir))
+    try:  # the new model may be of another family: it renders as its own
+        found = detect_family(mref)
+        new = new.replace(family=found.family, prediction=found.prediction)
+    except FamilyUnknown:
+        pass  # its files cannot say (a pickle): it is taken to be of the original's family
     return [new], (str(mref.config) if mref.config else None)
 
 
@@ -119,6 +127,16 @@ def _check_sampling(job_id: int, spec: RenderSpec) -> None:
         param, _, text = problem.partition(": ")
         how = "--set eta=none" if param == "eta" else f"--set {param}=NAME"
         raise SamplerError(f"job {job_id}: {text}; rerun it with {how}")
+
+
+def _check_family(job_id: int, spec: RenderSpec) -> None:
+    """Fail before recording anything when the model's family cannot render the parameters
+    (a new model of another family, or a changed sampler it does not take)."""
+    problem = family_problem(spec.family, spec.prediction, spec.as_dict())
+    if problem is not None:
+        param, _, text = problem.partition(": ")
+        raise SdfarmError(f"job {job_id}: {text} (the model is {FAMILIES[spec.family].title}); "
+                          f"rerun it with --set {param}=VALUE")
 
 
 def _check_model(job_id: int, model: str, model_config: str | None, allow_pickle: bool,
