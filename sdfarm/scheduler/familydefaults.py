@@ -9,6 +9,7 @@ axis varies, is never replaced.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from operator import attrgetter
 
 from sdfarm.errors import JobFileError
 from sdfarm.families import (
@@ -71,12 +72,13 @@ def family_changes(job: JobFile, model: str, detected: Mapping[str, Detected],
 #: What a family check reads of a spec, in this order.
 _CHECKED = ("family", "prediction", "sampler", "schedule", "cfg", "width", "height",
             *OPTIONAL_PARAMS)
+_CHECKED_VALUES = attrgetter(*_CHECKED, "model")
 
 
 def check_families(job: JobFile, specs: Sequence[RenderSpec]) -> None:
     """Refuse the plan when an image's model family cannot render its parameters: one line
     naming the job file, the key (the axis that varies it, when one does) and the model."""
-    seen = {tuple(getattr(s, name) for name in _CHECKED) + (s.model,) for s in specs}
+    seen = set(map(_CHECKED_VALUES, specs))  # a few distinct rows, even in a large grid
     axis_of = {a.param: a.key for a in job.axes}
     for row in sorted(seen, key=repr):
         values = dict(zip(_CHECKED, row))
