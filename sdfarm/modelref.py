@@ -60,8 +60,9 @@ HASH_CHUNK = 1 << 20
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 
 ACCEPTED = (
-    "builtin:tiny, builtin:sd15, a Hugging Face repo id like runwayml/stable-diffusion-v1-5, "
-    "a diffusers folder (with model_index.json) or a .safetensors file"
+    f"a built-in model ({', '.join('builtin:' + n for n in BUILTIN_MODELS)}), a Hugging Face "
+    f"repo id like runwayml/stable-diffusion-v1-5, a diffusers folder (with model_index.json) "
+    f"or a .safetensors file"
 )
 
 ModelKind = Literal["builtin", "file", "folder", "hub"]
