@@ -13,7 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from sdfarm.worker.builtin import _text_encoder, _vae, seeded
-from sdfarm.worker.clip_vocab import VOCAB_SIZE, clip_tokenizer, vocab_and_merges, write_tokenizer_files
+from sdfarm.worker.clip_vocab import (
+    VOCAB_SIZE,
+    clip_tokenizer,
+    vocab_and_merges,
+    write_tokenizer_files,
+)
 
 #: stabilityai/stable-diffusion-2-1 (768-v), scheduler/scheduler_config.json.
 SD21_V_SCHEDULER: dict[str, Any] = {
@@ -72,7 +77,12 @@ def text_encoder_config() -> dict[str, Any]:
 
 
 def build(name: str, folder: Path) -> None:
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel
 
     seeded("unet")
