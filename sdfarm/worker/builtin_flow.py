@@ -13,7 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from sdfarm.worker.builtin import _text_encoder, seeded
-from sdfarm.worker.clip_vocab import VOCAB_SIZE, clip_tokenizer, write_tokenizer_files
+from sdfarm.worker.clip_vocab import (
+    VOCAB_SIZE,
+    clip_tokenizer,
+    special_ids,
+    write_tokenizer_files,
+)
 from sdfarm.worker.t5_vocab import t5_tokenizer
 
 #: black-forest-labs/FLUX.1-dev, scheduler/scheduler_config.json: the shift grows with the
@@ -48,10 +53,8 @@ T5_WIDTH = 32
 def clip_config(*, act: str, pad_token: str = "<|endoftext|>") -> dict[str, Any]:
     """A CLIP text encoder on the real vocabulary: ``quick_gelu`` for OpenAI's CLIP-L,
     ``gelu`` for OpenCLIP's bigG (SD3's second encoder)."""
-    from sdfarm.worker.builtin_sd2 import clip_special_ids
-
     return {**_text_encoder(VOCAB_SIZE, hidden=CLIP_WIDTH, intermediate=4 * CLIP_WIDTH,
-                            layers=2, heads=2, **clip_special_ids(pad_token)),
+                            layers=2, heads=2, **special_ids(pad_token)),
             "hidden_act": act}
 
 

@@ -16,7 +16,7 @@ from sdfarm.worker.builtin import _text_encoder, _vae, seeded
 from sdfarm.worker.clip_vocab import (
     VOCAB_SIZE,
     clip_tokenizer,
-    vocab_and_merges,
+    special_ids,
     write_tokenizer_files,
 )
 
@@ -39,13 +39,6 @@ PAD_TOKEN = "!"
 #: Width of the text encoder: narrow, because the real vocabulary's 49,408 embedding rows are
 #: most of the model's bytes (3 MB at 16 wide).
 TEXT_WIDTH = 16
-
-
-def clip_special_ids(pad_token: str = "<|endoftext|>") -> dict[str, int]:
-    """The CLIP text encoder's special token ids for the real CLIP tokenizer."""
-    vocab, _ = vocab_and_merges()
-    return {"bos_token_id": vocab["<|startoftext|>"], "eos_token_id": vocab["<|endoftext|>"],
-            "pad_token_id": vocab[pad_token]}
 
 
 def unet_config() -> dict[str, Any]:
@@ -72,7 +65,7 @@ def unet_config() -> dict[str, Any]:
 def text_encoder_config() -> dict[str, Any]:
     return {**_text_encoder(VOCAB_SIZE, hidden=TEXT_WIDTH, intermediate=4 * TEXT_WIDTH,
                             layers=5,  # CLIP skip 1..4 each drop a real layer
-                            heads=2, **clip_special_ids(PAD_TOKEN)),
+                            heads=2, **special_ids(PAD_TOKEN)),
             "hidden_act": "gelu"}
 
 
