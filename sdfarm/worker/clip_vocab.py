@@ -63,6 +63,14 @@ def clip_tokenizer(pad_token: str = "<|endoftext|>") -> Any:
                          model_max_length=MAX_TOKENS, pad_token=pad_token)
 
 
+def special_ids(pad_token: str = "<|endoftext|>") -> dict[str, int]:
+    """A CLIP text encoder's ``bos_token_id`` / ``eos_token_id`` / ``pad_token_id`` for the
+    real tokenizer padding with ``pad_token``."""
+    vocab, _ = vocab_and_merges()
+    return {"bos_token_id": vocab["<|startoftext|>"], "eos_token_id": vocab["<|endoftext|>"],
+            "pad_token_id": vocab[pad_token]}
+
+
 def write_tokenizer_files(folder: Path, pad_token: str = "<|endoftext|>") -> None:
     """Save a real CLIP tokenizer into ``folder`` (``tokenizer.json`` for transformers 5,
     ``vocab.json`` / ``merges.txt`` for transformers 4)."""
