@@ -46,11 +46,17 @@ SAFE_SUFFIXES = frozenset({".safetensors"})
 #: Pickle checkpoints: loading one runs whatever code its author put in it.
 PICKLE_SUFFIXES = frozenset({".ckpt", ".pt", ".pth", ".bin"})
 
-#: Where a diffusers folder keeps its UNet weights, in the order diffusers itself prefers them.
+#: Where a diffusers folder keeps its denoiser's weights (the UNet; Flux's and SD 3's
+#: transformer), in the order diffusers itself prefers them. A sharded transformer (Flux.1's
+#: 23 GB) is identified by its first shard.
 UNET_WEIGHTS = (
     "unet/diffusion_pytorch_model.safetensors",
     "unet/diffusion_pytorch_model.fp16.safetensors",
     "unet/diffusion_pytorch_model.bin",
+    "transformer/diffusion_pytorch_model.safetensors",
+    "transformer/diffusion_pytorch_model.fp16.safetensors",
+    "transformer/diffusion_pytorch_model-00001-of-00002.safetensors",
+    "transformer/diffusion_pytorch_model-00001-of-00003.safetensors",
 )
 
 #: Hashing reads this much at a time: checkpoints are 2-7 GB and must not be read into memory.
@@ -161,7 +167,7 @@ def _config_folder(model_config: str, base: Path) -> Path:
 
 
 def weights_file(mref: ModelRef) -> Path | None:
-    """The file whose hash identifies the model: the checkpoint, or the UNet of a pipeline.
+    """The file whose hash identifies the model: the checkpoint, or the denoiser of a pipeline.
 
     ``None`` when it is not on this machine (a builtin not built yet, a hub model not cached).
     Never touches the network.

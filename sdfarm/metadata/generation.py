@@ -123,9 +123,13 @@ def generation_from_infotext(info: Infotext) -> ImageGeneration:
     for param in P.values():  # a family or prediction sdfarm does not know: kept as written
         if param.kind == "choice" and values.get(param.name, param.default) not in param.choices:
             extra[param.infotext] = str(values.pop(param.name))  # type: ignore[index]
-    if P["family"].name not in values and P["guidance"].infotext in p:
-        # Forge writes no family, but only Flux.1-dev takes a distilled CFG scale.
-        values["family"], values["prediction"] = "flux-dev", "flow"
+    if "family" not in values:
+        # Without the family these say nothing sdfarm can render with: Forge writes its
+        # "Distilled CFG Scale" on SDXL images too. Kept as written.
+        for name in ("guidance", "shift"):
+            if name in values:
+                extra[P[name].infotext] = p[P[name].infotext]  # type: ignore[index]
+                del values[name]
     if ETA_DDIM in p:
         values["eta"] = _number(p, ETA_DDIM)
     values["model"] = _bounded(p.get(P["model"].infotext, ""), "Model", MAX_MODEL)

@@ -64,8 +64,12 @@ def rerun_job(settings: Settings, job_id: int, changes: dict[str, object],
             if "model" in changes:
                 specs, model_config = _with_new_model(specs[0], settings)
         _check_sampling(job_id, specs[0])
-        _check_family(job_id, specs[0])
         _check_model(job_id, specs[0].model, model_config, job.sweep.allow_pickle, settings)
+        if job.sweep.kind == "imported" and "model" not in changes:
+            # An A1111 image does not say its model's family: the model's files do.
+            specs = [_as_detected(s, model_config, job.sweep.allow_pickle, settings)
+                     for s in specs]
+        _check_family(job_id, specs[0])
         position = [j.id for j in companions].index(rendered.id)
         threads = rendered.threads or settings.threads
         plan = rerun_plan(job_id, specs, model_config=model_config,
@@ -103,12 +107,22 @@ def _with_new_model(spec: RenderSpec, settings: Settings) -> tuple[list[RenderSp
 
         ensure_builtin(spec.model.removeprefix("builtin:"), settings.model_dir)
     new = spec.replace(model=model, model_hash=model_hash(mref, settings.model_dir))
-    try:  # the new model may be of another family: it renders as its own
+    config = str(mref.config) if mref.config else None
+    # The new model may be of another family: it renders as its own.
+    return [_as_detected(new, config, False, settings)], config
+
+
+def _as_detected(spec: RenderSpec, model_config: str | None, allow_pickle: bool,
+                 settings: Settings) -> RenderSpec:
+    """``spec`` with its model's family and prediction as its files say; as it was when they
+    cannot say (a pickle checkpoint)."""
+    mref = parse_model_ref(spec.model, settings.model_dir, model_config=model_config,
+                           allow_pickle=allow_pickle)
+    try:
         found = detect_family(mref)
-        new = new.replace(family=found.family, prediction=found.prediction)
     except FamilyUnknown:
-        pass  # its files cannot say (a pickle): it is taken to be of the original's family
-    return [new], (str(mref.config) if mref.config else None)
+        return spec
+    return spec.replace(family=found.family, prediction=found.prediction)
 
 
 def _check_sampling(job_id: int, spec: RenderSpec) -> None:

@@ -103,12 +103,11 @@ def test_known_samplers_take_sdfarm_names_and_unknown_ones_their_written_names()
     assert sampler_as_written("DPM++ 2M Karras", None) == ("DPM++ 2M", "Karras")
 
 
-def test_a_forge_flux_image_reads_as_flux_dev_with_its_distilled_guidance():
-    text = ("a fox in the snow\nSteps: 20, Sampler: Euler, Schedule type: Simple, CFG scale: 1, "
-            "Distilled CFG Scale: 3.5, Seed: 7, Size: 896x1152, Model hash: 4610115bb0, "
-            "Model: flux1-dev-bnb-nf4-v2, Version: f2.0.1v1.10.1-previous-313-g8a042934")
-    spec = generation_from_infotext(parse_infotext(text)).spec
-    assert (spec.family, spec.prediction, spec.guidance, spec.cfg) == ("flux-dev", "flow", 3.5, 1.0)
+def test_forges_distilled_cfg_scale_without_a_family_is_kept_as_written():
+    # Forge writes it on every image, SDXL ones included: it does not say the model is Flux
+    gen = generation_from_infotext(parse_infotext(fixture("forge_unknown_sampler.txt")))
+    assert (gen.spec.family, gen.spec.guidance) == ("sd1", None)
+    assert gen.extra["Distilled CFG Scale"] == "3.5"
 
 
 def test_an_a1111_image_without_family_keys_reads_as_sd1():
