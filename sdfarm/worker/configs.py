@@ -154,16 +154,20 @@ def _matching(shapes: Mapping[str, tuple[int, ...]], candidates: tuple[str, ...]
     if not shapes:
         return candidates[0]
     for arch in candidates:
-        if all(tuple(shapes.get(key, want))[:len(want)] == want
-               for key, want in signature(arch).items()):
+        if not _mismatches(shapes, arch):
             return arch
-    found = shapes.get(CONV_IN)
-    real = signature(candidates[0])[CONV_IN][0]
-    what = (f"its UNet's first convolution has {found[0]} output channels, "
-            f"{FAMILIES[family].title}'s has {real}" if found else "its UNet is not laid out as "
-            f"{FAMILIES[family].title}'s")
-    raise ModelError(f"a {FAMILIES[family].title} single file of a size sdfarm has no configs "
-                     f"for ({what}): {SET_MODEL_CONFIG}")
+    key, found, want = _mismatches(shapes, candidates[0])[0]
+    title = FAMILIES[family].title
+    raise ModelError(f"sdfarm has no configs for {title} single files of this size ({key} has "
+                     f"shape {list(found)}, {title}'s starts {list(want)}): {SET_MODEL_CONFIG}")
+
+
+def _mismatches(shapes: Mapping[str, tuple[int, ...]],
+                arch: str) -> list[tuple[str, tuple[int, ...], tuple[int, ...]]]:
+    """(key, shape in the file, shape ``arch`` has) for each telling tensor that differs; a
+    tensor the file does not have differs from nothing."""
+    return [(key, tuple(shapes[key]), want) for key, want in signature(arch).items()
+            if key in shapes and tuple(shapes[key])[:len(want)] != want]
 
 
 def _no_configs(family: str) -> ModelError:

@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 import torch
 
+from sdfarm.checkpoints import read_header
 from sdfarm.config import Settings
 from sdfarm.modeldetect import detect_file
 from sdfarm.modelref import parse_model_ref
 from sdfarm.spec import RenderSpec
 from sdfarm.worker.builtin import ensure_builtin
 from sdfarm.worker.builtin_sdxl import sdxl_configs
+from sdfarm.worker.configs import config_name
 from sdfarm.worker.models import load_pipeline
 from sdfarm.worker.original_layout import write_original_sdxl
 from sdfarm.worker.render import DiffusersRenderer
@@ -149,10 +151,12 @@ def test_sdxl_has_the_parameter_counts_of_sdxl_base() -> None:
 
 # --- as an original single file -----------------------------------------------------------
 
-def test_single_file_of_tiny_sdxl_is_detected_as_sdxl(single_file: Path) -> None:
+def test_single_file_of_tiny_sdxl_is_detected_as_sdxl_with_tiny_configs(single_file: Path) -> None:
     detection = detect_file(single_file)
 
     assert (detection.family, detection.prediction) == ("sdxl", "epsilon")
+    # Its header's shapes tell it from the real SDXL, whose configs would not fit it
+    assert config_name(read_header(single_file).shapes, "sdxl", "epsilon") == "tiny-sdxl-epsilon"
 
 
 def test_single_file_without_model_config_loads_offline_and_renders_the_folders_pixels(
@@ -168,3 +172,22 @@ def test_single_file_without_model_config_loads_offline_and_renders_the_folders_
     configs = sdxl_dir / "configs" / "v1" / "tiny-sdxl-epsilon"
     assert (configs / "model_index.json").is_file()
     assert not [p for p in configs.rglob("*") if p.suffix in (".safetensors", ".bin")]
+
+
+def test_v_prediction_single_file_loads_with_a_zero_terminal_snr_scheduler(
+        sdxl_dir: Path, tmp_path: Path, offline: None) -> None:
+    # Given tiny-sdxl as a single file marked v-prediction, as NoobAI-XL v-pred is
+    marked = write_original_sdxl(sdxl_dir / "builtin-tiny-sdxl", tmp_path / "vpred.safetensors",
+                                 metadata={"modelspec.prediction_type": "v"})
+    detection = detect_file(marked)
+    assert detection.prediction == "v"
+
+    # When it is loaded, offline and without model_config, as what was detected
+    pipe = load_pipeline(parse_model_ref(str(marked), sdxl_dir), sdxl_dir, device="cpu",
+                         dtype=torch.float32, family=detection.family,
+                         prediction=detection.prediction)
+
+    # Then its scheduler predicts v with zero terminal SNR
+    config = pipe.scheduler.config
+    assert (config.prediction_type, config.rescale_betas_zero_snr, config.timestep_spacing) == (
+        "v_prediction", True, "trailing")
