@@ -70,11 +70,11 @@ def sdxl_configs(name: str) -> SdxlConfigs:
                        transformer_layers=(1, 1, 2), cross_attention_dim=te1 + te2,
                        time_embed_dim=8, pooled=te2, groups=8),
             vae=_vae((8, 16, 16, 16), layers=1, groups=4, sample_size=64),
-            text_encoder=_clip(te1, intermediate=4 * te1, layers=5, heads=2, act="quick_gelu",
-                               projection=te1),
+            text_encoder=clip_config(te1, intermediate=4 * te1, layers=5, heads=2,
+                                     act="quick_gelu", projection=te1),
             # >= 10 layers: diffusers tells SDXL base by its second encoder's 10th block.
-            text_encoder_2=_clip(te2, intermediate=4 * te2, layers=10, heads=2, act="gelu",
-                                 projection=te2),
+            text_encoder_2=clip_config(te2, intermediate=4 * te2, layers=10, heads=2,
+                                       act="gelu", projection=te2),
             scheduler=dict(SDXL_SCHEDULER),
             save_dtype="float32",
         )
@@ -85,10 +85,10 @@ def sdxl_configs(name: str) -> SdxlConfigs:
                        time_embed_dim=256, pooled=1280, groups=32),
             vae=_vae((128, 256, 512, 512), layers=2, groups=32, sample_size=1024),
             # CLIP ViT-L/14 and OpenCLIP ViT-bigG/14.
-            text_encoder=_clip(768, intermediate=3072, layers=12, heads=12, act="quick_gelu",
-                               projection=768),
-            text_encoder_2=_clip(1280, intermediate=5120, layers=32, heads=20, act="gelu",
-                                 projection=1280),
+            text_encoder=clip_config(768, intermediate=3072, layers=12, heads=12,
+                                     act="quick_gelu", projection=768),
+            text_encoder_2=clip_config(1280, intermediate=5120, layers=32, heads=20,
+                                       act="gelu", projection=1280),
             scheduler=dict(SDXL_SCHEDULER),
             save_dtype="float16",
         )
@@ -123,7 +123,8 @@ def _unet(*, sample_size: int, channels: tuple[int, ...], heads: tuple[int, ...]
     }
 
 
-def _vae(channels: tuple[int, ...], *, layers: int, groups: int, sample_size: int) -> dict[str, Any]:
+def _vae(channels: tuple[int, ...], *, layers: int, groups: int,
+         sample_size: int) -> dict[str, Any]:
     n = len(channels)
     return {
         "in_channels": 3,
@@ -141,8 +142,9 @@ def _vae(channels: tuple[int, ...], *, layers: int, groups: int, sample_size: in
     }
 
 
-def _clip(hidden: int, *, intermediate: int, layers: int, heads: int, act: str,
-          projection: int) -> dict[str, Any]:
+def clip_config(hidden: int, *, intermediate: int, layers: int, heads: int, act: str,
+                projection: int) -> dict[str, Any]:
+    """A ``CLIPTextConfig``'s kwargs for the real CLIP vocabulary."""
     return {
         "vocab_size": VOCAB_SIZE,
         "hidden_size": hidden,

@@ -3,10 +3,11 @@
 
 ``from_single_file`` needs a diffusers folder of the same architecture for everything a
 checkpoint does not hold: ``model_index.json``, each component's ``config.json``, the
-scheduler's config and the tokenizers (0.1 MB with no weights at all). sdfarm writes one per
-architecture on first use under ``model_dir/configs/``, from the hub configs of SD 1.5,
-SD 2.x (512 base and 768-v) and SDXL base, plus ``builtin:tiny-sdxl``'s, which the checkpoint's
-header tells apart. Flux and SD3 single files still need ``model_config``.
+scheduler's config and the tokenizers (no weights: 5 MB per CLIP tokenizer, the rest 0.1 MB).
+sdfarm writes one per architecture on first use under ``model_dir/configs/``, from the hub
+configs of SD 1.5, SD 2.x (512 base and 768-v) and SDXL base, plus ``builtin:tiny-sdxl``'s,
+which the checkpoint's header tells apart. Flux and SD3 single files still need
+``model_config``.
 """
 
 from __future__ import annotations
@@ -23,8 +24,7 @@ from typing import Any
 from sdfarm.errors import ModelError
 from sdfarm.families import FAMILIES
 from sdfarm.worker.builtin import SD15_SCHEDULER
-from sdfarm.worker.builtin_sdxl import SDXL_V_SCHEDULER, SdxlConfigs, sdxl_configs
-from sdfarm.worker.clip_vocab import MAX_TOKENS, VOCAB_SIZE
+from sdfarm.worker.builtin_sdxl import SDXL_V_SCHEDULER, SdxlConfigs, clip_config, sdxl_configs
 
 #: Bumped when a generated folder changes, so folders written by an older sdfarm are not used.
 CONFIGS_VERSION = 1
@@ -35,21 +35,11 @@ CONV_IN = "model.diffusion_model.input_blocks.0.0.weight"
 SD_CONTEXT = "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
 XL_CONTEXT = "model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight"
 
-_SPECIAL = {"bos_token_id": VOCAB_SIZE - 2, "eos_token_id": VOCAB_SIZE - 1,
-            "pad_token_id": VOCAB_SIZE - 1}
-
 SET_MODEL_CONFIG = 'set model_config = "path/to/a/diffusers/folder" of the same model'
 
 
-def _clip(hidden: int, intermediate: int, layers: int, heads: int, act: str,
-          projection: int) -> dict[str, Any]:
-    return {"vocab_size": VOCAB_SIZE, "hidden_size": hidden, "intermediate_size": intermediate,
-            "num_hidden_layers": layers, "num_attention_heads": heads,
-            "max_position_embeddings": MAX_TOKENS, "hidden_act": act,
-            "projection_dim": projection, **_SPECIAL}
-
-
-def _sd_unet(sample_size: int, heads: int | list[int], context: int, linear: bool) -> dict[str, Any]:
+def _sd_unet(sample_size: int, heads: int | list[int], context: int,
+             linear: bool) -> dict[str, Any]:
     return {
         "sample_size": sample_size, "in_channels": 4, "out_channels": 4,
         "block_out_channels": [320, 640, 1280, 1280], "layers_per_block": 2,
@@ -100,14 +90,17 @@ def architecture(arch: str) -> dict[str, Any]:
     component configs and the tokenizers' pad tokens, before any prediction type is applied."""
     if arch == "sd1":  # runwayml/stable-diffusion-v1-5
         return _sd_pipeline(_sd_unet(64, 8, 768, False), _sd_vae(512),
-                            _clip(768, 3072, 12, 12, "quick_gelu", 768), "PNDMScheduler",
+                            clip_config(768, intermediate=3072, layers=12, heads=12,
+                                        act="quick_gelu", projection=768), "PNDMScheduler",
                             "<|endoftext|>")
     if arch == "sd2-512":  # stabilityai/stable-diffusion-2-base
         return _sd_pipeline(_sd_unet(64, [5, 10, 20, 20], 1024, True), _sd_vae(512),
-                            _clip(1024, 4096, 23, 16, "gelu", 512), "PNDMScheduler", "!")
+                            clip_config(1024, intermediate=4096, layers=23, heads=16,
+                                        act="gelu", projection=512), "PNDMScheduler", "!")
     if arch == "sd2-768":  # stabilityai/stable-diffusion-2-1 (OpenCLIP-H without its last layer)
         return _sd_pipeline(_sd_unet(96, [5, 10, 20, 20], 1024, True), _sd_vae(768),
-                            _clip(1024, 4096, 23, 16, "gelu", 512), "DDIMScheduler", "!")
+                            clip_config(1024, intermediate=4096, layers=23, heads=16,
+                                        act="gelu", projection=512), "DDIMScheduler", "!")
     if arch in ("sdxl", "tiny-sdxl"):  # stabilityai/stable-diffusion-xl-base-1.0
         return _xl_pipeline(sdxl_configs(arch))
     raise ValueError(f"no configs for architecture {arch!r}")

@@ -33,7 +33,8 @@ def on_meta(folder: Path) -> dict[str, object]:
 
     with torch.device("meta"):
         models = {
-            "unet": UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(folder / "unet")),
+            "unet": UNet2DConditionModel.from_config(
+                UNet2DConditionModel.load_config(folder / "unet")),
             "vae": AutoencoderKL.from_config(AutoencoderKL.load_config(folder / "vae")),
             "text_encoder": CLIPTextModel(CLIPTextConfig.from_pretrained(folder / "text_encoder")),
         }
