@@ -118,11 +118,13 @@ def _load_single_file(cls: Any, mref: ModelRef, dtype: Any, family: str,
         from sdfarm.checkpoints import read_header
         from sdfarm.worker.configs import single_file_config
 
-        if mref.path.suffix.lower() == ".safetensors":
-            shapes = read_header(mref.path).shapes
+        # A pickle has no header to read: it gets the family's real configs.
+        shapes = (read_header(mref.path).shapes if mref.path.suffix.lower() == ".safetensors"
+                  else {})
+        try:
             config = single_file_config(shapes, family, prediction or "epsilon", model_dir)
-        else:  # a pickle: diffusers reads it, then needs its architecture's configs
-            config = single_file_config({}, family, prediction or "epsilon", model_dir)
+        except ModelError as exc:
+            raise ModelError(f"model {mref.ref!r}: {exc}") from exc
     try:
         return cls.from_single_file(str(mref.path), config=str(config), torch_dtype=dtype,
                                     local_files_only=True, **_extra(cls))
