@@ -1,5 +1,5 @@
-"""Every model family renders as a user runs it: ``sdfarm render`` in fresh processes, the same
-pixels each time, ``history --family`` finds them, ``rerun`` gives them back exactly, and the
+"""Every model family renders as a user runs it: ``sdfarm render`` in a fresh process gives the
+same pixels as in this one, ``history --family`` finds them, ``rerun`` gives them back exactly, and the
 PNG's A1111 text says how to make them again. One grid holds all the tiny built-in families,
 so it also shows a model axis mixing families: each cell with its own pipeline class."""
 
@@ -20,7 +20,7 @@ from sdfarm.usecases.record import record
 from sdfarm.usecases.render import load_plan
 from sdfarm.worker.batch import process_renderer
 from tests.conftest import write_job
-from tests.integration.test_cli import sdfarm
+from tests.integration.test_cli import run, sdfarm
 
 TINY = ("tiny", "tiny-sd2v", "tiny-sdxl", "tiny-flux", "tiny-sd3")
 
@@ -61,11 +61,12 @@ def built(model_dir):
 def test_each_family_renders_the_same_pixels_in_fresh_processes_and_history_finds_it(
         settings, cli_env, built, tmp_path):
     path = write_job(tmp_path, GRID)
-    # When the grid is rendered by `sdfarm render`, and again into another database and folder
+    # When the grid is rendered by `sdfarm render` in a fresh process, and again in this one
+    # into another database and folder
     sdfarm(cli_env, "render", path, "--quiet")
     other = dict(cli_env, SDFARM_DATABASE_URL=f"sqlite:///{tmp_path / 'other.db'}",
                  SDFARM_OUTPUT_DIR=str(tmp_path / "other"))
-    sdfarm(other, "render", path, "--quiet")
+    run(other, "render", path, "--quiet")
     first = jobs_of(settings)
     second = jobs_of(settings.with_(database_url=other["SDFARM_DATABASE_URL"]))
     # Then every image is done, recorded with its model's family, identical in both runs
@@ -83,14 +84,14 @@ def test_each_family_renders_the_same_pixels_in_fresh_processes_and_history_find
     # And history --family finds exactly each family's images
     for name in TINY:
         family = BUILTIN_FAMILIES[name][0]
-        rows = json.loads(sdfarm(cli_env, "history", "--family", family, "--json").stdout)
+        rows = json.loads(run(cli_env, "history", "--family", family, "--json"))
         assert sorted(r["model"] for r in rows) == [f"builtin:{name}"] * 2, family
 
 
 def test_each_familys_png_says_how_to_make_it_again_and_rerun_gives_the_same_pixels(
         settings, cli_env, built, tmp_path):
     path = write_job(tmp_path, GRID.replace('seeds = "1-2"', "seeds = [7]"))
-    sdfarm(cli_env, "render", path, "--quiet")
+    run(cli_env, "render", path, "--quiet")
     for job_id, model, family, prediction, seed, output, _ in jobs_of(settings):
         # The A1111 text alone (as another tool would read it) gives back the job's parameters
         with Image.open(output) as im:
@@ -99,7 +100,7 @@ def test_each_familys_png_says_how_to_make_it_again_and_rerun_gives_the_same_pix
         if family == "flux-dev":
             assert "Distilled CFG Scale: 3.5" in im.text["parameters"]
         # And rerun renders it again, identically
-        out = sdfarm(cli_env, "rerun", job_id).stdout
+        out = run(cli_env, "rerun", job_id)
         assert "identical: every pixel matches the original" in out, (model, out)
 
 
