@@ -82,6 +82,7 @@ class PassWriter:
         self.handled = 0
         self._queue: queue.Queue[object] = queue.Queue(maxsize=QUEUED_PASSES)
         self._broken: BaseException | None = None
+        self._stopping = False
         self._thread = threading.Thread(target=self._run, name="sdfarm-pass-writer", daemon=True)
         self._thread.start()
 
@@ -92,8 +93,11 @@ class PassWriter:
 
     def close(self, *, every: float, while_waiting: Callable[[], None]) -> None:
         """Write what is queued, then stop the thread. ``while_waiting`` runs every ``every``
-        seconds meanwhile (it renews the lease of the jobs still to be recorded)."""
-        self._queue.put(_STOP)
+        seconds meanwhile (it renews the lease of the jobs still to be recorded). Called
+        again after an interrupt, it goes on waiting."""
+        if not self._stopping:
+            self._queue.put(_STOP)
+            self._stopping = True
         while True:
             self._thread.join(every)
             if not self._thread.is_alive():
