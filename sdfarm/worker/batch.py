@@ -106,22 +106,25 @@ def render_batch(job_ids: Sequence[int], settings: Settings, *, renderer: Render
     progress = progress or _NoProgress()
     token = uuid.uuid4().hex
     worker = worker or default_worker_name()
-    with factory.begin() as session:
-        claim = claim_batch(session, job_ids, token=token, worker=worker,
-                            lease_seconds=settings.lease_seconds,
-                            max_attempts=settings.max_attempts, fresh_only=True)
-    jobs, suspects = claim.jobs, claim.suspects
     outcome = BatchOutcome()
-    claimed = {j.id for j in jobs}
-    if exact_pass:
-        order = {job_id: n for n, job_id in enumerate(job_ids)}
-        passes = [sorted(jobs, key=lambda j: order[j.id])] if jobs else []
-    else:
-        passes = _passes(jobs)
+    claimed: set[int] = set()
+    # Started before the claim, so nothing between the claim and the ``try`` can be
+    # interrupted (a cold shutdown's signal lands wherever the main thread waits).
     writer = PassWriter(factory, token, device=renderer.device, threads=renderer.threads,
                         outcome=outcome, progress=progress)
-    calls = _Calls(token, factory, renderer, settings, progress, outcome, writer)
     try:
+        with factory.begin() as session:
+            claim = claim_batch(session, job_ids, token=token, worker=worker,
+                                lease_seconds=settings.lease_seconds,
+                                max_attempts=settings.max_attempts, fresh_only=True)
+        jobs, suspects = claim.jobs, claim.suspects
+        claimed.update(j.id for j in jobs)
+        if exact_pass:
+            order = {job_id: n for n, job_id in enumerate(job_ids)}
+            passes = [sorted(jobs, key=lambda j: order[j.id])] if jobs else []
+        else:
+            passes = _passes(jobs)
+        calls = _Calls(token, factory, renderer, settings, progress, outcome, writer)
         for n, pass_jobs in enumerate(passes):
             later = [j.id for p in passes[n + 1:] for j in p]
             calls.render_pass(pass_jobs, later)
