@@ -40,15 +40,36 @@ class LocalExecutor:
         return self.result
 
 
+#: Images one ``render_batch`` call of the local executor takes at most. Its planned batches
+#: are that call's forward passes, so the pass writer records one while the next renders (a
+#: call per one-image batch would wait for each image's write and pay a claim per image).
+#: Bounded, so a cancel or Ctrl+C has few claimed jobs to hand back.
+LOCAL_CALL_IMAGES = 64
+
+
 def queued_job_batches(settings: Settings, sweep_id: int) -> list[tuple[int, ...]]:
     """The sweep's queued jobs, batch by planned batch, in render order."""
     with session_factory(settings.database_url)() as session:
         return [b.job_ids for b in queued_batches(session, [sweep_id])]
 
 
+def _calls(batches: list[tuple[int, ...]]) -> list[list[int]]:
+    """Consecutive planned batches joined into ``render_batch`` calls of at most
+    :data:`LOCAL_CALL_IMAGES` images (a larger batch is a call of its own)."""
+    calls: list[list[int]] = []
+    for batch in batches:
+        if calls and len(calls[-1]) + len(batch) <= LOCAL_CALL_IMAGES:
+            calls[-1].extend(batch)
+        else:
+            calls.append(list(batch))
+    return calls
+
+
 def render_sweep_locally(settings: Settings, sweep_id: int, progress=None, *,
                          exact_pass: bool = False) -> LocalResult:
     executor = LocalExecutor(settings, progress)
-    for batch in queued_job_batches(settings, sweep_id):
-        executor.submit(batch, exact_pass=exact_pass)
+    batches = queued_job_batches(settings, sweep_id)
+    # An exact rerun's batch is one pass as given: never joined with another.
+    for job_ids in ([list(b) for b in batches] if exact_pass else _calls(batches)):
+        executor.submit(job_ids, exact_pass=exact_pass)
     return executor.join()

@@ -2,8 +2,9 @@
 Celery task alike.
 
 Claim the jobs in the database, render them in forward passes, write each PNG atomically with
-its parameters, record the outcome. A failure fails the jobs of its pass and the rest go on; a
-cancel stops the pass within one denoising step. A job claimed before whose worker never
+its parameters, record the outcome. Writing and recording happen on a writer thread
+(``sdfarm.worker.writer``) while the next pass renders. A failure fails the jobs of its pass and
+the rest go on; a cancel stops the pass within one denoising step. A job claimed before whose worker never
 finished it (a "suspect": it may be what kills its worker) is claimed and rendered on its own,
 after the others, so a poison job takes no neighbour down with it.
 """
@@ -18,10 +19,8 @@ import traceback
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from sdfarm import __version__
 from sdfarm.config import Settings
 from sdfarm.db.engine import session_factory
 from sdfarm.db.jobs import (
@@ -34,9 +33,8 @@ from sdfarm.db.jobs import (
 )
 from sdfarm.db.models import Job, JobStatus
 from sdfarm.errors import RenderCanceled, one_line
-from sdfarm.metadata.a1111 import a1111_parameters, sdfarm_chunk
-from sdfarm.worker.output import write_png
 from sdfarm.worker.render import Renderer, make_renderer
+from sdfarm.worker.writer import PassWriter, RenderedPass, renewing
 
 if TYPE_CHECKING:  # the types of sessions: SQL itself stays in sdfarm.db
     from sqlalchemy.orm import Session, sessionmaker
@@ -49,7 +47,7 @@ class ProgressSink(Protocol):
         """One denoising step of a pass of ``images`` images."""
 
     def finished(self, done: int = 0, failed: int = 0, canceled: int = 0) -> None:
-        """Jobs reached a final state."""
+        """Jobs reached a final state (done ones once recorded, from the writer's thread)."""
 
     # Optional: ``started(job_ids: list[int], model: str) -> None`` is called, when a sink
     # has it, as each forward pass starts (the farm worker's heartbeat reports it).
@@ -70,6 +68,15 @@ class BatchOutcome:
     canceled: list[int] = field(default_factory=list)
     #: Ids this call did not claim: done, canceled, or held by a live worker already.
     skipped: list[int] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, *, done: Sequence[int] = (), failed: Sequence[int] = (),
+            canceled: Sequence[int] = ()) -> None:
+        """Record final states; the render's thread and the writer's both call it."""
+        with self._lock:
+            self.done.extend(done)
+            self.failed.extend(failed)
+            self.canceled.extend(canceled)
 
 
 _renderers: dict[Settings, Renderer] = {}
@@ -99,21 +106,28 @@ def render_batch(job_ids: Sequence[int], settings: Settings, *, renderer: Render
     progress = progress or _NoProgress()
     token = uuid.uuid4().hex
     worker = worker or default_worker_name()
-    with factory.begin() as session:
-        claim = claim_batch(session, job_ids, token=token, worker=worker,
-                            lease_seconds=settings.lease_seconds,
-                            max_attempts=settings.max_attempts, fresh_only=True)
-    jobs, suspects = claim.jobs, claim.suspects
     outcome = BatchOutcome()
-    claimed = {j.id for j in jobs}
-    if exact_pass:
-        order = {job_id: n for n, job_id in enumerate(job_ids)}
-        passes = [sorted(jobs, key=lambda j: order[j.id])] if jobs else []
-    else:
-        passes = _passes(jobs)
+    claimed: set[int] = set()
+    # Started before the claim, so nothing between the claim and the ``try`` can be
+    # interrupted (a cold shutdown's signal lands wherever the main thread waits).
+    writer = PassWriter(factory, token, device=renderer.device, threads=renderer.threads,
+                        outcome=outcome, progress=progress)
     try:
-        for pass_jobs in passes:
-            _render_pass(pass_jobs, token, factory, renderer, settings, progress, outcome)
+        with factory.begin() as session:
+            claim = claim_batch(session, job_ids, token=token, worker=worker,
+                                lease_seconds=settings.lease_seconds,
+                                max_attempts=settings.max_attempts, fresh_only=True)
+        jobs, suspects = claim.jobs, claim.suspects
+        claimed.update(j.id for j in jobs)
+        if exact_pass:
+            order = {job_id: n for n, job_id in enumerate(job_ids)}
+            passes = [sorted(jobs, key=lambda j: order[j.id])] if jobs else []
+        else:
+            passes = _passes(jobs)
+        calls = _Calls(token, factory, renderer, settings, progress, outcome, writer)
+        for n, pass_jobs in enumerate(passes):
+            later = [j.id for p in passes[n + 1:] for j in p]
+            calls.render_pass(pass_jobs, later)
         for job_id in suspects:
             with factory.begin() as session:
                 single = claim_jobs(session, [job_id], token=token, worker=worker,
@@ -121,15 +135,36 @@ def render_batch(job_ids: Sequence[int], settings: Settings, *, renderer: Render
                                     max_attempts=settings.max_attempts)
             if single:
                 claimed.add(job_id)
-                _render_pass(single, token, factory, renderer, settings, progress, outcome)
+                calls.render_pass(single, [])
+        _drain(writer, factory, token, settings)
     except BaseException:
-        # Stopped from outside (Ctrl+C, a worker's cold shutdown): what is not done goes back
-        # to the queue now, without counting an attempt, instead of waiting out its lease.
+        # Stopped from outside (Ctrl+C, a worker's cold shutdown) or by the database: what was
+        # rendered is still written and recorded, then what is not done goes back to the
+        # queue now, without counting an attempt, instead of waiting out its lease.
+        try:
+            _drain(writer, factory, token, settings)
+        except BaseException:
+            log.warning("could not record every rendered image before giving the jobs back",
+                        exc_info=True)
         with factory.begin() as session:
             release_claims(session, token)
         raise
     outcome.skipped = [i for i in job_ids if i not in claimed]
     return outcome
+
+
+def _drain(writer: PassWriter, factory: sessionmaker[Session], token: str,
+           settings: Settings) -> None:
+    """Wait until the writer has recorded every rendered pass, keeping the lease of what
+    waits (no pass watch renews it now)."""
+    def renew() -> None:
+        try:
+            with factory.begin() as session:
+                renew_lease(session, token, settings.lease_seconds)
+        except Exception:  # a database hiccup: the next wait retries
+            log.warning("pass writer: lease renewal failed", exc_info=True)
+
+    writer.close(every=settings.lease_seconds / 4, while_waiting=renewing(renew, writer))
 
 
 def _passes(jobs: list[Job]) -> list[list[Job]]:
@@ -152,15 +187,23 @@ class _PassWatch:
     lease alive (also while a model loads, when no step runs). The step hook only reads an
     Event: a database query per step costs more than a whole step of a small model.
 
-    Once the pass has made a first step, the lease is renewed only while steps keep coming: a
-    render stuck on its device (a hung GPU) then lets its lease expire, and its jobs go to
-    another worker, as a dead worker's do.
+    The lease covers everything the call's token holds: the passes still to render, and those
+    rendered that wait for the writer. Once the pass has made a first step, the lease is
+    renewed only while steps keep coming: a render stuck on its device (a hung GPU) then lets
+    its lease expire, and its jobs go to another worker, as a dead worker's do.
+
+    The same poll looks at the jobs of the passes still to come (``later``): a canceled one is
+    added to ``canceled_later`` and never rendered, so canceling a sweep skips the rest of the
+    call at once instead of starting and stopping each of its passes.
     """
 
     def __init__(self, factory: sessionmaker[Session], token: str, job_ids: list[int],
-                 settings: Settings, progress: ProgressSink) -> None:
+                 settings: Settings, progress: ProgressSink, later: Sequence[int] = (),
+                 canceled_later: set[int] | None = None) -> None:
         self.factory, self.token, self.job_ids = factory, token, job_ids
         self.settings, self.progress = settings, progress
+        self.watched = [*job_ids, *later]
+        self.canceled_later = canceled_later if canceled_later is not None else set()
         self.canceled = threading.Event()
         self.steps = 0
         self._stop = threading.Event()
@@ -179,7 +222,11 @@ class _PassWatch:
         while not self._stop.wait(CANCEL_POLL_SECONDS):
             try:
                 with self.factory() as session:
-                    if canceled_among(session, self.job_ids):
+                    gone = canceled_among(session, self.watched)
+                if gone:
+                    mine = gone.intersection(self.job_ids)
+                    self.canceled_later.update(gone - mine)
+                    if mine:
                         self.canceled.set()
                 progressing = self.steps == 0 or self.steps > steps_then
                 if progressing and time.monotonic() - last_renew > self.settings.lease_seconds / 4:
@@ -197,8 +244,34 @@ class _PassWatch:
             raise RenderCanceled(f"a job of pass {self.job_ids} was canceled")
 
 
-def _render_pass(jobs: list[Job], token: str, factory: sessionmaker[Session], renderer: Renderer,
-                 settings: Settings, progress: ProgressSink, outcome: BatchOutcome) -> None:
+@dataclass
+class _Calls:
+    """What every pass of one ``render_batch`` call shares."""
+
+    token: str
+    factory: sessionmaker[Session]
+    renderer: Renderer
+    settings: Settings
+    progress: ProgressSink
+    outcome: BatchOutcome
+    writer: PassWriter
+    #: Jobs of passes still to render that were canceled meanwhile (seen by a pass watch).
+    canceled_later: set[int] = field(default_factory=set)
+
+    def render_pass(self, jobs: list[Job], later: list[int]) -> None:
+        """Render one pass and hand it to the writer; jobs canceled before it starts are
+        counted canceled and left out."""
+        gone = [j.id for j in jobs if j.id in self.canceled_later]
+        if gone:
+            self.outcome.add(canceled=gone)
+            self.progress.finished(canceled=len(gone))
+            jobs = [j for j in jobs if j.id not in self.canceled_later]
+        _render_pass(jobs, later, self)
+
+
+def _render_pass(jobs: list[Job], later: list[int], call: _Calls) -> None:
+    token, factory, renderer = call.token, call.factory, call.renderer
+    settings, progress, outcome = call.settings, call.progress, call.outcome
     remaining = jobs
     while remaining:
         first = remaining[0]
@@ -209,7 +282,8 @@ def _render_pass(jobs: list[Job], token: str, factory: sessionmaker[Session], re
         if announce is not None:
             announce(ids, first.model)
         try:
-            with _PassWatch(factory, token, ids, settings, progress) as watch:
+            with _PassWatch(factory, token, ids, settings, progress, later,
+                            call.canceled_later) as watch:
                 images = renderer.render([j.spec() for j in remaining],
                                          model_config=first.model_config,
                                          allow_pickle=first.sweep.allow_pickle, on_step=watch.step)
@@ -217,58 +291,26 @@ def _render_pass(jobs: list[Job], token: str, factory: sessionmaker[Session], re
                 first.model, first.model_config, first.sweep.allow_pickle)
             loading = getattr(renderer, "load_seconds", 0.0) - loaded_before
             seconds = time.perf_counter() - started - loading
-            _record_images(remaining, images, model_hash, seconds, token, factory, renderer, outcome)
         except RenderCanceled:
             with factory() as session:
                 gone = canceled_among(session, ids)
-            outcome.canceled.extend(sorted(gone))
+            outcome.add(canceled=sorted(gone))
             progress.finished(canceled=len(gone))
             # The others were only interrupted with it: render them again without it.
             remaining = [j for j in remaining if j.id not in gone]
             continue
-        except Exception as exc:  # a broken model, input or disk fails its pass, not the sweep
+        except Exception as exc:  # a broken model or input fails its pass, not the sweep
             error = one_line(exc)
             detail = traceback.format_exc(limit=8)
             failed = []
             with factory.begin() as session:
                 for job in remaining:
-                    # Those recorded done before the error keep that state.
                     if finish_job(session, job.id, token, JobStatus.failed,
                                   error=f"{error}\n{detail}"):
                         failed.append(job.id)
-            outcome.failed.extend(failed)
+            outcome.add(failed=failed)
             progress.finished(failed=len(failed))
             return
-        progress.finished(done=len(remaining))
+        # Written and recorded (and reported finished) by the writer while the next pass renders.
+        call.writer.put(RenderedPass(remaining, list(images), model_hash, seconds))
         return
-
-
-def _record_images(jobs: list[Job], images, model_hash: str | None, seconds: float, token: str,
-                   factory: sessionmaker[Session], renderer: Renderer, outcome: BatchOutcome) -> None:
-    pass_id = str(uuid.uuid4())
-    results = []
-    for index, (job, image) in enumerate(zip(jobs, images, strict=True)):
-        spec = job.spec().replace(model_hash=model_hash)
-        sha = write_png(image, Path(job.output_path),
-                        parameters=a1111_parameters(spec, version=f"sdfarm {__version__}"),
-                        sdfarm_json=sdfarm_chunk(spec, job_id=job.id, sweep_id=job.sweep_id,
-                                                 model_config=job.model_config))
-        results.append((job, index, sha))
-    lost = []
-    with factory.begin() as session:
-        for job, index, sha in results:
-            if finish_job(session, job.id, token, JobStatus.done, output_path=job.output_path,
-                          sha256=sha, model_hash=model_hash, pass_id=pass_id, pass_index=index,
-                          pass_size=len(jobs), threads=renderer.threads, device=renderer.device,
-                          render_seconds=seconds / len(jobs), claim_token=None):
-                outcome.done.append(job.id)
-            else:
-                lost.append(job)
-    if lost:
-        # Canceled after its last step: no image, as for any canceled job. (A job another
-        # worker took over keeps the file: that worker writes the very same image.)
-        with factory() as session:
-            canceled = canceled_among(session, [j.id for j in lost])
-        for job in lost:
-            if job.id in canceled:
-                Path(job.output_path).unlink(missing_ok=True)
