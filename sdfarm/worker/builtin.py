@@ -22,6 +22,7 @@ from typing import Any, Iterator
 
 from sdfarm.errors import ModelError
 from sdfarm.modelref import BUILTIN_MODELS
+from sdfarm.worker.clip_vocab import bytes_to_unicode
 
 #: Fixed seeds, one per component, so two builds are bit-identical and changing one
 #: component's config leaves the others' weights as they were.
@@ -325,7 +326,7 @@ def clip_vocab_and_merges() -> tuple[dict[str, int], tuple[str, ...]]:
     As in CLIP: the 256 byte characters, the same with ``</w>`` (end of word), one token per
     merge, then ``<|startoftext|>`` and ``<|endoftext|>`` last.
     """
-    byte_chars = list(_bytes_to_unicode().values())
+    byte_chars = list(bytes_to_unicode().values())
     merges = _learn_merges(PROMPT_WORDS.split())
     tokens = byte_chars + [c + "</w>" for c in byte_chars]
     tokens += ["".join(m.split(" ")) for m in merges]
@@ -362,14 +363,3 @@ def _merge(seq: list[str], pair: tuple[str, str]) -> list[str]:
             out.append(seq[i])
             i += 1
     return out
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    # CLIP's (and GPT-2's) table: printable bytes stand for themselves, the rest are shifted
-    # past 255 so every byte has a visible, non-space character.
-    printable = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-                 + list(range(ord("®"), ord("ÿ") + 1)))
-    table = {b: chr(b) for b in printable}
-    for shift, b in enumerate(b for b in range(256) if b not in table):
-        table[b] = chr(256 + shift)
-    return table

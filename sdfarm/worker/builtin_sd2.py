@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sdfarm.worker.builtin import _text_encoder, _vae, seeded
+from sdfarm.worker.builtin import SD15_SCHEDULER, _text_encoder, _vae, seeded
 from sdfarm.worker.clip_vocab import (
     VOCAB_SIZE,
     clip_tokenizer,
@@ -21,17 +21,7 @@ from sdfarm.worker.clip_vocab import (
 )
 
 #: stabilityai/stable-diffusion-2-1 (768-v), scheduler/scheduler_config.json.
-SD21_V_SCHEDULER: dict[str, Any] = {
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "num_train_timesteps": 1000,
-    "steps_offset": 1,
-    "skip_prk_steps": True,
-    "set_alpha_to_one": False,
-    "clip_sample": False,
-    "prediction_type": "v_prediction",
-}
+SD21_V_SCHEDULER: dict[str, Any] = {**SD15_SCHEDULER, "prediction_type": "v_prediction"}
 
 #: SD 2's text encoder pads with "!" (OpenCLIP's pad token), not with <|endoftext|>.
 PAD_TOKEN = "!"
