@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from sdfarm.usecases.render import load_plan
 from sdfarm.worker.batch import process_renderer
 from tests.conftest import write_job
 from tests.integration.test_cli import run, sdfarm
+from tests.unit.test_modeldetect import SD1, SDXL_REFINER, UNET, write_checkpoint
 
 TINY = ("tiny", "tiny-sd2v", "tiny-sdxl", "tiny-flux", "tiny-sd3")
 
@@ -135,3 +137,24 @@ y = { cfg = "5, 7" }
     assert outcome.done == 16
     loaded = {m: renderer.loads[m] - loads_before.get(m, 0) for m in renderer.loads}
     assert {m: n for m, n in loaded.items() if n} == {"builtin:tiny": 1, "builtin:tiny-sdxl": 1}
+
+
+@pytest.mark.parametrize("keys, words", [
+    ({**SD1, UNET + "input_blocks.0.0.weight": [320, 9, 3, 3]},
+     "an SD 1.x inpainting checkpoint (9 input channels) is not supported"),
+    (SDXL_REFINER, "an SDXL refiner checkpoint is not supported"),
+])
+def test_a_checkpoint_of_an_unsupported_architecture_is_one_error_and_nothing_is_recorded(
+        settings, cli_env, tmp_path, keys, words):
+    write_checkpoint(tmp_path / "odd.safetensors", keys)
+    # As the second model of an axis, so that nothing of the first is recorded either
+    path = write_job(tmp_path, 'model = "builtin:tiny"\nprompt = "a cat"\n'
+                               '[axes]\nx = { model = "builtin:tiny, odd.safetensors" }\n')
+    result = sdfarm(cli_env, "render", path, "--quiet", check=False)
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"Error: {path}: axes.x.model: ") and words in line, line
+    assert "odd.safetensors" in line
+    assert not Path(settings.database_url.removeprefix("sqlite:///")).exists() or \
+        sqlite3.connect(settings.database_url.removeprefix("sqlite:///")).execute(
+            "SELECT count(*) FROM sweeps").fetchone() == (0,)
