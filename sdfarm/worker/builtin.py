@@ -10,11 +10,7 @@ code as a user's model.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -22,6 +18,7 @@ from typing import Any, Iterator
 
 from sdfarm.errors import ModelError
 from sdfarm.modelref import BUILTIN_MODELS
+from sdfarm.worker.buildonce import build_once
 from sdfarm.worker.clip_vocab import bytes_to_unicode
 
 #: Fixed seeds, one per component, so two builds are bit-identical and changing one
@@ -174,34 +171,10 @@ def ensure_builtin(name: str, model_dir: Path) -> Path:
     if name not in BUILTIN_MODELS:
         raise _unknown(name)
     dest = model_dir / f"builtin-{name}"
-    if (dest / "model_index.json").is_file():
-        return dest
     try:
-        model_dir.mkdir(parents=True, exist_ok=True)
-        with open(model_dir / f".builtin-{name}.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if (dest / "model_index.json").is_file():  # another worker built it while we waited
-                return dest
-            _remove_leftovers(model_dir, name, dest)
-            tmp = Path(tempfile.mkdtemp(dir=model_dir, prefix=f".builtin-{name}-tmp"))
-            try:
-                _build(name, tmp)
-                tmp.chmod(0o755)  # mkdtemp makes it private; workers may run as other users
-                os.rename(tmp, dest)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
+        return build_once(dest, lambda folder: _build(name, folder))
     except OSError as exc:
         raise ModelError(f"cannot build builtin:{name} in {str(model_dir)!r}: {exc}") from exc
-    return dest
-
-
-def _remove_leftovers(model_dir: Path, name: str, dest: Path) -> None:
-    # Only called under the lock, so these are from builds that were killed, not running ones.
-    for stale in model_dir.glob(f".builtin-{name}-tmp*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    if dest.exists():  # a folder without model_index.json: not something we finished
-        shutil.rmtree(dest)
 
 
 def _unknown(name: str) -> ModelError:

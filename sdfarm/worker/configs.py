@@ -12,17 +12,14 @@ which the checkpoint's header tells apart. Flux and SD3 single files still need
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from sdfarm.errors import ModelError
 from sdfarm.families import FAMILIES
+from sdfarm.worker.buildonce import build_once
 from sdfarm.worker.builtin import SD15_SCHEDULER
 from sdfarm.worker.builtin_sdxl import SDXL_V_SCHEDULER, SdxlConfigs, clip_config, sdxl_configs
 
@@ -183,30 +180,10 @@ def single_file_config(shapes: Mapping[str, tuple[int, ...]], family: str, predi
     place whole, as the built-in models are)."""
     name = config_name(shapes, family, prediction)
     parent = model_dir / "configs" / f"v{CONFIGS_VERSION}"
-    dest = parent / name
-    if (dest / "model_index.json").is_file():
-        return dest
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        with open(parent / f".{name}.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if (dest / "model_index.json").is_file():  # written while we waited
-                return dest
-            for stale in parent.glob(f".{name}-tmp*"):  # from a writer that was killed
-                shutil.rmtree(stale, ignore_errors=True)
-            if dest.exists():
-                shutil.rmtree(dest)
-            tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{name}-tmp"))
-            try:
-                write_configs(name, tmp)
-                tmp.chmod(0o755)  # readable by workers running as other users
-                os.rename(tmp, dest)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
+        return build_once(parent / name, lambda folder: write_configs(name, folder))
     except OSError as exc:
         raise ModelError(f"cannot write single-file configs in {str(parent)!r}: {exc}") from exc
-    return dest
 
 
 def write_configs(name: str, folder: Path) -> None:
