@@ -55,6 +55,13 @@ def worker(settings: Settings, gpu: int | None, name: str | None, loglevel: str)
             raise SdfarmError("torch was imported before --gpu could set CUDA_VISIBLE_DEVICES")
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
         if settings.device == "auto":
+            import torch  # only now: it reads CUDA_VISIBLE_DEVICES once
+
+            if not torch.cuda.is_available():
+                raise SdfarmError(
+                    f"--gpu {gpu}: torch sees no CUDA GPU {gpu} here (is the CUDA build of torch "
+                    f"installed, and does nvidia-smi list GPU {gpu}? see README, 'GPU install'); "
+                    f"leave --gpu out to render on the CPU")
             settings = settings.with_(device="cuda")
     from sdfarm.worker.farm_worker import node_name, run_worker
 

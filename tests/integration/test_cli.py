@@ -149,3 +149,16 @@ def test_rerun_of_a_resumed_cell_rebuilds_the_pass_that_first_rendered_its_image
     assert result.exit_code == 0, result.output
     assert "shared a forward pass of 3 images" in result.stderr
     assert "identical: every pixel matches the original" in result.stdout
+
+
+def test_worker_gpu_on_a_machine_without_one_names_the_gpu_option(cli_env):
+    # (This machine has no GPU; on one that has GPU 0 the worker would start instead.)
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    env = {k: v for k, v in cli_env.items() if k != "SDFARM_DEVICE"}  # as a user leaves it
+    result = sdfarm(env, "worker", "--gpu", "0", check=False)
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("Error: --gpu 0: torch sees no CUDA GPU 0 here") and "SDFARM_DEVICE" not in line
