@@ -135,6 +135,13 @@ def _sampled(context: SamplingContext, command: Command, count: int | None, temp
             yield str(result)
     except (KeyError, ValueError, RecursionError) as exc:
         raise fail(f"cannot expand prompt {_short(template)}: {_reason(exc)}") from None
+    except RuntimeError as exc:
+        # dynamicprompts' own failure (a generator of it ending early: "generator raised
+        # StopIteration"), e.g. enumerating {2$$__a__|__a__} in combinatorial mode.
+        hint = ("; draw random prompts instead: prompts = { random = N }" if count is None
+                else "")
+        raise fail(f"cannot expand prompt {_short(template)}: dynamicprompts failed on it "
+                   f"({_reason(exc)}){hint}") from None
 
 
 def _all_distinct(prompts: Iterator[str], template: str, limit: int,

@@ -310,3 +310,12 @@ def test_the_pyparsing_deprecation_warning_is_silenced_only_around_our_calls():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "fires outside: 'delimited_list' deprecated" in out.stdout
+
+
+def test_a_template_dynamicprompts_fails_to_enumerate_is_one_error_with_a_way_out(wildcards):
+    # dynamicprompts raises "generator raised StopIteration" enumerating several wildcards of
+    # one variant; a random draw of the same template works
+    template = "My favourite colours are {2$$__colors__|__colors__}"
+    message = error_of(template, wildcards)
+    assert "dynamicprompts failed on it" in message and "prompts = { random = N }" in message
+    assert len(expand(template, wildcards, mode=3)) == 3
