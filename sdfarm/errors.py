@@ -5,6 +5,8 @@ They become ``click.ClickException`` only at the CLI edge; everything below rais
 
 from __future__ import annotations
 
+import re
+
 
 class SdfarmError(Exception):
     """Base of every error sdfarm raises on purpose."""
@@ -73,3 +75,19 @@ def one_line(exc: BaseException, *, named: bool = True, limit: int = 300) -> str
     if named and lines:
         text = f"{type(exc).__name__}: {text}"
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+#: Longest quoted value an error message echoes whole.
+ECHO_LIMIT = 80
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.){%d,}'|\"(?:[^\"\\]|\\.){%d,}\"" % (ECHO_LIMIT + 1, ECHO_LIMIT + 1))
+
+
+def clip_echoes(message: str) -> str:
+    """``message`` with every quoted value longer than :data:`ECHO_LIMIT` characters cut to
+    its start and its length: a 100 kB value in a job file must not become a 100 kB error
+    line."""
+    def cut(match: re.Match[str]) -> str:
+        quoted = match.group(0)
+        return f"{quoted[:ECHO_LIMIT]}…{quoted[0]} ({len(quoted) - 2:,} characters)"
+
+    return _QUOTED.sub(cut, message)

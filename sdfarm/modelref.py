@@ -118,6 +118,15 @@ def _parse(ref: str, model_dir: Path, *, allow_pickle: bool, base: Path) -> Mode
             raise ModelError(f"unknown built-in model {ref!r}; the built-in models are {known}")
         return ModelRef(ref, "builtin", model_dir / f"builtin-{name}")
 
+    if "\x00" in text:
+        raise ModelError(f"model {ref!r} contains a NUL character; no file name can")
+    try:
+        return _parse_path(ref, text, allow_pickle, base)
+    except OSError as exc:  # a path the system refuses: too long, a component too long, ...
+        raise ModelError(f"model {ref!r}: {exc.strerror or exc}") from None
+
+
+def _parse_path(ref: str, text: str, allow_pickle: bool, base: Path) -> ModelRef:
     path = _resolve(text, base)
     suffix = path.suffix.lower()
     if suffix in SAFE_SUFFIXES | PICKLE_SUFFIXES:

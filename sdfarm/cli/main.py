@@ -6,7 +6,7 @@ import click
 
 from sdfarm import __version__
 from sdfarm.config import Settings
-from sdfarm.errors import SdfarmError
+from sdfarm.errors import SdfarmError, clip_echoes
 
 
 class SdfarmGroup(click.Group):
@@ -16,7 +16,7 @@ class SdfarmGroup(click.Group):
         try:
             return super().invoke(ctx)
         except SdfarmError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(clip_echoes(str(exc))) from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.commands)  # in the order registered: the order of the README

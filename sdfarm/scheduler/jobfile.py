@@ -174,6 +174,9 @@ def parse_job_file(text: str, path: str = "<job file>") -> JobFile:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise JobFileError(path, None, f"invalid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses once per level of nested arrays or tables
+        raise JobFileError(path, None, "invalid TOML: arrays or tables nested too deeply "
+                           "for a job file") from None
     r = _Reader(path, data)
     unknown = sorted(set(data) - set(KNOWN_KEYS))
     if unknown:
