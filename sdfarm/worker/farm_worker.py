@@ -36,7 +36,7 @@ def run_worker(settings: Settings, name: str, *, loglevel: str = "INFO") -> int:
     renderer = process_renderer(settings)
     app = make_app(settings)
     state = WorkerState()
-    register_tasks(app, settings, state)
+    register_tasks(app, settings, state, name)
     register_worker(settings, name, renderer.device)
 
     def periodic_recovery() -> None:

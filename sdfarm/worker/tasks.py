@@ -37,8 +37,10 @@ def decode_job_ids(value: Any) -> list[int]:
     return value
 
 
-def register_tasks(app: Celery, settings: Settings, state: WorkerState | None = None) -> None:
-    """Add the render task to ``app``, bound to this worker's settings and state."""
+def register_tasks(app: Celery, settings: Settings, state: WorkerState | None = None,
+                   name: str | None = None) -> None:
+    """Add the render task to ``app``, bound to this worker's settings, state and ``name`` (what
+    its jobs record; Celery's own node name turns ``w1`` into ``celery@w1``)."""
     state = state or WorkerState()
 
     @app.task(name=RENDER_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
@@ -51,7 +53,8 @@ def register_tasks(app: Celery, settings: Settings, state: WorkerState | None = 
             return None
         state.begin()
         try:
-            outcome = render_batch(ids, settings, worker=self.request.hostname, progress=state)
+            outcome = render_batch(ids, settings, worker=name or self.request.hostname,
+                                   progress=state)
         except WorkerStopping:
             # render_batch gave the jobs back; the message goes back to the queue with them.
             raise Reject("worker shutting down", requeue=True) from None

@@ -90,3 +90,18 @@ def test_a_cold_shutdown_gives_the_running_batch_back_to_the_queue_at_once(farm,
     farm.start_worker("w2@test", SDFARM_RENDERER="fake:0")
     jobs = farm.wait_finished(sweep_id, timeout=30)
     assert [(j.status, j.attempts, j.worker) for j in jobs] == [(JobStatus.done, 1, "w2@test")] * 2
+
+
+def test_jobs_record_the_name_given_with_no_host_part_as_status_shows_it(farm, tmp_path):
+    from sdfarm.db.models import JobStatus
+    from sdfarm.usecases.farm import submit
+    from sdfarm.usecases.render import load_plan
+    from tests.conftest import write_job
+
+    farm.start_worker("w1", SDFARM_RENDERER="fake:0")
+    path = write_job(tmp_path, 'model = "builtin:tiny"\nprompt = "x"\nwidth = 8\nheight = 8\n'
+                               'seeds = "1-2"\n')
+    sweep_id = submit(farm.settings, load_plan(farm.settings, path)).sweep_id
+    jobs = farm.wait_finished(sweep_id, timeout=30)
+    assert [(j.status, j.worker) for j in jobs] == [(JobStatus.done, "w1")] * 2
+    assert [w["name"] for w in status_data(farm.settings)["workers"]] == ["w1"]
