@@ -78,8 +78,10 @@ def recover(settings: Settings, app: Celery | None = None, *, thorough: bool = T
     report = Recovery(requeued=sorted(expired.requeued), failed=sorted(expired.failed))
     with factory() as session:
         batches = queued_batches(session)
-    if not batches:
+    if not batches and not thorough:
         return report
+    # A thorough recovery asks the broker even with nothing to send: `sdfarm recover` must
+    # not report a broker it never reached.
     just_requeued = set(expired.requeued)
     with broker_errors(settings), app.connection_for_write() as conn:
         channel = conn.default_channel

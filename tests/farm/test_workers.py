@@ -105,3 +105,19 @@ def test_jobs_record_the_name_given_with_no_host_part_as_status_shows_it(farm, t
     jobs = farm.wait_finished(sweep_id, timeout=30)
     assert [(j.status, j.worker) for j in jobs] == [(JobStatus.done, "w1")] * 2
     assert [w["name"] for w in status_data(farm.settings)["workers"]] == ["w1"]
+
+
+def test_recover_with_the_broker_down_says_so_even_when_nothing_is_queued(settings):
+    from click.testing import CliRunner
+
+    from sdfarm.cli.main import cli
+
+    with socket.socket() as s:  # a port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"SDFARM_DATABASE_URL": settings.database_url,
+           "SDFARM_BROKER_URL": f"redis://127.0.0.1:{port}/0"}
+    result = CliRunner().invoke(cli, ["recover"], env=env)
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: cannot reach the broker SDFARM_BROKER_URL=")
+    assert "held 0" not in result.output
