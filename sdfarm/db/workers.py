@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from sdfarm.db.models import FarmWorker, Job, utcnow
+from sdfarm.db.models import FarmWorker, Job, JobStatus, utcnow
 from sdfarm.errors import SdfarmError
 
 #: A worker whose last heartbeat is older than this many intervals is shown as lost.
@@ -78,3 +78,13 @@ def record_heartbeat(session: Session, name: str, *, state: str, current_job_id:
         update(FarmWorker).where(FarmWorker.name == name)
         .values(last_heartbeat=utcnow(), state=state, current_job_id=current_job_id,
                 current_sweep_id=sweep_id, loaded_model=loaded_model, jobs_done=jobs_done))
+
+
+def running_on(session: Session, job_ids: set[int]) -> dict[int, str]:
+    """Of ``job_ids``, those running now, with the worker that holds each. A worker's row
+    keeps the job it last reported; this says whether that is still its job."""
+    if not job_ids:
+        return {}
+    rows = session.execute(select(Job.id, Job.worker).where(
+        Job.id.in_(job_ids), Job.status == JobStatus.running))
+    return {job_id: worker for job_id, worker in rows}

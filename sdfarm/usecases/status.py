@@ -7,7 +7,7 @@ from sdfarm.config import Settings
 from sdfarm.db.engine import session_factory
 from sdfarm.db.farm_status import SweepProgress, latest_sweeps, sweep_progress
 from sdfarm.db.models import JobStatus, utcnow
-from sdfarm.db.workers import is_alive, workers
+from sdfarm.db.workers import is_alive, running_on, workers
 from sdfarm.errors import SweepNotFound
 
 #: The job states, in the order tables show them.
@@ -32,13 +32,18 @@ def status_data(settings: Settings, limit: int = 10) -> dict[str, list[dict[str,
     with session_factory(settings.database_url)() as session:
         sweeps = latest_sweeps(session, limit)
         rows = workers(session)
+        # A lost worker's row still names the job it had; once that job is done, or another
+        # worker took it over, it is no longer the worker's current job.
+        running = running_on(session, {w.current_job_id for w in rows if w.current_job_id})
         worker_list = [{
             "name": w.name, "host": w.host, "pid": w.pid, "device": w.device,
             "state": w.state if is_alive(w, settings.heartbeat_seconds, now) or w.state == "stopped"
             else "lost",
             "last_heartbeat": w.last_heartbeat.isoformat(sep=" ", timespec="seconds"),
             "seconds_since_heartbeat": round((now - w.last_heartbeat).total_seconds(), 1),
-            "current_job_id": w.current_job_id, "current_sweep_id": w.current_sweep_id,
+            **({"current_job_id": w.current_job_id, "current_sweep_id": w.current_sweep_id}
+               if running.get(w.current_job_id) == w.name  # type: ignore[arg-type]
+               else {"current_job_id": None, "current_sweep_id": None}),
             "loaded_model": w.loaded_model, "jobs_done": w.jobs_done,
         } for w in rows]
     sweep_list = [{

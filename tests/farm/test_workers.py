@@ -121,3 +121,27 @@ def test_recover_with_the_broker_down_says_so_even_when_nothing_is_queued(settin
     assert result.exit_code == 1, result.output
     assert result.output.startswith("Error: cannot reach the broker SDFARM_BROKER_URL=")
     assert "held 0" not in result.output
+
+
+def test_status_drops_a_lost_workers_job_once_another_worker_has_it(settings, tmp_path):
+    from sdfarm.db.models import Job, JobStatus
+    from sdfarm.usecases.record import record
+    from sdfarm.usecases.render import load_plan
+    from tests.conftest import write_job
+
+    path = write_job(tmp_path, 'model = "builtin:tiny"\nprompt = "x"\nseeds = "1-2"\n')
+    record(settings, load_plan(settings, path))
+    with session_factory(settings.database_url).begin() as s:
+        first, second = s.scalars(select(Job).order_by(Job.id)).all()
+        # w1 died rendering job 1, which w2 then rendered; w2 is rendering job 2 now
+        first.status, first.worker = JobStatus.done, "w2"
+        second.status, second.worker = JobStatus.running, "w2"
+        ids = first.id, second.id
+    put_worker(settings, "w1", host="h", pid=1, seconds_ago=600, state="busy")
+    put_worker(settings, "w2", host="h", pid=2, seconds_ago=0, state="busy")
+    with session_factory(settings.database_url).begin() as s:
+        s.get(FarmWorker, "w1").current_job_id = ids[0]
+        s.get(FarmWorker, "w2").current_job_id = ids[1]
+    current = {w["name"]: (w["state"], w["current_job_id"])
+               for w in status_data(settings)["workers"]}
+    assert current == {"w1": ("lost", None), "w2": ("busy", ids[1])}
