@@ -79,7 +79,10 @@ def one_line(exc: BaseException, *, named: bool = True, limit: int = 300) -> str
 
 #: Longest quoted value an error message echoes whole.
 ECHO_LIMIT = 80
-_QUOTED = re.compile(r"'(?:[^'\\]|\\.){%d,}'|\"(?:[^\"\\]|\\.){%d,}\"" % (ECHO_LIMIT + 1, ECHO_LIMIT + 1))
+#: A quoted value as repr() writes one: the opening quote not after a word character (so the
+#: closing quote of one value and the opening of the next are never taken for a pair).
+_QUOTED = re.compile(r"""(?<![\w'"])(?:'(?:[^'\\]|\\.){%d,}'|"(?:[^"\\]|\\.){%d,}")(?!\w)"""
+                     % (ECHO_LIMIT + 1, ECHO_LIMIT + 1))
 
 
 def clip_echoes(message: str) -> str:

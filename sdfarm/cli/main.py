@@ -17,9 +17,23 @@ class SdfarmGroup(click.Group):
             return super().invoke(ctx)
         except SdfarmError as exc:
             raise click.ClickException(clip_echoes(str(exc))) from None
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.commands)  # in the order registered: the order of the README
+
+
+def _one_line(exc: click.UsageError) -> click.ClickException:
+    """A usage error as every other error: one line (click prints three), exit status 1."""
+    where = exc.ctx.command_path if exc.ctx is not None else "sdfarm"
+    return click.ClickException(clip_echoes(f"{exc.format_message()} (see '{where} --help')"))
 
 
 @click.group(cls=SdfarmGroup, context_settings={"help_option_names": ["-h", "--help"]})

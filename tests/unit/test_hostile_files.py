@@ -37,3 +37,19 @@ def test_only_long_quoted_values_are_cut_and_their_length_is_said():
     assert clip_echoes(short) == short
     cut = clip_echoes(f"unknown sampler '{'x' * 200}'; known: Euler")
     assert cut == f"unknown sampler '{'x' * 79}…' (200 characters); known: Euler"
+
+
+def test_the_end_of_one_quoted_value_and_the_start_of_the_next_are_not_one_value():
+    message = ("'yesterday' is not a time ago like 7d, 12h, 30m, 2w or a UTC date like "
+               "2026-11-01 or 2026-11-01T18:30 (see 'sdfarm history --help')")
+    assert clip_echoes(message) == message
+
+
+@pytest.mark.parametrize("args", [["bogus"], ["--bogus"], ["render", "."],
+                                  ["history", "--cfg", "8-4"], ["prune"]])
+def test_a_usage_error_is_one_line_with_exit_status_1(tmp_path, args):
+    env = {"SDFARM_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}"}
+    result = CliRunner().invoke(cli, args, env=env)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    [line] = result.output.strip().splitlines()
+    assert line.startswith("Error: ") and "--help')" in line, line
