@@ -81,7 +81,7 @@ def history(settings: Settings, prompt, negative, seed, model, sampler, schedule
             click.echo(r["output_path"])
     elif as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
-    else:
+    elif rows:  # an empty table is no answer: the message below is, on stderr
         _print_table(rows)
     if not rows:
         click.echo("no matching jobs" + (f"; {hint}" if hint else ""), err=True)

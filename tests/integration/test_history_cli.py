@@ -94,6 +94,7 @@ def test_a_model_that_matches_nothing_lists_the_models_there_are(db_url):
     result = sdfarm(db_url, "history", "--model", "sdxl")
     assert result.exit_code == 0
     assert "no matching jobs; models in the history: dreamshaper_8" in result.stderr
+    assert result.stdout == "", "no empty table: stdout stays clean for a pipe"
 
 
 def test_bad_filter_values_say_what_is_allowed(db_url):
