@@ -212,9 +212,12 @@ def distinct_values(session: Session, column: str) -> list[str]:
 def match_models(session: Session, name: str) -> tuple[list[str], list[str]]:
     """(model references, model hashes) that ``name`` designates."""
     wanted = name.strip().casefold()
+    # An imported image records its model as A1111 writes it, without the extension: a
+    # file name given with it designates that model too.
+    forms = {wanted, model_display_name(wanted)}
     models = [m for m in distinct_values(session, "model")
-              if wanted in {m.casefold(), model_display_name(m).casefold(),
-                            PurePath(m).name.casefold(), m.rpartition(":")[2].casefold()}]
+              if forms & {m.casefold(), model_display_name(m).casefold(),
+                          PurePath(m).name.casefold(), m.rpartition(":")[2].casefold()}]
     hashes = []
     if _HASH_PREFIX.match(wanted):
         hashes = [h for h in distinct_values(session, "model_hash") if h.casefold().startswith(wanted)]

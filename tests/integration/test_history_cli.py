@@ -151,3 +151,11 @@ def test_prune_yes_asks_nothing_and_prune_needs_a_criterion(db_url, tmp_path):
     bare = sdfarm(db_url, "prune")
     assert bare.exit_code == 1 and "say what to prune: --missing" in bare.stderr
     assert len(bare.stderr.strip().splitlines()) == 1
+
+
+def test_a_model_file_name_with_its_extension_finds_the_images_imported_without_it(db_url):
+    rendered, imported = add_jobs(db_url, [{"prompt": "a cat"},
+                                           {"prompt": "a dog", "model": "dreamshaper_8"}])
+    rows = json.loads(sdfarm(db_url, "history", "--model", "dreamshaper_8.safetensors",
+                             "--json").stdout)
+    assert sorted(r["id"] for r in rows) == [rendered, imported]
