@@ -195,9 +195,9 @@ def _schedule_name(name: str) -> str:
 
 
 def distinct_values(session: Session, column: str) -> list[str]:
-    """Every distinct value of ``model`` or ``model_hash``, one index seek per value (a loose
-    index scan): there are a handful of models and a million jobs."""
-    if column not in ("model", "model_hash"):
+    """Every distinct value of ``model``, ``model_hash``, ``sampler`` or ``schedule``, one index
+    seek per value (a loose index scan): there are a handful of them and a million jobs."""
+    if column not in ("model", "model_hash", "sampler", "schedule"):
         raise ValueError(column)
     sql = text(f"""
         WITH RECURSIVE v(x) AS (

@@ -21,7 +21,7 @@ from sdfarm.db.jobs import get_job
 from sdfarm.errors import JobNotFound
 from sdfarm.metadata.a1111 import model_display_name
 
-#: How many model names the hint for a model that matched nothing lists.
+#: How many names the hint for a model or sampler that matched nothing lists.
 MODELS_SHOWN = 20
 
 
@@ -29,7 +29,7 @@ MODELS_SHOWN = 20
 class Found:
     #: Every recorded field of each job found, JSON-ready, best match first.
     rows: list[dict[str, object]]
-    #: When nothing was found for a model: the models the history has.
+    #: When nothing was found for a model or a sampler: the ones the history has.
     hint: str | None = None
 
 
@@ -40,14 +40,19 @@ def find(settings: Settings, query: HistoryQuery, *, limit: int | None = 20, off
     with session_factory(settings.database_url).begin() as session:
         search = missing_jobs if missing else search_jobs
         rows = [job_fields(j) for j in search(session, query, limit=limit, offset=offset)]
-        hint = _models_hint(session) if query.model and not rows else None
-    return Found(rows, hint)
+        hints = []
+        if not rows and query.model:
+            hints.append(_listing("models", {model_display_name(m)
+                                             for m in distinct_values(session, "model")}))
+        if not rows and query.sampler:  # a typo ("Karass") finds nothing: show what there is
+            hints.append(_listing("samplers", set(distinct_values(session, "sampler"))))
+    return Found(rows, "; ".join(hints) or None)
 
 
-def _models_hint(session) -> str:
-    names = sorted({model_display_name(m) for m in distinct_values(session, "model")})
-    shown = ", ".join(names[:MODELS_SHOWN]) + (", …" if len(names) > MODELS_SHOWN else "")
-    return f"models in the history: {shown or 'none'}"
+def _listing(what: str, names: set[str]) -> str:
+    ordered = sorted(names)
+    shown = ", ".join(ordered[:MODELS_SHOWN]) + (", …" if len(ordered) > MODELS_SHOWN else "")
+    return f"{what} in the history: {shown or 'none'}"
 
 
 def missing_images(settings: Settings) -> list[tuple[int, str]]:

@@ -159,3 +159,10 @@ def test_a_model_file_name_with_its_extension_finds_the_images_imported_without_
     rows = json.loads(sdfarm(db_url, "history", "--model", "dreamshaper_8.safetensors",
                              "--json").stdout)
     assert sorted(r["id"] for r in rows) == [rendered, imported]
+
+
+def test_a_sampler_that_matches_nothing_lists_the_samplers_there_are(db_url):
+    add_jobs(db_url, [{"prompt": "a cat"}, {"prompt": "a dog", "sampler": "DPM++ 2M"}])
+    result = sdfarm(db_url, "history", "--sampler", "DPM++ 2M Karass")
+    assert result.exit_code == 0 and result.stdout == ""
+    assert "no matching jobs; samplers in the history: DPM++ 2M, Euler a" in result.stderr
