@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from sdfarm.errors import SamplerError
+from sdfarm.suggest import did_you_mean
 
 #: How a sampler takes ``eta`` (A1111's ``Eta`` / ``Eta DDIM``): ``"ddim"`` through the
 #: pipeline's ``eta`` argument (noise added at each step, 0 = deterministic, A1111's default);
@@ -126,8 +127,15 @@ def split_sampler(name: str) -> tuple[str, str | None]:
         return _BY_FOLDED[folded], None
     if folded in _COMBINED:
         return _COMBINED[folded]
-    raise SamplerError(f"unknown sampler {name!r}; known samplers: {', '.join(SAMPLERS)} "
+    raise SamplerError(f"unknown sampler {name!r}{_closest(name)}; known samplers: "
+                       f"{', '.join(SAMPLERS)} "
                        f"(or one of them and a schedule, as in 'DPM++ 2M Karras')")
+
+
+def _closest(name: str) -> str:
+    """The suggestion for a misspelled sampler, combined names ("DPM++ 2M Karass") included."""
+    combined = [f"{sampler} {schedule}" for sampler, schedule in _COMBINED.values()]
+    return did_you_mean(" ".join(name.split()), [*SAMPLERS, *combined])
 
 
 def canonical_sampler(name: str) -> str:
@@ -140,7 +148,8 @@ def canonical_schedule(name: str) -> str:
     """The accepted spelling of a schedule type (case-insensitive), or :class:`SamplerError`."""
     found = _SCHEDULE_BY_FOLDED.get(_fold(name))
     if found is None:
-        raise SamplerError(f"unknown schedule {name!r}; known schedules: {', '.join(SCHEDULES)}")
+        raise SamplerError(f"unknown schedule {name!r}{did_you_mean(name, SCHEDULES)}; known "
+                           f"schedules: {', '.join(SCHEDULES)}")
     return found
 
 

@@ -25,6 +25,7 @@ from typing import Any
 from sdfarm.params import PARAMS, BadValue, describe
 from sdfarm.samplers import split_sampler
 from sdfarm.spec import RenderSpec
+from sdfarm.suggest import did_you_mean
 
 #: Axes that are not one parameter of the table: their place in the list of axes (the
 #: table's ``axis_rank``) and what they take.
@@ -111,7 +112,8 @@ def parse_axes(table: object, fail: Fail) -> list[Axis]:
         raise fail("axes", 'must be a table, like [axes] with x = { cfg = "4-12 (+2)" }')
     unknown = [slot for slot in table if slot not in SLOTS]
     if unknown:
-        raise fail(f"axes.{unknown[0]}", f"unknown axis; allowed: {', '.join(SLOTS)}")
+        raise fail(f"axes.{unknown[0]}", f"unknown axis{did_you_mean(unknown[0], SLOTS)}; "
+                                         f"allowed: {', '.join(SLOTS)}")
 
     entries = [(s, f"axes.{s}", table[s]) for s in SLOTS[:3] if s in table]
     extra = table.get("extra", [])
@@ -137,7 +139,8 @@ def _parse_axis(slot: str, key: str, axis_table: object, fail: Fail) -> Axis:
                         f"allowed: {', '.join(AXIS_PARAMS)}")
     ((param, raw),) = axis_table.items()
     if param not in AXIS_PARAMS:
-        raise fail(f"{key}.{param}", f"unknown axis parameter; allowed: {', '.join(AXIS_PARAMS)}")
+        raise fail(f"{key}.{param}", f"unknown axis parameter{did_you_mean(param, AXIS_PARAMS)}; "
+                                     f"allowed: {', '.join(AXIS_PARAMS)}")
     values = parse_values(param, raw, lambda problem: fail(f"{key}.{param}", problem))
     return Axis(slot, param, values, tuple(axis_label(param, v) for v in values))
 

@@ -26,6 +26,7 @@ from sdfarm.samplers import AUTOMATIC, split_sampler
 from sdfarm.scheduler.axes import Axis, parse_axes
 from sdfarm.scheduler.seeds import resolve_seeds
 from sdfarm.spec import RenderSpec
+from sdfarm.suggest import did_you_mean
 
 #: Largest forward pass a job file may ask for.
 MAX_BATCH_SIZE = 64
@@ -180,7 +181,8 @@ def parse_job_file(text: str, path: str = "<job file>") -> JobFile:
     r = _Reader(path, data)
     unknown = sorted(set(data) - set(KNOWN_KEYS))
     if unknown:
-        raise r.fail(unknown[0], f"unknown key; allowed keys: {', '.join(KNOWN_KEYS)}")
+        raise r.fail(unknown[0], f"unknown key{did_you_mean(unknown[0], KNOWN_KEYS)}; "
+                                 f"allowed keys: {', '.join(KNOWN_KEYS)}")
 
     values = {p.name: r.param(p) for p in PARAMS.values() if p.name != "seed"}
     seeds = data.get("seeds", {"random": 1})

@@ -9,7 +9,7 @@ The modules are derived from the files, so a new module is checked without touch
 The rules:
 
 a. The pure core (``sdfarm/__init__.py``; the top-level modules spec, samplers, errors, files,
-   modelref, params, families, checkpoints and modeldetect; every module under
+   modelref, params, families, checkpoints, modeldetect and suggest; every module under
    ``sdfarm/scheduler/`` and ``sdfarm/metadata/``)
    imports no heavy or service library and nothing of sdfarm outside the pure core.
 b. ``sdfarm/db/`` imports nothing of worker, cli, usecases, broker or grids.
@@ -50,7 +50,7 @@ LAZY_EXCEPTIONS = {("modelref.py", "huggingface_hub")}
 #: folders. ``sdfarm/__init__.py`` is in it because importing any sdfarm module runs it.
 PURE_TOP_LEVEL_FILES = {"__init__.py", "spec.py", "samplers.py", "errors.py", "files.py",
                         "modelref.py", "params.py", "families.py", "checkpoints.py",
-                        "modeldetect.py"}
+                        "modeldetect.py", "suggest.py"}
 PURE_FOLDERS = {"scheduler", "metadata"}
 
 #: The package of a top-level module (``sdfarm/spec.py`` ...) in the package graph.
