@@ -37,4 +37,4 @@ bench: setup
 	$(BIN)/python bench/overhead.py
 
 clean:
-	rm -rf $(VENV) outputs sdfarm.db sdfarm.db-* *.egg-info
+	rm -rf $(VENV) outputs sdfarm.db sdfarm.db-* sdfarm.db.migrate-lock *.egg-info

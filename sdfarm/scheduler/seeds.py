@@ -55,7 +55,9 @@ def _checked(seed: object, fail: Fail) -> int:
     try:
         return _SEED.check(seed)  # type: ignore[return-value]
     except BadValue:
-        raise fail(f"seeds must be {_SEED.allowed}, got {seed!r}") from None
+        # -1 is "random" in A1111 and ComfyUI; here a seed is a seed, so say how to draw one.
+        hint = "; for a random seed (A1111's -1) write seeds = { random = 1 }" if seed == -1 else ""
+        raise fail(f"seeds must be {_SEED.allowed}, got {seed!r}{hint}") from None
 
 
 def _parse_seed_string(text: str, fail: Fail) -> list[int]:
@@ -67,6 +69,8 @@ def _parse_seed_string(text: str, fail: Fail) -> list[int]:
         if part.isdigit():
             seeds.append(_checked(int(part), fail))
             continue
+        if part == "-1":
+            _checked(-1, fail)  # refused, with the way to a random seed
         m = _RANGE.match(part)
         if not m:
             raise fail(f"{part!r} is not a seed or a range like \"1000-1015\"")

@@ -31,3 +31,11 @@ def test_a_misspelled_name_is_refused_with_the_closest_known_one(body, key, hint
 
 def test_nothing_is_suggested_when_nothing_is_close():
     assert did_you_mean("lighthouse", ["cfg", "steps", "sampler"]) == ""
+
+
+@pytest.mark.parametrize("seeds", ["-1", "[-1]", '"-1"'])
+def test_a1111s_random_seed_minus_one_points_at_a_random_draw(seeds):
+    with pytest.raises(JobFileError) as error:
+        parse_job_file(BASE + f"seeds = {seeds}\n", "job.toml")
+    assert error.value.key == "seeds", error.value
+    assert "seeds = { random = 1 }" in error.value.problem, error.value.problem
