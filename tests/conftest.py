@@ -103,3 +103,16 @@ def write_job(folder: Path, body: str, name: str = "job.toml") -> Path:
     path = folder / name
     path.write_text(body, encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Torch on one thread for a module of tiny-model renders: their ops are too small to gain
+    from threads, and on a busy 2-core machine OpenMP threads waiting on each other make a
+    60 ms render take seconds."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

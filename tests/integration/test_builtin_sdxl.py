@@ -23,19 +23,10 @@ from sdfarm.worker.models import load_pipeline
 from sdfarm.worker.original_layout import write_original_sdxl
 from sdfarm.worker.render import DiffusersRenderer
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 SPEC = RenderSpec(model="builtin:tiny-sdxl", prompt="a photo of a cat", negative_prompt="blurry",
                   seed=3, steps=4, width=64, height=64, family="sdxl", prediction="epsilon")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    # Tiny models gain nothing from threads; on a busy 2-core machine they only wait.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

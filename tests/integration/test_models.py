@@ -16,20 +16,10 @@ from sdfarm.modelref import model_hash, parse_model_ref, sha256_file, weights_fi
 from sdfarm.worker.builtin import builtin_configs, ensure_builtin
 from sdfarm.worker.models import load_pipeline
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 WEIGHTS = ("unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",
            "text_encoder/model.safetensors")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    # tiny's ops are too small to gain from threads, and on a busy 2-core machine OpenMP
-    # threads waiting on each other make a 60 ms render take seconds.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
