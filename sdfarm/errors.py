@@ -94,3 +94,13 @@ def clip_echoes(message: str) -> str:
         return f"{quoted[:ECHO_LIMIT]}…{quoted[0]} ({len(quoted) - 2:,} characters)"
 
     return _QUOTED.sub(cut, message)
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped a command that renders here. A KeyboardInterrupt, so that
+    everything which gives jobs back on Ctrl+C does so for SIGTERM too."""
+
+    def __init__(self, signal_name: str, signal_number: int) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+        self.signal_number = signal_number

@@ -13,6 +13,7 @@ import base64
 import contextlib
 import json
 import logging
+import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -22,7 +23,9 @@ from sdfarm.broker.app import RENDER_TASK, celery_priority, make_app, render_que
 from sdfarm.config import Settings
 from sdfarm.db.engine import session_factory
 from sdfarm.db.jobs import QueuedBatch, queued_batches, requeue_expired
+from sdfarm.db.sweeps import LeftByLocalRenders, settle_local_renders
 from sdfarm.errors import BrokerUnavailable
+from sdfarm.processes import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,8 @@ class Recovery:
     #: Queued jobs sent again, and in how many tasks.
     enqueued_jobs: int = 0
     enqueued_batches: int = 0
+    #: Unfinished jobs of local renders (``sdfarm render``), never sent to the farm.
+    local: LeftByLocalRenders = field(default_factory=lambda: LeftByLocalRenders({}, {}))
 
 
 def recover(settings: Settings, app: Celery | None = None, *, thorough: bool = True) -> Recovery:
@@ -75,9 +80,13 @@ def recover(settings: Settings, app: Celery | None = None, *, thorough: bool = T
     factory = session_factory(settings.database_url)
     with factory.begin() as session:
         expired = requeue_expired(session, settings.max_attempts)
-    report = Recovery(requeued=sorted(expired.requeued), failed=sorted(expired.failed))
+        local = settle_local_renders(session, socket.gethostname(), pid_alive)
+    report = Recovery(requeued=sorted(expired.requeued), failed=sorted(expired.failed),
+                      local=local)
     with factory() as session:
-        batches = queued_batches(session)
+        # A local render's jobs are its own: sent to the broker, a worker would render them
+        # beside it (or, after a kill, behind the user's back).
+        batches = queued_batches(session, executor="farm")
     if not batches and not thorough:
         return report
     # A thorough recovery asks the broker even with nothing to send: `sdfarm recover` must

@@ -117,6 +117,18 @@ def recover(settings: Settings) -> None:
     click.echo(f"requeued {len(report.requeued)} job(s) with an expired lease, failed "
                f"{len(report.failed)} out of attempts; the broker held {report.held} queued "
                f"job(s); sent {report.enqueued_jobs} in {report.enqueued_batches} task(s)")
+    local = report.local
+    if local.interrupted:
+        click.echo(f"local renders gone: {_sweep_jobs(local.interrupted)} marked interrupted "
+                   "(`sdfarm render FILE` again renders what is left)", err=True)
+    if local.running_elsewhere:
+        click.echo(f"local renders still running or on another host: "
+                   f"{_sweep_jobs(local.running_elsewhere)} left to them, not sent to the farm",
+                   err=True)
+
+
+def _sweep_jobs(counts: dict[int, int]) -> str:
+    return ", ".join(f"sweep {s} ({n} job(s))" for s, n in sorted(counts.items()))
 
 
 @click.command()

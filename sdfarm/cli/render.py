@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
 
+from sdfarm.cli.signals import stop_on_signals
 from sdfarm.config import Settings
+from sdfarm.errors import Interrupted
 from sdfarm.families import FAMILIES, family_defaults
 from sdfarm.scheduler.familydefaults import defaulted_params
 from sdfarm.scheduler.forecast import Forecast, format_duration
@@ -121,24 +124,36 @@ def render(settings: Settings, job_file: Path, quiet: bool, force: bool) -> None
     """
     from sdfarm.cli.grid import echo_grid_report
     from sdfarm.cli.progress import RenderProgress
-    from sdfarm.usecases.render import record_for_local_render, render_recorded
+    from sdfarm.usecases.render import record_for_local_render, render_recorded, status_counts
 
     p = load_plan(settings, job_file, build_builtins=True)
-    sweep = record_for_local_render(settings, p, force=force)
-    click.echo(f"sweep {sweep.sweep_id}: {sweep.images} images, {sweep.reused} reused, "
-               f"{sweep.to_render} to render", err=True)
-    if quiet or not sweep.to_render:
-        outcome = render_recorded(settings, sweep)
-    else:
-        with RenderProgress(sweep.to_render, sweep.steps_to_render / sweep.to_render) as bar:
-            outcome = render_recorded(settings, sweep, bar)
+    with stop_on_signals():
+        sweep = record_for_local_render(settings, p, force=force)
+        click.echo(f"sweep {sweep.sweep_id}: {sweep.images} images, {sweep.reused} reused, "
+                   f"{sweep.to_render} to render", err=True)
+        try:
+            if quiet or not sweep.to_render:
+                outcome = render_recorded(settings, sweep)
+            else:
+                with RenderProgress(sweep.to_render,
+                                    sweep.steps_to_render / sweep.to_render) as bar:
+                    outcome = render_recorded(settings, sweep, bar)
+        except Interrupted as exc:
+            counts = status_counts(settings, sweep.sweep_id)
+            click.echo(f"sweep {sweep.sweep_id}: interrupted by {exc.signal_name}: "
+                       f"{counts['done']} of {sweep.images} images done, "
+                       f"{counts['canceled']} left (recorded as interrupted); "
+                       f"`sdfarm render {job_file}` again renders them and reuses the done "
+                       "ones", err=True)
+            sys.exit(128 + exc.signal_number)
     result = outcome.result
     click.echo(f"sweep {sweep.sweep_id}: {result.done} rendered, {sweep.reused} reused, "
                f"{result.failed} failed"
                + (f", {result.canceled} canceled" if result.canceled else ""), err=True)
     if outcome.grids is not None:
         echo_grid_report(outcome.grids)
-    click.echo(sweep.folder)
+    if Path(sweep.folder).is_dir():  # not made when every image failed
+        click.echo(sweep.folder)
     if result.failed:
         raise click.ClickException(
             f"{result.failed} image(s) failed; see `sdfarm show {result.failed_ids[0]}` for the error")

@@ -240,15 +240,19 @@ class QueuedBatch:
         return dataclasses.replace(self, job_ids=tuple(i for i in self.job_ids if wanted(i)))
 
 
-def queued_batches(session: Session, sweep_ids: Sequence[int] | None = None) -> list[QueuedBatch]:
+def queued_batches(session: Session, sweep_ids: Sequence[int] | None = None, *,
+                   executor: str | None = None) -> list[QueuedBatch]:
     """Every queued job, grouped by planned batch (suspects one per batch), highest sweep
-    priority first, then oldest sweep, then render order."""
+    priority first, then oldest sweep, then render order. ``executor`` keeps only the sweeps
+    it renders ("farm": what the broker may carry)."""
     query = (select(Job.sweep_id, Job.batch_index, Job.id, Job.attempts, Sweep.priority)
              .join(Sweep, Sweep.id == Job.sweep_id)
              .where(Job.status == JobStatus.queued)
              .order_by(Sweep.priority.desc(), Job.sweep_id, Job.batch_index, Job.seq))
     if sweep_ids is not None:
         query = query.where(Job.sweep_id.in_(list(sweep_ids)))
+    if executor is not None:
+        query = query.where(Sweep.executor == executor)
     out: list[QueuedBatch] = []
     fresh: dict[tuple[int, int], list[int]] = {}
     order: list[tuple[int, int, int]] = []
@@ -273,9 +277,9 @@ class Canceled:
 
 
 def cancel_jobs(session: Session, *, sweep_id: int | None = None,
-                job_ids: Sequence[int] | None = None) -> Canceled:
+                job_ids: Sequence[int] | None = None, reason: str = "canceled") -> Canceled:
     """Queued jobs never start; running ones stop within one denoising step (the worker's step
-    hook sees the status). Finished jobs keep their state."""
+    hook sees the status). Finished jobs keep their state. ``reason`` is their error text."""
     where: list[ColumnElement[bool]] = [Job.status.in_((JobStatus.queued, JobStatus.running))]
     if sweep_id is not None:
         where.append(Job.sweep_id == sweep_id)
@@ -294,7 +298,7 @@ def cancel_jobs(session: Session, *, sweep_id: int | None = None,
             update(Job)
             .where(Job.id.in_([r[0] for r in rows]), *where)
             .values(status=JobStatus.canceled, finished_at=utcnow(), lease_until=None,
-                    error="canceled")
+                    error=reason)
             .execution_options(synchronize_session=False)
         )
     return result

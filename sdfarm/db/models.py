@@ -93,6 +93,11 @@ class Sweep(Base):
     axes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     #: For a rerun sweep: the job it re-renders.
     rerun_of_job_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    #: Who renders it: "farm" (workers, through the broker) or "local" (one ``sdfarm render``
+    #: process, the host and pid below). Only farm sweeps' jobs are ever sent to the broker.
+    executor: Mapped[str] = mapped_column(String(16), default="farm", server_default="farm")
+    executor_host: Mapped[str | None] = mapped_column(String(255))
+    executor_pid: Mapped[int | None] = mapped_column(Integer)
 
     jobs: Mapped[list[Job]] = relationship(back_populates="sweep", order_by="Job.seq")
 

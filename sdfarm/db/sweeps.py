@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,11 +14,29 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
+from sdfarm.db.jobs import cancel_jobs
 from sdfarm.db.models import Job, JobStatus, Sweep, spec_columns_for, utcnow
 from sdfarm.errors import JobNotFound, SweepNotFound
 
 if TYPE_CHECKING:
     from sdfarm.scheduler.plan import Plan
+
+
+@dataclass(frozen=True)
+class Executor:
+    """Who renders a sweep: the farm's workers (``submit``), or this one process (``render``,
+    ``rerun``), told apart by host and pid so ``recover`` knows when it is gone."""
+
+    kind: str = "farm"
+    host: str | None = None
+    pid: int | None = None
+
+    @classmethod
+    def this_process(cls) -> Executor:
+        return cls("local", socket.gethostname(), os.getpid())
+
+
+FARM = Executor()
 
 
 def slug(text: str, limit: int = 48) -> str:
@@ -71,7 +90,7 @@ PlaceImage = Callable[[Path, Path], "Path | None"]
 def record_plan(session: Session, plan: Plan, output_root: Path, *, kind: str = "render",
                 rerun_of_job_id: int | None = None, priority: int = 0,
                 reuse: Mapping[int, ReusedImage] | None = None,
-                place: PlaceImage | None = None) -> Sweep:
+                place: PlaceImage | None = None, executor: Executor = FARM) -> Sweep:
     """Insert the sweep and all its jobs (bulk); returns the flushed Sweep.
 
     ``reuse`` maps spec indices to earlier images: those jobs are recorded done, with
@@ -84,7 +103,9 @@ def record_plan(session: Session, plan: Plan, output_root: Path, *, kind: str = 
     sweep = Sweep(name=job.name, kind=kind, job_file_path=job.path, job_file_text=job.text,
                   output_dir="", sweep_seed=job.sweep_seed, batch_size=job.batch_size,
                   allow_pickle=job.allow_pickle, priority=priority,
-                  rerun_of_job_id=rerun_of_job_id, axes=plan.grid_json())
+                  rerun_of_job_id=rerun_of_job_id, axes=plan.grid_json(),
+                  executor=executor.kind, executor_host=executor.host,
+                  executor_pid=executor.pid)
     session.add(sweep)
     session.flush()
     folder = output_root / f"{slug(job.name)}-{sweep.id}"
@@ -179,3 +200,41 @@ def require_jobs(session: Session, job_ids: Iterable[int]) -> None:
     for job_id in job_ids:
         if session.get(Job, job_id) is None:
             raise JobNotFound(f"no job {job_id}; `sdfarm history` lists the jobs")
+
+
+def interrupted_reason(how: str) -> str:
+    """The error text of a local render's jobs left unrendered when it stopped."""
+    return (f"interrupted: the `sdfarm render` that recorded this sweep stopped ({how}) before "
+            "rendering it; `sdfarm render FILE` again renders what is left and reuses what "
+            "is done")
+
+
+@dataclass
+class LeftByLocalRenders:
+    """Unfinished jobs of local renders, as ``recover`` found them (sweep id -> jobs)."""
+
+    #: Their process is gone (this host, pid not alive): now canceled as interrupted.
+    interrupted: dict[int, int]
+    #: Their process is alive, or on another host: left alone, never sent to the farm.
+    running_elsewhere: dict[int, int]
+
+
+def settle_local_renders(session: Session, host: str,
+                         alive: Callable[[int], bool]) -> LeftByLocalRenders:
+    """Cancel, as interrupted, the unfinished jobs of local renders of ``host`` whose process
+    died (killed with -9: no chance to say so itself)."""
+    rows = session.execute(
+        select(Sweep.id, Sweep.executor_host, Sweep.executor_pid, func.count())
+        .join(Job, Job.sweep_id == Sweep.id)
+        .where(Sweep.executor == "local",
+               Job.status.in_((JobStatus.queued, JobStatus.running)))
+        .group_by(Sweep.id, Sweep.executor_host, Sweep.executor_pid)).all()
+    left = LeftByLocalRenders({}, {})
+    for sweep_id, sweep_host, pid, count in rows:
+        if sweep_host == host and (pid is None or not alive(pid)):
+            cancel_jobs(session, sweep_id=sweep_id,
+                        reason=interrupted_reason(f"its process {pid} on {host} is gone"))
+            left.interrupted[sweep_id] = count
+        else:
+            left.running_elsewhere[sweep_id] = count
+    return left

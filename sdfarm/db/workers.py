@@ -4,7 +4,6 @@ intervals died or hangs."""
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -12,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from sdfarm.db.models import FarmWorker, Job, JobStatus, utcnow
 from sdfarm.errors import SdfarmError
+from sdfarm.processes import pid_alive
 
 #: A worker whose last heartbeat is older than this many intervals is shown as lost.
 STALE_AFTER_INTERVALS = 3
@@ -54,18 +54,10 @@ def _another_live_worker(row: FarmWorker, host: str, pid: int, heartbeat_seconds
     if row.state == "stopped":
         return False
     if row.host == host:  # on this machine the process table knows better than a heartbeat
-        return row.pid != pid and _pid_alive(row.pid)
+        return row.pid != pid and pid_alive(row.pid)
     return is_alive(row, heartbeat_seconds, now)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
 
 
 def record_heartbeat(session: Session, name: str, *, state: str, current_job_id: int | None,

@@ -55,8 +55,10 @@ def retry(settings: Settings, sweep_id: int, *, app: Celery | None = None) -> in
     """Failed and canceled jobs of the sweep back to the queue (attempts reset) and sent."""
     factory = session_factory(settings.database_url)
     with factory.begin() as session:
-        require_sweep(session, sweep_id)
+        sweep = require_sweep(session, sweep_id)
         ids = retry_jobs(session, sweep_id)
+        if ids:  # the user hands them to the farm now, whoever recorded them
+            sweep.executor, sweep.executor_host, sweep.executor_pid = "farm", None, None
     if ids:
         with factory() as session:
             batches = queued_batches(session, [sweep_id])

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from sdfarm.config import Settings
 from sdfarm.db.engine import session_factory
-from sdfarm.db.sweeps import record_plan, reusable_images
+from sdfarm.db.sweeps import FARM, Executor, record_plan, reusable_images
 from sdfarm.files import place_image
 from sdfarm.scheduler.plan import Plan
 
 
 def record(settings: Settings, plan: Plan, *, kind: str = "render",
-           rerun_of_job_id: int | None = None, priority: int = 0, force: bool = False) -> int:
+           rerun_of_job_id: int | None = None, priority: int = 0, force: bool = False,
+           executor: Executor = FARM) -> int:
     """One transaction: the sweep and every job, or nothing. Returns the sweep id.
 
     Resume: a job whose key already has a done image on disk is recorded done, its image
     linked into the new sweep's folder, and is not queued; the rest are batched again. A
-    rerun, or ``force``, renders every job.
+    rerun, or ``force``, renders every job. ``executor`` says who renders it: only the farm's
+    sweeps ever reach the broker.
     """
     factory = session_factory(settings.database_url)
     with factory.begin() as session:
@@ -28,5 +30,5 @@ def record(settings: Settings, plan: Plan, *, kind: str = "render",
             plan = plan.without(reuse)
         sweep = record_plan(session, plan, settings.output_dir, kind=kind,
                             rerun_of_job_id=rerun_of_job_id, priority=priority, reuse=reuse,
-                            place=place_image)
+                            place=place_image, executor=executor)
         return sweep.id

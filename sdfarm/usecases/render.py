@@ -3,13 +3,19 @@
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sdfarm.config import Settings
 from sdfarm.db.engine import database_exists, session_factory
+from sdfarm.db.farm_status import sweep_counts
+from sdfarm.db.jobs import cancel_jobs
 from sdfarm.db.sweeps import (
+    Executor,
+    interrupted_reason,
     queued_work,
     require_sweep,
     reusable_images,
@@ -21,6 +27,8 @@ from sdfarm.scheduler.plan import Plan
 from sdfarm.scheduler.prepare import model_refs, plan_job, resolve_model
 from sdfarm.usecases.local import LocalResult, render_sweep_locally
 from sdfarm.usecases.record import record
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # Pillow is imported only when a grid is drawn
     from sdfarm.grids.write import GridReport
@@ -70,11 +78,18 @@ class RecordedSweep:
 
 
 def record_for_local_render(settings: Settings, plan: Plan, *, force: bool = False) -> RecordedSweep:
-    sweep_id = record(settings, plan, force=force)
+    sweep_id = record(settings, plan, force=force, executor=Executor.this_process())
     with session_factory(settings.database_url)() as session:
         todo, steps = queued_work(session, sweep_id)
         folder = require_sweep(session, sweep_id).output_dir
     return RecordedSweep(sweep_id, plan.images, todo, steps, folder, bool(plan.axes))
+
+
+def status_counts(settings: Settings, sweep_id: int) -> Counter[str]:
+    """The sweep's jobs per status."""
+    with session_factory(settings.database_url)() as session:
+        counts = sweep_counts(session, sweep_id)
+        return counts.counts if counts is not None else Counter()
 
 
 @dataclass(frozen=True)
@@ -85,8 +100,23 @@ class LocalRender:
 
 
 def render_recorded(settings: Settings, sweep: RecordedSweep, progress=None) -> LocalRender:
-    """Render the sweep's queued jobs here, then write its grids when it has axes."""
-    result = render_sweep_locally(settings, sweep.sweep_id, progress)
+    """Render the sweep's queued jobs here, then write its grids when it has axes.
+
+    Stopped before the end (Ctrl+C, SIGTERM, an error of this machine), the jobs it did not
+    render are canceled as interrupted before the exception goes on: they are this process's
+    own, and no farm worker may pick them up. Rendering the file again reuses the done ones.
+    """
+    try:
+        result = render_sweep_locally(settings, sweep.sweep_id, progress)
+    except BaseException as exc:
+        how = getattr(exc, "signal_name", None) or type(exc).__name__
+        try:
+            with session_factory(settings.database_url).begin() as session:
+                cancel_jobs(session, sweep_id=sweep.sweep_id, reason=interrupted_reason(how))
+        except Exception:  # the database itself may be what failed: recover settles them
+            log.warning("could not mark sweep %s's unrendered jobs interrupted", sweep.sweep_id,
+                        exc_info=True)
+        raise
     grids = None
     if sweep.has_axes:
         from sdfarm.grids.write import write_grids

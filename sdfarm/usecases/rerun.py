@@ -11,7 +11,7 @@ from sdfarm.config import Settings
 from sdfarm.db.engine import session_factory
 from sdfarm.db.jobs import get_job, pass_jobs, rendered_origin
 from sdfarm.db.models import JobStatus
-from sdfarm.db.sweeps import sweep_jobs
+from sdfarm.db.sweeps import Executor, sweep_jobs
 from sdfarm.errors import FamilyUnknown, JobNotFound, ModelError, SamplerError, SdfarmError
 from sdfarm.families import FAMILIES, family_problem
 from sdfarm.modelref import model_hash, parse_model_ref
@@ -80,7 +80,8 @@ def rerun_job(settings: Settings, job_id: int, changes: dict[str, object],
         on_plan(len(specs))
     # The thread count changes the low bits of a CPU render: use the original one.
     run_settings = settings.with_(threads=threads)
-    sweep_id = record(run_settings, plan, kind="rerun", rerun_of_job_id=job_id)
+    sweep_id = record(run_settings, plan, kind="rerun", rerun_of_job_id=job_id,
+                      executor=Executor.this_process())
     render_sweep_locally(run_settings, sweep_id, exact_pass=True)
     with factory() as session:
         new_job = sweep_jobs(session, sweep_id)[position]
