@@ -4,30 +4,28 @@ and tables of sweeps and workers, from ``sdfarm.usecases.status`` (the database,
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
+import click
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
+from sdfarm.cli.progresslog import ProgressLog, format_eta
 from sdfarm.config import Settings
 from sdfarm.db.farm_status import SweepProgress
 from sdfarm.usecases.status import STATUSES, alive_workers, sweep_progress_of
 
 
-def _eta(seconds: float | None) -> str:
-    if seconds is None:
-        return "--:--"
-    seconds = int(seconds)
-    h, rest = divmod(seconds, 3600)
-    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60:02d}:{rest % 60:02d}"
-
-
 def watch_sweep(settings: Settings, sweep_id: int, interval: float = 1.0,
                 console: Console | None = None) -> SweepProgress:
     """Redraw the sweep's progress every ``interval`` seconds until no job is queued or
-    running; returns the last reading."""
+    running; returns the last reading. With stdout not a terminal (a log file), plain lines
+    on stdout instead (see :mod:`sdfarm.cli.progresslog`)."""
+    if console is None and not Console().is_terminal:
+        return _log_sweep(settings, sweep_id, interval, click.echo)
     console = console or Console(stderr=True)
     p = sweep_progress_of(settings, sweep_id)
     bar = Progress(TextColumn(f"[bold]sweep {sweep_id}"), BarColumn(), MofNCompleteColumn(),
@@ -39,7 +37,7 @@ def watch_sweep(settings: Settings, sweep_id: int, interval: float = 1.0,
             c = p.sweep.counts
             finished = c["done"] + c["failed"] + c["canceled"]
             detail = (f"{c['failed']} failed, {c['canceled']} canceled, "
-                      f"{p.per_minute:.1f} images/min, ETA {_eta(p.eta_seconds)}")
+                      f"{p.per_minute:.1f} images/min, ETA {format_eta(p.eta_seconds)}")
             bar.update(task, completed=finished, total=p.sweep.total, detail=detail)
             busy = ", ".join(p.busy_workers) or "none"
             line.plain = f"busy on it: {busy}"
@@ -49,6 +47,20 @@ def watch_sweep(settings: Settings, sweep_id: int, interval: float = 1.0,
                 return p
             time.sleep(interval)
             p = sweep_progress_of(settings, sweep_id)
+
+
+def _log_sweep(settings: Settings, sweep_id: int, interval: float,
+               write: Callable[[str], None], **kw) -> SweepProgress:
+    p = sweep_progress_of(settings, sweep_id)
+    log = ProgressLog(f"sweep {sweep_id}", p.sweep.total, write, **kw)
+    while True:
+        c = p.sweep.counts
+        log.update(c["done"], c["failed"], c["canceled"], p.per_minute, p.eta_seconds,
+                   final=not p.sweep.open)
+        if not p.sweep.open:
+            return p
+        time.sleep(interval)
+        p = sweep_progress_of(settings, sweep_id)
 
 
 def print_status(data: dict[str, list[dict[str, object]]], console: Console | None = None) -> None:

@@ -123,7 +123,6 @@ def render(settings: Settings, job_file: Path, quiet: bool, force: bool) -> None
     a sweep with axes gets its grid images and index.html when it finishes.
     """
     from sdfarm.cli.grid import echo_grid_report
-    from sdfarm.cli.progress import RenderProgress
     from sdfarm.usecases.render import record_for_local_render, render_recorded, status_counts
 
     p = load_plan(settings, job_file, build_builtins=True)
@@ -135,8 +134,7 @@ def render(settings: Settings, job_file: Path, quiet: bool, force: bool) -> None
             if quiet or not sweep.to_render:
                 outcome = render_recorded(settings, sweep)
             else:
-                with RenderProgress(sweep.to_render,
-                                    sweep.steps_to_render / sweep.to_render) as bar:
+                with _progress(sweep) as bar:
                     outcome = render_recorded(settings, sweep, bar)
         except Interrupted as exc:
             counts = status_counts(settings, sweep.sweep_id)
@@ -157,6 +155,20 @@ def render(settings: Settings, job_file: Path, quiet: bool, force: bool) -> None
     if result.failed:
         raise click.ClickException(
             f"{result.failed} image(s) failed; see `sdfarm show {result.failed_ids[0]}` for the error")
+
+
+def _progress(sweep):
+    """A live bar on a terminal; plain lines in a log (stderr redirected)."""
+    from rich.console import Console
+
+    if Console(stderr=True).is_terminal:
+        from sdfarm.cli.progress import RenderProgress
+
+        return RenderProgress(sweep.to_render, sweep.steps_to_render / sweep.to_render)
+    from sdfarm.cli.progresslog import RenderProgressLog
+
+    return RenderProgressLog(f"sweep {sweep.sweep_id}", sweep.to_render,
+                             lambda line: click.echo(line, err=True))
 
 
 COMMANDS = [render, plan]
