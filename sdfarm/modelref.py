@@ -206,6 +206,13 @@ def _cached_hub_unet(repo_id: str) -> Path | None:
     return None
 
 
+def hub_offline_by_env() -> bool:
+    """Whether the environment forbids downloads from the Hugging Face hub (read each time:
+    huggingface_hub reads it once, at import, and a worker's environment may be set later)."""
+    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return value.strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
 def cached_hub_folder(repo_id: str) -> Path | None:
     """The snapshot folder of a hub model in the Hugging Face cache (where its
     ``model_index.json`` is), or ``None`` when it is not cached here. Never touches the network."""

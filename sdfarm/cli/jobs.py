@@ -13,13 +13,18 @@ from sdfarm.params import PARAMS
 @click.command()
 @click.argument("job_id", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print every field as JSON.")
+@click.option("--traceback", "with_traceback", is_flag=True,
+              help="Also print the traceback recorded with a failed job's error (for a bug report).")
 @click.pass_obj
-def show(settings: Settings, job_id: int, as_json: bool) -> None:
+def show(settings: Settings, job_id: int, as_json: bool, with_traceback: bool) -> None:
     """Every recorded field of JOB_ID, and whether its image is still on disk."""
     from sdfarm.usecases.history import job_details
 
     fields = job_details(settings, job_id)
+    trace = fields.pop("traceback")
     if as_json:
+        if with_traceback:
+            fields["traceback"] = trace
         click.echo(json.dumps(fields, indent=2, ensure_ascii=False))
         return
     width = max(len(k) for k in fields)
@@ -32,7 +37,11 @@ def show(settings: Settings, job_id: int, as_json: bool) -> None:
         if key == "file_exists":
             continue
         text = str(value) if value is not None else "-"
+        if key == "error" and trace and not with_traceback:
+            text += "  (`--traceback` shows where it was raised)"
         click.echo(f"{key:<{width}}  {text}")
+    if trace and with_traceback:
+        click.echo(trace)
 
 
 @click.command()

@@ -14,6 +14,7 @@ from sdfarm.modelref import (
     SAFE_SUFFIXES,
     ModelRef,
     cached_hub_folder,
+    hub_offline_by_env,
     model_hash,
     parse_model_ref,
 )
@@ -88,6 +89,13 @@ def _family(job: JobFile, mref: ModelRef, key: str) -> Detection | None:
         return detect_family(mref)
     except ModelError as exc:
         if "family" in job.explicit and isinstance(exc, FamilyUnknown):
+            if mref.kind == "hub" and hub_offline_by_env():
+                # Where render would fail: nothing can fetch it. Online, render downloads it.
+                raise JobFileError(
+                    job.path, key, f"model {mref.ref!r} is not in the Hugging Face cache here "
+                    "and HF_HUB_OFFLINE is set, so it cannot be downloaded; download it where "
+                    f"there is network (huggingface-cli download {mref.ref}) and copy the cache "
+                    "over, or point model = at a local diffusers folder") from None
             return None
         raise JobFileError(job.path, key, str(exc)) from None
 

@@ -73,6 +73,18 @@ def index_images(settings: Settings, folder: Path, progress: Progress | None = N
     return index_folder(session_factory(settings.database_url), folder, progress=progress)
 
 
+_TRACEBACK = "Traceback (most recent call last):"
+
+
+def split_error(error: str | None) -> tuple[str | None, str | None]:
+    """A failed job's error column as (what went wrong, the traceback recorded after it for a
+    bug report): users read the first, a developer asks for the second."""
+    if not error or _TRACEBACK not in error:
+        return error, None
+    message, _, trace = error.partition(_TRACEBACK)
+    return message.strip() or None, _TRACEBACK + trace.rstrip()
+
+
 def job_details(settings: Settings, job_id: int) -> dict[str, object]:
     """Every recorded field of the job, its sweep's name, and whether its image is on disk."""
     with session_factory(settings.database_url)() as session:
@@ -80,6 +92,7 @@ def job_details(settings: Settings, job_id: int) -> dict[str, object]:
         if job is None:
             raise JobNotFound(f"no job {job_id} in {settings.database_url}")
         fields = job_fields(job)
+        fields["error"], fields["traceback"] = split_error(job.error)
         fields["file_exists"] = Path(job.output_path).is_file()
         fields["sweep_name"] = job.sweep.name
     return fields

@@ -301,7 +301,8 @@ def _render_pass(jobs: list[Job], later: list[int], call: _Calls) -> None:
             remaining = [j for j in remaining if j.id not in gone]
             continue
         except Exception as exc:  # a broken model or input fails its pass, not the sweep
-            error = one_line(exc)
+            # Whole, however long: the advice is at the end of our messages.
+            error = one_line(exc, limit=10_000)
             detail = traceback.format_exc(limit=8)
             failed = []
             with factory.begin() as session:

@@ -7,14 +7,13 @@ Nothing is downloaded when the model is already on this machine.
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sdfarm.errors import ModelError, one_line
 from sdfarm.families import FAMILIES
-from sdfarm.modelref import ModelRef
+from sdfarm.modelref import ModelRef, hub_offline_by_env
 from sdfarm.worker.builtin import ensure_builtin, quiet_libraries
 
 if TYPE_CHECKING:
@@ -129,6 +128,14 @@ def _load_single_file(cls: Any, mref: ModelRef, dtype: Any, family: str,
         return cls.from_single_file(str(mref.path), config=str(config), torch_dtype=dtype,
                                     local_files_only=True, **_extra(cls))
     except Exception as exc:
+        refused = _unpickling_error(exc)
+        if refused is not None:
+            raise ModelError(
+                f"pickle checkpoint {mref.ref!r} was refused: sdfarm loads pickles only with "
+                f"torch's restricted unpickler (weights_only), which would not read it "
+                f"({refused}); it holds objects other than tensors or is not a checkpoint. "
+                f"Convert it to .safetensors on a machine you trust"
+            ) from exc
         raise ModelError(
             f"cannot load single-file checkpoint {mref.ref!r} with the {family} configs in "
             f"{str(config)!r}: {one_line(exc, named=False)}; if it is another architecture, "
@@ -137,13 +144,29 @@ def _load_single_file(cls: Any, mref: ModelRef, dtype: Any, family: str,
         ) from exc
 
 
+def _unpickling_error(exc: BaseException) -> str | None:
+    """What torch's weights-only unpickler objected to, when that is why loading failed."""
+    import pickle
+
+    seen: set[int] = set()
+    inner: BaseException | None = exc
+    while inner is not None and id(inner) not in seen:
+        if isinstance(inner, pickle.UnpicklingError):
+            text = str(inner)
+            # torch: "Weights only load failed. <advice>... WeightsUnpickler error: <cause>"
+            cause = text.rpartition("WeightsUnpickler error:")[2].strip() or text
+            return one_line(RuntimeError(cause), named=False, limit=200)
+        seen.add(id(inner))
+        inner = inner.__cause__ or inner.__context__
+    return None
+
+
 def _hub_offline() -> bool:
     # huggingface_hub reads HF_HUB_OFFLINE once, at import; a worker's environment may be set
     # later, so read it again here.
     from huggingface_hub import constants
 
-    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
-    return constants.HF_HUB_OFFLINE or value.strip().upper() in {"1", "ON", "YES", "TRUE"}
+    return constants.HF_HUB_OFFLINE or hub_offline_by_env()
 
 
 def _root_cause(exc: BaseException) -> BaseException:

@@ -162,3 +162,25 @@ def test_worker_gpu_on_a_machine_without_one_names_the_gpu_option(cli_env):
     assert result.returncode == 1
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("Error: --gpu 0: torch sees no CUDA GPU 0 here") and "SDFARM_DEVICE" not in line
+
+
+def test_show_of_a_failed_job_prints_its_whole_error_and_the_traceback_only_when_asked(
+        cli_env, tmp_path):
+    """The advice at the end of a long error is not cut off, and `show` is for users: the
+    traceback recorded with it is behind --traceback."""
+    (tmp_path / "broken.ckpt").write_bytes(b"not a pickle at all")
+    job = write_job(tmp_path, 'name = "broken"\nmodel = "broken.ckpt"\nallow_pickle = true\n'
+                    'family = "sd1"\nprompt = "a cat"\nseeds = [1]\nsteps = 2\n'
+                    'width = 64\nheight = 64\n')
+    rendered = sdfarm(cli_env, "render", "-q", job, check=False)
+    assert rendered.returncode == 1 and "see `sdfarm show 1`" in rendered.stderr
+    assert rendered.stdout == ""  # no folder was made: none is printed
+
+    shown = sdfarm(cli_env, "show", "1").stdout
+    error = next(line for line in shown.splitlines() if line.startswith("error"))
+    assert "was refused" in error and error.rstrip().endswith(
+        "Convert it to .safetensors on a machine you trust  (`--traceback` shows where it was raised)")
+    assert "Traceback" not in shown
+    assert "Traceback (most recent call last):" in sdfarm(cli_env, "show", "1", "--traceback").stdout
+    as_json = json.loads(sdfarm(cli_env, "show", "1", "--json").stdout)
+    assert as_json["error"].startswith("ModelError: pickle checkpoint") and "traceback" not in as_json

@@ -342,3 +342,22 @@ def _vae_key(key: str, n_up: int) -> str:
             return f"{side}.mid.block_{int(parts[3]) + 1}.{rest}"
         return f"{side}.mid.attn_1.{_VAE_ATTENTION['.'.join(parts[4:-1])]}.{parts[-1]}"
     return key.replace("conv_norm_out", "norm_out")
+
+
+def test_a_pickle_the_restricted_unpickler_refuses_says_it_was_refused_as_a_pickle(
+        model_dir: Path, tmp_path: Path) -> None:
+    """allow_pickle = true still loads only tensors: a Lightning-style checkpoint that also
+    pickles other objects is refused, and the message says so, not "needs a config"."""
+    import argparse
+
+    checkpoint = tmp_path / "lightning.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "hparams": argparse.Namespace(lr=1)},
+               checkpoint)
+    mref = parse_model_ref(str(checkpoint), model_dir, allow_pickle=True)
+
+    with pytest.raises(ModelError) as info:
+        load_pipeline(mref, model_dir, device="cpu", dtype=torch.float32, family="sd1")
+    message = str(info.value)
+    assert message.startswith(f"pickle checkpoint '{checkpoint}' was refused")
+    assert "argparse.Namespace" in message and "Convert it to .safetensors" in message
+    assert "model_config" not in message and "\n" not in message

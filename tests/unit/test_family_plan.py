@@ -129,6 +129,22 @@ def test_a_pickle_checkpoint_needs_its_family_said(tmp_path):
     assert (spec.family, spec.width) == ("sdxl", 1024)
 
 
+def test_a_hub_model_not_cached_plans_with_its_family_said_unless_nothing_can_download_it(
+        tmp_path, monkeypatch):
+    """Plan fails where render would: offline, an uncached hub model cannot load."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    body = 'model = "sdfarm-tests/not-cached"\nfamily = "sd1"\n'
+    [spec] = plan_of(body, tmp_path).specs  # online: render downloads it
+    assert spec.family == "sd1"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(JobFileError) as error:
+        plan_of(body, tmp_path)
+    assert error.value.key == "model"
+    assert "not in the Hugging Face cache here and HF_HUB_OFFLINE is set" in error.value.problem
+
+
 def test_guidance_and_shift_are_grid_axes_that_enter_each_images_key(tmp_path):
     plan = plan_of('model = "builtin:tiny-flux"\nwidth = 64\nheight = 64\n'
                    '[axes]\nx = { guidance = "2, 3.5, 5" }\ny = { shift = "1, 3" }\n', tmp_path)
