@@ -24,7 +24,9 @@ from sdfarm.config import Settings
 from sdfarm.db.engine import session_factory
 from sdfarm.db.jobs import QueuedBatch, queued_batches, requeue_expired
 from sdfarm.db.sweeps import LeftByLocalRenders, settle_local_renders
+from sdfarm.db.waiting import settle_waiting
 from sdfarm.errors import BrokerUnavailable
+from sdfarm.files import place_image
 from sdfarm.processes import pid_alive
 
 log = logging.getLogger(__name__)
@@ -81,6 +83,9 @@ def recover(settings: Settings, app: Celery | None = None, *, thorough: bool = T
     with factory.begin() as session:
         expired = requeue_expired(session, settings.max_attempts)
         local = settle_local_renders(session, socket.gethostname(), pid_alive)
+        # Waiting jobs whose target ended without the writer settling them (it failed, was
+        # canceled, or its worker died after recording it).
+        waited = settle_waiting(session, place_image)
     report = Recovery(requeued=sorted(expired.requeued), failed=sorted(expired.failed),
                       local=local)
     with factory() as session:
@@ -91,7 +96,7 @@ def recover(settings: Settings, app: Celery | None = None, *, thorough: bool = T
         return report
     # A thorough recovery asks the broker even with nothing to send: `sdfarm recover` must
     # not report a broker it never reached.
-    just_requeued = set(expired.requeued)
+    just_requeued = set(expired.requeued).union(*waited.requeued.values())
     with broker_errors(settings), app.connection_for_write() as conn:
         channel = conn.default_channel
         if thorough:

@@ -33,8 +33,11 @@ def submit(settings: Settings, job_file: Path, priority: int, force: bool) -> No
     plan = load_plan(settings, job_file)
     result = submit_plan(settings, plan, priority=priority, force=force)
     reused = result.images - result.queued
+    reused -= result.waiting
     click.echo(f"sweep {result.sweep_id}: {result.queued} images in {result.batches} batches "
                f"queued (priority {priority})" + (f", {reused} reused" if reused else "")
+               + (f", {result.waiting} waiting for the identical jobs another sweep is "
+                  "rendering" if result.waiting else "")
                + f"; follow it with `sdfarm watch {result.sweep_id}`", err=True)
     click.echo(result.sweep_id)
 

@@ -30,8 +30,9 @@ class SweepCounts:
 
     @property
     def open(self) -> int:
-        """Jobs still to finish (queued or running)."""
-        return self.counts[JobStatus.queued.value] + self.counts[JobStatus.running.value]
+        """Jobs still to finish (queued, running, or waiting for another sweep's job)."""
+        return (self.counts[JobStatus.queued.value] + self.counts[JobStatus.running.value]
+                + self.counts[JobStatus.waiting.value])
 
 
 @dataclass(frozen=True)

@@ -280,7 +280,8 @@ def cancel_jobs(session: Session, *, sweep_id: int | None = None,
                 job_ids: Sequence[int] | None = None, reason: str = "canceled") -> Canceled:
     """Queued jobs never start; running ones stop within one denoising step (the worker's step
     hook sees the status). Finished jobs keep their state. ``reason`` is their error text."""
-    where: list[ColumnElement[bool]] = [Job.status.in_((JobStatus.queued, JobStatus.running))]
+    where: list[ColumnElement[bool]] = [
+        Job.status.in_((JobStatus.queued, JobStatus.running, JobStatus.waiting))]
     if sweep_id is not None:
         where.append(Job.sweep_id == sweep_id)
     if job_ids is not None:
@@ -289,7 +290,7 @@ def cancel_jobs(session: Session, *, sweep_id: int | None = None,
         select(Job.id, Job.status).where(*where).order_by(Job.id).with_for_update()).all()
     result = Canceled()
     for job_id, status in rows:
-        if status == JobStatus.queued:
+        if status != JobStatus.running:  # queued, or waiting for another sweep's job
             result.queued += 1
         else:
             result.running += 1
@@ -314,7 +315,8 @@ def retry_jobs(session: Session, sweep_id: int) -> list[int]:
             update(Job)
             .where(Job.id.in_(picked), *where)
             .values(status=JobStatus.queued, attempts=0, error=None, claim_token=None,
-                    lease_until=None, started_at=None, finished_at=None)
+                    lease_until=None, started_at=None, finished_at=None,
+                    reused_from_job_id=None)  # one that waited for another sweep renders now
             .execution_options(synchronize_session=False)
         )
     return picked

@@ -60,6 +60,9 @@ class JobStatus(str, enum.Enum):
     done = "done"
     failed = "failed"
     canceled = "canceled"
+    #: Its key is being rendered by a job of another farm sweep (``reused_from_job_id``): it
+    #: takes that job's image when it is done, instead of rendering the same pixels twice.
+    waiting = "waiting"
 
     @property
     def finished(self) -> bool:

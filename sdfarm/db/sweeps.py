@@ -90,13 +90,16 @@ PlaceImage = Callable[[Path, Path], "Path | None"]
 def record_plan(session: Session, plan: Plan, output_root: Path, *, kind: str = "render",
                 rerun_of_job_id: int | None = None, priority: int = 0,
                 reuse: Mapping[int, ReusedImage] | None = None,
-                place: PlaceImage | None = None, executor: Executor = FARM) -> Sweep:
+                place: PlaceImage | None = None, executor: Executor = FARM,
+                waiting: Mapping[int, int] | None = None) -> Sweep:
     """Insert the sweep and all its jobs (bulk); returns the flushed Sweep.
 
     ``reuse`` maps spec indices to earlier images: those jobs are recorded done, with
     ``reused_from_job_id``, and are in no batch (``batch_index`` -1); ``plan.batches`` must
     hold every other index (``Plan.without``). ``place`` puts a reused image in the new folder;
-    without it the job points at the existing file.
+    without it the job points at the existing file. ``waiting`` maps spec indices to jobs of
+    other sweeps rendering the same key now: those are recorded waiting for them
+    (``sdfarm.db.waiting``), in their planned batch but not queued.
     """
     job = plan.job
     reuse = reuse or {}
@@ -131,6 +134,8 @@ def record_plan(session: Session, plan: Plan, output_root: Path, *, kind: str = 
         if cell is not None:
             row.update(grid_x=cell.x, grid_y=cell.y, grid_z=cell.z, grid_prompt=cell.prompt,
                        grid_seed=cell.seed, grid_extra=list(cell.extra) if cell.extra else None)
+        if waiting and i in waiting:
+            row.update(status=JobStatus.waiting, reused_from_job_id=waiting[i])
         image = reuse.get(i)
         if image is not None:
             placed = place(Path(image.path), Path(path)) if place else Path(image.path)

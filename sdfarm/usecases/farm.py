@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+import logging
 from dataclasses import dataclass
 
 from celery import Celery
@@ -11,19 +12,27 @@ from sdfarm.broker.queue import enqueue
 from sdfarm.config import Settings
 from sdfarm.db.engine import session_factory
 from sdfarm.db.jobs import Canceled, cancel_jobs, queued_batches, retry_jobs
+from sdfarm.db.farm_status import sweep_counts
+from sdfarm.db.models import JobStatus
 from sdfarm.db.sweeps import require_jobs, require_sweep
+from sdfarm.db.waiting import Settled, settle_waiting
 from sdfarm.errors import BrokerUnavailable
+from sdfarm.files import place_image
 from sdfarm.scheduler.plan import Plan
 from sdfarm.usecases.record import record
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class Submitted:
     sweep_id: int
-    #: Images of the sweep, and how many of them were queued (the rest reuse done images).
+    #: Images of the sweep, and how many of them were queued (the rest reuse done images, or
+    #: wait for the identical jobs of another sweep that is rendering them).
     images: int
     queued: int
     batches: int
+    waiting: int = 0
 
 
 def submit(settings: Settings, plan: Plan, *, priority: int = 0, force: bool = False,
@@ -33,12 +42,15 @@ def submit(settings: Settings, plan: Plan, *, priority: int = 0, force: bool = F
     sweep_id = record(settings, plan, priority=priority, force=force)
     with session_factory(settings.database_url)() as session:
         batches = queued_batches(session, [sweep_id])
+        counts = sweep_counts(session, sweep_id)
+    waiting = counts.counts[JobStatus.waiting.value] if counts else 0
     try:
         enqueue(settings, batches, app=app)
     except BrokerUnavailable as exc:
         raise BrokerUnavailable(f"sweep {sweep_id} is recorded but not queued: {exc}") from None
     return Submitted(sweep_id=sweep_id, images=plan.images,
-                     queued=sum(len(b.job_ids) for b in batches), batches=len(batches))
+                     queued=sum(len(b.job_ids) for b in batches), batches=len(batches),
+                     waiting=waiting)
 
 
 def cancel(settings: Settings, *, sweep_id: int | None = None,
@@ -48,7 +60,25 @@ def cancel(settings: Settings, *, sweep_id: int | None = None,
     with factory.begin() as session:
         require_sweep(session, sweep_id)
         require_jobs(session, job_ids or ())
-        return cancel_jobs(session, sweep_id=sweep_id, job_ids=job_ids)
+        result = cancel_jobs(session, sweep_id=sweep_id, job_ids=job_ids)
+        # Jobs of other sweeps that waited for these render them themselves now.
+        settled = settle_waiting(session, place_image)
+    try:
+        send_requeued(settings, settled)
+    except BrokerUnavailable as exc:  # queued in the database: `recover` sends them
+        log.warning("could not send the jobs that waited for the canceled ones: %s", exc)
+    return result
+
+
+def send_requeued(settings: Settings, settled: Settled, *, app: Celery | None = None) -> None:
+    """Send the jobs that stopped waiting for another sweep's job and render themselves."""
+    if not settled.requeued:
+        return
+    wanted = {i for ids in settled.requeued.values() for i in ids}
+    with session_factory(settings.database_url)() as session:
+        batches = queued_batches(session, list(settled.requeued), executor="farm")
+    enqueue(settings, [b for b in (b.only(wanted.__contains__) for b in batches) if b.job_ids],
+            app=app)
 
 
 def retry(settings: Settings, sweep_id: int, *, app: Celery | None = None) -> int:

@@ -30,7 +30,9 @@ from PIL import Image
 from sdfarm import __version__
 from sdfarm.db.jobs import canceled_among, finish_job
 from sdfarm.db.models import Job, JobStatus
+from sdfarm.db.waiting import settle_waiting
 from sdfarm.errors import ImageFailed, one_line
+from sdfarm.files import place_image
 from sdfarm.metadata.a1111 import a1111_parameters, sdfarm_chunk
 from sdfarm.worker.output import write_png
 
@@ -169,6 +171,14 @@ class PassWriter:
                 (done if ok else lost).append(job)
         self.outcome.add(done=[j.id for j in done], failed=[j.id for j in failed])
         self.progress.finished(done=len(done), failed=len(failed))
+        if done:
+            # Jobs of other sweeps that waited for these images take them now.
+            try:
+                with self.factory.begin() as session:
+                    settle_waiting(session, place_image, targets=[j.id for j in done])
+            except Exception:  # recovery settles them later; these jobs are recorded
+                log.warning("could not hand the images to the jobs waiting for them",
+                            exc_info=True)
         if lost:
             # Canceled after its last step: no image, as for any canceled job. (A job another
             # worker took over keeps the file: that worker writes the very same image.)
