@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from celery import Celery
@@ -11,8 +11,8 @@ from celery import Celery
 from sdfarm.broker.queue import enqueue
 from sdfarm.config import Settings
 from sdfarm.db.engine import session_factory
-from sdfarm.db.jobs import Canceled, cancel_jobs, queued_batches, retry_jobs
 from sdfarm.db.farm_status import sweep_counts
+from sdfarm.db.jobs import Canceled, cancel_jobs, queued_batches, retry_jobs
 from sdfarm.db.models import JobStatus
 from sdfarm.db.sweeps import require_jobs, require_sweep
 from sdfarm.db.waiting import Settled, settle_waiting

@@ -67,7 +67,7 @@ def test_a_stopped_render_records_its_unrendered_jobs_as_interrupted_and_says_ho
     assert counts["canceled"] > 0 and counts["done"] + counts["canceled"] == 24, counts
     with farm.session() as session:
         errors = set(session.scalars(select(Job.error).where(Job.status == JobStatus.canceled)))
-    assert len(errors) == 1 and errors.pop().startswith(f"interrupted: the `sdfarm render`")
+    assert len(errors) == 1 and errors.pop().startswith("interrupted: the `sdfarm render`")
     assert f"interrupted by {sig.name}" in err
     assert f"`sdfarm render {job_file}` again renders them" in err
     assert "Traceback" not in err
