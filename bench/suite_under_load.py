@@ -34,7 +34,7 @@ def main() -> int:
     print(f"{args.burners} burner process(es) keep the cores busy", flush=True)
     status = 0
     try:
-        time.sleep(5)  # let the load average see them (the suite scales its waits by it)
+        time.sleep(60)  # let the one-minute load average see them (the suite scales its waits by it)
         for run in range(1, args.runs + 1):
             started = time.monotonic()
             result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
