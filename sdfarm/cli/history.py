@@ -104,12 +104,13 @@ def _print_table(rows: list[dict[str, object]]) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_obj
 def index(settings: Settings, folder: Path, quiet: bool) -> None:
-    """Record the PNGs under FOLDER (from AUTOMATIC1111, Forge, SD.Next or sdfarm) as done
-    jobs of an "imported" sweep, so `sdfarm history` finds them. Files already recorded with
-    the same path and content are skipped; unreadable ones are reported."""
+    """Record the images under FOLDER (PNG, JPEG, WebP from AUTOMATIC1111, Forge, SD.Next,
+    ComfyUI, InvokeAI, NovelAI, SwarmUI, Fooocus or sdfarm) as done jobs of an "imported"
+    sweep, so `sdfarm history` finds them. Files already recorded with the same path and
+    content are skipped; unreadable ones are reported."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from sdfarm.db.importer import png_files
+    from sdfarm.db.importer import image_files
 
     if quiet or not folder.is_dir():
         report = index_images(settings, folder)
@@ -117,7 +118,7 @@ def index(settings: Settings, folder: Path, quiet: bool) -> None:
         bar = Progress(TextColumn("[bold]indexing"), BarColumn(), MofNCompleteColumn(),
                        console=Console(stderr=True), transient=True)
         with bar:
-            task = bar.add_task("indexing", total=len(png_files(folder.resolve())))
+            task = bar.add_task("indexing", total=len(image_files(folder.resolve())))
             report = index_images(settings, folder, progress=lambda _: bar.advance(task))
     for path, problem in report.problems:
         click.echo(f"skipped {path}: {problem}", err=True)

@@ -1,5 +1,5 @@
-"""``sdfarm index FOLDER``: record PNGs made elsewhere (or by sdfarm) as done jobs, searchable
-like any other.
+"""``sdfarm index FOLDER``: record images (PNG, JPEG, WebP) made elsewhere (or by sdfarm) as
+done jobs, searchable like any other.
 
 Each image becomes a done job of one "imported" sweep per run, with its path, sha256 and file
 time (as the job's date). A file already recorded with the same path and sha256 is skipped, so
@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from sdfarm.db.models import Job, JobStatus, Sweep, spec_columns
 from sdfarm.db.textsearch import sync_fulltext
 from sdfarm.errors import ImageMetadataError, SdfarmError
-from sdfarm.metadata.chunks import read_png_text
 from sdfarm.metadata.generation import ImageGeneration, generation_from_chunks
+from sdfarm.metadata.image import IMAGE_SUFFIXES, read_image_text
 
 #: Images recorded per transaction: an interrupted run keeps what it recorded.
 BATCH = 500
@@ -54,18 +54,20 @@ class _Read:
     problem: str | None = None
 
 
-def png_files(folder: Path) -> list[Path]:
-    """Every ``*.png`` under ``folder`` (any case), in a stable order."""
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() == ".png" and p.is_file())
+def image_files(folder: Path) -> list[Path]:
+    """Every PNG, JPEG and WebP file under ``folder`` (by name ending, any case), in a stable
+    order."""
+    return sorted(p for p in folder.rglob("*")
+                  if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 def index_folder(factory: sessionmaker[Session], folder: Path, *,
                  progress: Progress | None = None) -> IndexReport:
     root = folder.expanduser().resolve()
     if not root.is_dir():
-        raise SdfarmError(f"{folder}: not a folder (sdfarm index reads the PNGs in a folder)")
+        raise SdfarmError(f"{folder}: not a folder (sdfarm index reads the images in a folder)")
     report = IndexReport(root)
-    files = png_files(root)
+    files = image_files(root)
     with factory() as session:
         known = _known_files(session, root)
     pending: list[dict[str, object]] = []
@@ -110,7 +112,7 @@ def _read(path: Path, known: set[tuple[str, str | None]]) -> _Read:
     if (str(path), sha) in known:
         return _Read(path, problem="already indexed")
     try:
-        generation = generation_from_chunks(read_png_text(data))
+        generation = generation_from_chunks(read_image_text(data))
     except ImageMetadataError as exc:
         return _Read(path, problem=str(exc))
     when = datetime.fromtimestamp(mtime, timezone.utc).replace(tzinfo=None)

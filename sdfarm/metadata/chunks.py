@@ -51,15 +51,24 @@ def _decode(kind: bytes, body: bytes) -> tuple[str, str]:
     name = keyword.decode("latin-1")
     try:
         if kind == b"tEXt":
-            return name, rest.decode("latin-1")
+            return name, _latin1_or_utf8(rest)
         if kind == b"zTXt":
-            return name, _inflate(rest[1:]).decode("latin-1")
+            return name, _latin1_or_utf8(_inflate(rest[1:]))
         compressed, _method = rest[0], rest[1]
         _language, _, rest = rest[2:].partition(b"\0")
         _translated, _, text = rest.partition(b"\0")
         return name, (_inflate(text) if compressed else text).decode("utf-8")
     except (IndexError, UnicodeDecodeError, zlib.error) as exc:
         raise ImageMetadataError(f"malformed {kind.decode()} chunk {name!r}: {exc}") from None
+
+
+def _latin1_or_utf8(text: bytes) -> str:
+    """tEXt and zTXt are Latin-1 by the PNG standard, yet some writers put UTF-8 there. Bytes
+    that decode as UTF-8 were almost never meant as Latin-1 (which would read "Ã©" for "é")."""
+    try:
+        return text.decode("utf-8")
+    except UnicodeDecodeError:
+        return text.decode("latin-1")
 
 
 def _inflate(data: bytes) -> bytes:

@@ -1,7 +1,9 @@
 """How an image says it was made: its text chunks turned into a RenderSpec (for ``sdfarm index``).
 
 sdfarm's own ``sdfarm`` chunk is exact (model reference, sampler as planned); otherwise the
-A1111 ``parameters`` text is read, as written by AUTOMATIC1111, Forge, SD.Next or sdfarm.
+A1111 ``parameters`` text is read, as written by AUTOMATIC1111, Forge, SD.Next, Fooocus or
+sdfarm; otherwise another tool's own JSON (ComfyUI's graph, InvokeAI, NovelAI, SwarmUI, Fooocus),
+each read by its module into a :class:`Reading` that is typed here like the A1111 settings.
 Settings sdfarm does not model (hires fix, LoRA hashes, ADetailer, ...) are kept as extras, and
 sampler names sdfarm cannot render are recorded as written: indexing records what happened, a
 rerun is where an unknown sampler becomes an error. Pure: standard library only.
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from sdfarm.errors import ImageMetadataError, SamplerError
+from sdfarm.metadata import invokeai, novelai
 from sdfarm.metadata.a1111 import (
     MODEL_HASH,
     PARAMETERS_CHUNK,
@@ -22,15 +25,25 @@ from sdfarm.metadata.a1111 import (
     SDFARM_CHUNK,
     SIZE,
 )
+from sdfarm.metadata.comfyui import read_comfyui
+from sdfarm.metadata.fooocus import is_fooocus, read_fooocus
 from sdfarm.metadata.infotext import Infotext, parse_infotext
+from sdfarm.metadata.reading import Reading, Tool, load_json_object
+from sdfarm.metadata.swarmui import read_swarmui
 from sdfarm.params import ETA_DDIM, Param
 from sdfarm.params import PARAMS as P
 from sdfarm.samplers import AUTOMATIC, canonical_schedule, split_sampler
 from sdfarm.spec import SPEC_FIELDS, RenderSpec
 
 #: Settings every A1111-style writer puts in the settings line; without them there is no job.
-REQUIRED = (P["steps"].infotext, P["sampler"].infotext, P["cfg"].infotext, P["seed"].infotext,
-            SIZE)
+#: (SD.Next leaves out ``Sampler:`` when it used the model's default one.)
+REQUIRED = (P["steps"].infotext, P["cfg"].infotext, P["seed"].infotext, SIZE)
+NO_PARAMETERS = ("no generation parameters (none of the text that A1111, ComfyUI, InvokeAI, "
+                 "NovelAI, SwarmUI, Fooocus or sdfarm write)")
+#: The sampler of an image that does not say which it was.
+UNKNOWN_SAMPLER = "unknown"
+#: What the JSON of other tools must give, as RenderSpec names them.
+REQUIRED_VALUES = ("prompt", "seed", "steps", "cfg", "width", "height")
 #: The table's parameters by infotext key: each becomes a column.
 _BY_INFOTEXT = P.by_infotext()
 #: Settings that become columns; every other one is kept in :attr:`ImageGeneration.extra`.
@@ -46,6 +59,8 @@ IMPORT_BOUNDS: dict[str, tuple[int, int]] = {
 }
 #: Column widths of the jobs table (PostgreSQL enforces them).
 MAX_SAMPLER, MAX_SCHEDULE, MAX_MODEL, MAX_HASH = 64, 32, 1024, 16
+#: Image sizes an imported image may give.
+MAX_SIDE = 1 << 16
 _HEX = re.compile(r"^[0-9a-f]+$")
 _SIZE = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$")
 
@@ -53,8 +68,8 @@ _SIZE = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$")
 @dataclass(frozen=True)
 class ImageGeneration:
     spec: RenderSpec
-    #: Which chunk it came from.
-    source: Literal["sdfarm", "parameters"]
+    #: Which chunk it came from ("parameters": A1111's text), or which tool's JSON.
+    source: Literal["sdfarm", "parameters"] | Tool
     model_config: str | None = None
     #: Settings of the image that sdfarm has no column for, as written.
     extra: dict[str, str] = field(default_factory=dict)
@@ -70,10 +85,33 @@ def generation_from_chunks(chunks: dict[str, str]) -> ImageGeneration:
         except ImageMetadataError as exc:
             problem = exc  # the A1111 text may still be good
     if PARAMETERS_CHUNK in chunks:
-        return generation_from_infotext(parse_infotext(chunks[PARAMETERS_CHUNK]))
+        text = chunks[PARAMETERS_CHUNK]
+        if text.lstrip().startswith("{"):  # SwarmUI's and Fooocus's JSON
+            return generation_from_reading(_json_parameters(text))
+        return generation_from_infotext(parse_infotext(text))
     if problem is not None:
         raise problem
-    raise ImageMetadataError("no generation parameters (no 'parameters' or 'sdfarm' text chunk)")
+    if invokeai.CHUNK in chunks:
+        return generation_from_reading(invokeai.read_invokeai(chunks[invokeai.CHUNK]))
+    if "prompt" in chunks:
+        return generation_from_reading(read_comfyui(chunks["prompt"]))
+    if novelai.is_novelai(chunks):
+        return generation_from_reading(novelai.read_novelai(chunks))
+    if "workflow" in chunks:
+        raise ImageMetadataError("ComfyUI 'workflow' without the 'prompt' graph of its run: "
+                                 "the image does not record the values it was made with")
+    raise ImageMetadataError(NO_PARAMETERS)
+
+
+def _json_parameters(text: str) -> Reading:
+    where = "'parameters' JSON"
+    data = load_json_object(text, where)
+    if "sui_image_params" in data:
+        return read_swarmui(data)
+    if is_fooocus(data):
+        return read_fooocus(data)
+    raise ImageMetadataError(f"{where} of an unknown tool (neither SwarmUI's "
+                             "'sui_image_params' nor Fooocus's)")
 
 
 def generation_from_sdfarm_chunk(text: str) -> ImageGeneration:
@@ -101,7 +139,7 @@ def generation_from_sdfarm_chunk(text: str) -> ImageGeneration:
 
 
 def generation_from_infotext(info: Infotext) -> ImageGeneration:
-    p = info.params
+    p = _known_spelling(info.params)
     if info.settings_line is None:
         raise ImageMetadataError("malformed 'parameters' text: no settings line "
                                  "(Steps: ..., Sampler: ..., Seed: ...)")
@@ -133,13 +171,85 @@ def generation_from_infotext(info: Infotext) -> ImageGeneration:
     if ETA_DDIM in p:
         values["eta"] = _number(p, ETA_DDIM)
     values["model"] = _bounded(p.get(P["model"].infotext, ""), "Model", MAX_MODEL)
-    sampler, schedule = sampler_as_written(p[P["sampler"].infotext], p.get(SCHEDULE_TYPE))
+    sampler, schedule = sampler_as_written(p.get(P["sampler"].infotext, UNKNOWN_SAMPLER),
+                                           p.get(SCHEDULE_TYPE))
     values["sampler"] = _bounded(sampler, "Sampler", MAX_SAMPLER)
     values["schedule"] = _bounded(schedule, SCHEDULE_TYPE, MAX_SCHEDULE)
     spec = RenderSpec(**values, model_hash=model_hash, prompt=info.prompt,
                       negative_prompt=info.negative_prompt, width=int(size.group(1)),
                       height=int(size.group(2)))
     return ImageGeneration(spec.normalized(), "parameters", None, extra)
+
+
+def generation_from_reading(r: Reading) -> ImageGeneration:
+    """The RenderSpec of another tool's values, typed and bounded as the A1111 settings are."""
+    missing = [name for name in REQUIRED_VALUES if r.values.get(name) is None]
+    if missing:
+        raise r.problem(f"no {', '.join(missing)}")
+    v = r.values
+    values: dict[str, object] = {
+        "prompt": _text(r, v, "prompt"), "negative_prompt": _text(r, v, "negative_prompt"),
+        "seed": _int_value(r, v, "seed", *IMPORT_BOUNDS["seed"]),
+        "steps": _int_value(r, v, "steps", *IMPORT_BOUNDS["steps"]),
+        "cfg": _float_value(r, v, "cfg"),
+        "width": _int_value(r, v, "width", 1, MAX_SIDE),
+        "height": _int_value(r, v, "height", 1, MAX_SIDE),
+        "model": _bounded(_text(r, v, "model"), "Model", MAX_MODEL),
+    }
+    if v.get("clip_skip") is not None:
+        values["clip_skip"] = _int_value(r, v, "clip_skip", *IMPORT_BOUNDS["clip_skip"])
+    sampler, schedule = sampler_as_written(_text(r, v, "sampler") or UNKNOWN_SAMPLER,
+                                           _text(r, v, "schedule") or None)
+    values["sampler"] = _bounded(sampler, "Sampler", MAX_SAMPLER)
+    values["schedule"] = _bounded(schedule, SCHEDULE_TYPE, MAX_SCHEDULE)
+    model_hash = v.get("model_hash")
+    if not (isinstance(model_hash, str) and len(model_hash) <= MAX_HASH and _HEX.match(model_hash)):
+        model_hash = None
+    spec = RenderSpec(**values, model_hash=model_hash)  # type: ignore[arg-type]
+    return ImageGeneration(spec.normalized(), r.tool, None, dict(r.extra))
+
+
+def _text(r: Reading, values: dict[str, object], name: str) -> str:
+    value = values.get(name, "")
+    if not isinstance(value, str):
+        raise r.problem(f"{name} {value!r:.80} is not text")
+    return value
+
+
+def _int_value(r: Reading, values: dict[str, object], name: str, low: int, high: int) -> int:
+    """An integer as JSON writers give one: a number (``20.0`` too) or a string of digits."""
+    value = values[name]
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise r.problem(f"{name} {value!r:.80} is not an integer")
+    if not low <= value <= high:
+        raise r.problem(f"{name} {value} is outside {low}..{high}")
+    return value
+
+
+def _float_value(r: Reading, values: dict[str, object], name: str) -> float:
+    value = values[name]
+    try:
+        number = float(value) if isinstance(value, (int, float, str)) and not isinstance(value, bool) else None
+    except ValueError:
+        number = None
+    if number is None or number != number or number in (float("inf"), float("-inf")):
+        raise r.problem(f"{name} {value!r:.80} is not a number")
+    return number
+
+
+def _known_spelling(params: dict[str, str]) -> dict[str, str]:
+    """The settings with each key sdfarm reads in its A1111 spelling: some writers differ in
+    letter case ("CFG Scale"). The exact spelling wins when both are there."""
+    known = {key.casefold(): key for key in (*MAPPED, P["sampler"].infotext)}
+    out = {}
+    for key, value in params.items():
+        canonical = known.get(key.casefold(), key)
+        out[key if canonical != key and canonical in params else canonical] = value
+    return out
 
 
 def sampler_as_written(sampler: str, schedule_type: str | None) -> tuple[str, str]:

@@ -20,7 +20,7 @@ from sdfarm.db.engine import session_factory
 from sdfarm.db.models import Job, JobStatus, Sweep
 from sdfarm.metadata.a1111 import model_display_name
 from sdfarm.metadata.chunks import read_png_text
-from sdfarm.metadata.generation import generation_from_infotext
+from sdfarm.metadata.generation import NO_PARAMETERS, generation_from_infotext
 from sdfarm.metadata.infotext import parse_infotext
 from tests.conftest import write_job
 from tests.integration.history_support import db_url  # noqa: F401 (fixture)
@@ -62,7 +62,8 @@ def fixture_folder(root: Path) -> dict[str, Path]:
     files["not_png"].write_text("these are my notes")
     files["truncated"] = root / "cut.png"
     files["truncated"].write_bytes(files["a1111_full"].read_bytes()[:300])
-    (root / "photo.jpg").write_bytes(b"\xff\xd8\xff")
+    files["cut_jpeg"] = root / "photo.jpg"
+    files["cut_jpeg"].write_bytes(b"\xff\xd8\xff")
     return files
 
 
@@ -76,14 +77,15 @@ def test_images_of_other_tools_become_done_jobs_of_an_imported_sweep(db_url, tmp
     result = sdfarm(db_url, "index", tmp_path / "pictures", "-q")
     assert result.exit_code == 0, result.output
     # Good images are indexed; each bad one is reported with its reason, and the run goes on
-    assert result.stdout.strip() == "indexed 6 images into sweep 1; 0 already indexed; 5 skipped"
+    assert result.stdout.strip() == "indexed 6 images into sweep 1; 0 already indexed; 6 skipped"
     skipped = dict(line.removeprefix("skipped ").split(": ", 1) for line in result.stderr.splitlines())
     assert skipped == {
         str(files["malformed_no_settings"]): "malformed 'parameters' text: no settings line (Steps: ..., Sampler: ..., Seed: ...)",
         str(files["malformed_bad_seed"]): "malformed 'parameters' text: Seed 'twelve' is not an integer",
-        str(files["no_text"]): "no generation parameters (no 'parameters' or 'sdfarm' text chunk)",
-        str(files["not_png"]): "not a PNG file",
+        str(files["no_text"]): NO_PARAMETERS,
+        str(files["not_png"]): "not a PNG, JPEG or WebP image",
         str(files["truncated"]): "truncated PNG (tEXt chunk cut short)",
+        str(files["cut_jpeg"]): "truncated JPEG (no image data)",
     }
     jobs = jobs_by_path(db_url)
     assert len(jobs) == 6
@@ -129,12 +131,12 @@ def test_indexing_again_adds_only_new_and_changed_files(db_url, tmp_path):
     files = fixture_folder(tmp_path / "pictures")
     sdfarm(db_url, "index", tmp_path / "pictures", "-q")
     again = sdfarm(db_url, "index", tmp_path / "pictures", "-q")
-    assert again.stdout.strip() == "indexed 0 images; 6 already indexed; 5 skipped"
+    assert again.stdout.strip() == "indexed 0 images; 6 already indexed; 6 skipped"
     # Given one image replaced by another under the same name, and one new image
     png(files["no_negative"], (FIXTURES / "no_negative.txt").read_text("utf-8").replace("Seed: 42", "Seed: 43"))
     png(tmp_path / "pictures" / "new" / "sdnext.png", (FIXTURES / "sdnext_restart.txt").read_text("utf-8"), (3, 3, 3))
     third = sdfarm(db_url, "index", tmp_path / "pictures", "-q")
-    assert third.stdout.strip() == "indexed 2 images into sweep 2; 5 already indexed; 5 skipped"
+    assert third.stdout.strip() == "indexed 2 images into sweep 2; 5 already indexed; 6 skipped"
     with session_factory(db_url)() as session:
         seeds = sorted(session.scalars(select(Job.seed).where(Job.output_path == str(files["no_negative"]))))
     assert seeds == [42, 43]
@@ -143,7 +145,7 @@ def test_indexing_again_adds_only_new_and_changed_files(db_url, tmp_path):
 def test_index_of_something_that_is_not_a_folder_is_an_error(db_url, tmp_path):
     result = sdfarm(db_url, "index", tmp_path / "nowhere")
     assert result.exit_code == 1
-    assert result.stderr.strip() == f"Error: {tmp_path / 'nowhere'}: not a folder (sdfarm index reads the PNGs in a folder)"
+    assert result.stderr.strip() == f"Error: {tmp_path / 'nowhere'}: not a folder (sdfarm index reads the images in a folder)"
 
 
 def test_rendered_images_indexed_into_a_fresh_database_give_back_their_rows(

@@ -64,3 +64,22 @@ def test_a_decompression_bomb_in_a_text_chunk_is_refused():
     data = data[:33] + chunk + data[33:]  # after the IHDR chunk
     with pytest.raises(ImageMetadataError, match="larger than 16 MB"):
         read_png_text(data)
+
+
+def with_chunk(kind: bytes, body: bytes) -> bytes:
+    import struct
+
+    chunk = struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    data = png_bytes()
+    return data[:33] + chunk + data[33:]  # after the IHDR chunk
+
+
+def test_utf8_text_in_a_latin1_chunk_is_read_as_utf8_and_latin1_text_still_as_latin1():
+    # Given writers that put UTF-8 in tEXt and zTXt (the standard says Latin-1)
+    prompt = "ein Kätzchen, 猫, café"
+    assert read_png_text(with_chunk(b"tEXt", b"parameters\0" + prompt.encode("utf-8"))) == {
+        "parameters": prompt}
+    zipped = b"parameters\0\0" + zlib.compress(prompt.encode("utf-8"))
+    assert read_png_text(with_chunk(b"zTXt", zipped)) == {"parameters": prompt}
+    # And a Latin-1 one (not valid UTF-8) is read as the standard says
+    assert read_png_text(with_chunk(b"tEXt", b"parameters\0caf\xe9")) == {"parameters": "café"}

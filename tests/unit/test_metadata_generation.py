@@ -131,3 +131,20 @@ def test_a_family_sdfarm_does_not_know_is_kept_as_written_among_the_extras():
             "Model family: hunyuan, Model: hy.safetensors")
     gen = generation_from_infotext(parse_infotext(text))
     assert gen.spec.family == "sd1" and gen.extra["Model family"] == "hunyuan"
+
+
+def test_an_sd_next_text_without_a_sampler_records_the_sampler_as_unknown():
+    # SD.Next leaves "Sampler:" out when the model's default one ran
+    text = fixture("sdnext_restart.txt").replace("Sampler: Restart, ", "")
+    assert "Sampler" not in text
+    spec = generation_from_chunks({"parameters": text}).spec
+    assert (spec.sampler, spec.schedule, spec.seed, spec.steps, spec.cfg) == ("unknown", "Automatic", 5, 24, 8.0)
+
+
+def test_setting_names_are_read_whatever_their_letter_case():
+    text = "a cat\nSteps: 20, Sampler: Euler, CFG Scale: 4.5, Seed: 7, Size: 64x64, clip skip: 2"
+    gen = generation_from_chunks({"parameters": text})
+    assert (gen.spec.cfg, gen.spec.clip_skip) == (4.5, 2) and gen.extra == {}
+    # The exact spelling wins; the other is kept as written
+    both = generation_from_chunks({"parameters": text.replace("Seed: 7", "Seed: 7, CFG scale: 6")})
+    assert both.spec.cfg == 6 and both.extra == {"CFG Scale": "4.5"}
