@@ -52,7 +52,9 @@ def show(settings: Settings, job_id: int, as_json: bool, with_traceback: bool) -
 @click.pass_obj
 def rerun(settings: Settings, job_id: int, assignments: tuple[str, ...]) -> None:
     """Render JOB_ID again from its database row into a new sweep linked to it. Without
-    --set, say whether the pixels came out identical."""
+    --set, say whether the pixels came out identical. Settings an imported image records that
+    sdfarm has no parameter for (hires fix, LoRA, ...) are named on stderr: they are not
+    applied."""
     from sdfarm.scheduler.overrides import parse_assignments
     from sdfarm.usecases.rerun import rerun_job
 
@@ -61,7 +63,11 @@ def rerun(settings: Settings, job_id: int, assignments: tuple[str, ...]) -> None
             click.echo(f"job {job_id} shared a forward pass of {pass_size} images; rendering "
                        "that pass again so the pixels can match exactly", err=True)
 
-    result = rerun_job(settings, job_id, parse_assignments(assignments), on_plan=announce)
+    def warn(names: list[str]) -> None:
+        click.echo(f"rerun of job {job_id} cannot apply: {', '.join(names)}", err=True)
+
+    result = rerun_job(settings, job_id, parse_assignments(assignments), on_plan=announce,
+                       on_not_applied=warn)
     click.echo(f"job {result.new_job_id}: {result.output_path}")
     if result.changed:
         changed = ", ".join(f"{k}={new} (was {old})" for k, (new, old) in result.changed.items())

@@ -1,10 +1,14 @@
 """``sdfarm rerun``: render a recorded job again, exactly (rebuilding the forward pass it
 shared, with its thread count) or with some parameters changed, into a new sweep linked to it.
+
+An imported image may record settings sdfarm has no column for (a hires pass, a LoRA): the
+rerun renders without them, says which, and notes them on the new job.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sdfarm.config import Settings
@@ -14,6 +18,8 @@ from sdfarm.db.models import JobStatus
 from sdfarm.db.sweeps import Executor, sweep_jobs
 from sdfarm.errors import FamilyUnknown, JobNotFound, ModelError, SamplerError, SdfarmError
 from sdfarm.families import FAMILIES, family_problem
+from sdfarm.metadata.generation import UNKNOWN_SAMPLER
+from sdfarm.metadata.unapplied import NOT_APPLIED, unapplied_settings
 from sdfarm.modelref import model_hash, parse_model_ref
 from sdfarm.params import check_combination
 from sdfarm.samplers import SAMPLERS, SCHEDULES
@@ -41,13 +47,17 @@ class Rerun:
     original_path: str
     original_device: str | None
     device: str | None
+    #: The original's recorded settings this rerun could not apply, by their names there.
+    not_applied: list[str] = field(default_factory=list)
 
 
 def rerun_job(settings: Settings, job_id: int, changes: dict[str, object],
-              *, on_plan=None) -> Rerun:
+              *, on_plan: Callable[[int], None] | None = None,
+              on_not_applied: Callable[[list[str]], None] | None = None) -> Rerun:
     """Render ``job_id`` again, with ``changes`` (parameter -> value, as ``--set`` gives them).
 
-    ``on_plan(pass_size)`` is called once the pass to render is known, before rendering.
+    ``on_plan(pass_size)`` is called once the pass to render is known, before rendering, and
+    ``on_not_applied(names)`` then when the original records settings the rerun leaves out.
     """
     factory = session_factory(settings.database_url)
     with factory() as session:
@@ -75,13 +85,20 @@ def rerun_job(settings: Settings, job_id: int, changes: dict[str, object],
         plan = rerun_plan(job_id, specs, model_config=model_config,
                           allow_pickle=job.sweep.allow_pickle)
         before = {k: getattr(job, k) for k in changes}
+        not_applied = unapplied_settings(job.extra_params)
         original = job
     if on_plan is not None:
         on_plan(len(specs))
+    if not_applied and on_not_applied is not None:
+        on_not_applied(not_applied)
     # The thread count changes the low bits of a CPU render: use the original one.
     run_settings = settings.with_(threads=threads)
     sweep_id = record(run_settings, plan, kind="rerun", rerun_of_job_id=job_id,
                       executor=Executor.this_process())
+    if not_applied:
+        with factory.begin() as session:
+            sweep_jobs(session, sweep_id)[position].extra_params = {
+                NOT_APPLIED: ", ".join(not_applied)}
     render_sweep_locally(run_settings, sweep_id, exact_pass=True)
     with factory() as session:
         new_job = sweep_jobs(session, sweep_id)[position]
@@ -96,7 +113,7 @@ def rerun_job(settings: Settings, job_id: int, changes: dict[str, object],
         difference = max_pixel_difference(Path(original.output_path), Path(new_job.output_path))
     return Rerun(job_id, new_job.id, new_job.output_path, len(specs),
                  {k: (getattr(new_job, k), before[k]) for k in changes}, difference,
-                 original.output_path, original.device, new_job.device)
+                 original.output_path, original.device, new_job.device, not_applied)
 
 
 def _with_new_model(spec: RenderSpec, settings: Settings) -> tuple[list[RenderSpec], str | None]:
@@ -129,6 +146,10 @@ def _as_detected(spec: RenderSpec, model_config: str | None, allow_pickle: bool,
 def _check_sampling(job_id: int, spec: RenderSpec) -> None:
     """Fail before recording anything when the sampler or schedule (as an imported image
     names them, or as changed) is one sdfarm cannot render."""
+    if spec.sampler == UNKNOWN_SAMPLER:
+        raise SamplerError(
+            f"job {job_id} does not say which sampler made it (its image did not record one); "
+            f"choose one with --set sampler=NAME: {', '.join(SAMPLERS)}")
     if spec.sampler not in SAMPLERS:
         raise SamplerError(
             f"job {job_id} was made with sampler {spec.sampler!r}, which sdfarm cannot render; "

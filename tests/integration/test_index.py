@@ -207,3 +207,78 @@ def test_an_indexed_image_of_each_sampling_control_reruns_to_identical_pixels(
         rerun = sdfarm(fresh, "rerun", got.id, env=env)
         assert rerun.exit_code == 0, rerun.output
         assert "identical: every pixel matches the original" in rerun.stdout
+
+
+TOOLS = Path(__file__).resolve().parents[1] / "fixtures" / "tools"
+
+
+def png_with(path: Path, chunks: dict[str, str]) -> Path:
+    info = PngInfo()
+    for key, text in chunks.items():
+        info.add_text(key, text)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 8), (len(chunks), 2, 3)).save(path, format="PNG", pnginfo=info)
+    return path
+
+
+def exif_image(path: Path, fmt: str, comment: bytes) -> Path:
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9286] = comment
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 8), (4, 5, 6)).save(path, format=fmt, exif=exif)
+    return path
+
+
+def test_images_of_every_tool_and_container_are_indexed_and_found(db_url, tmp_path):
+    # Given a folder with an image of each tool, in PNG, JPEG and WebP
+    root = tmp_path / "pictures"
+    a1111 = (FIXTURES / "a1111_full.txt").read_text("utf-8")
+    sdnext = (FIXTURES / "sdnext_restart.txt").read_text("utf-8").replace("Sampler: Restart, ", "")
+    files = {
+        "comfyui": png_with(root / "comfy" / "ComfyUI_00001_.png", {
+            "prompt": (TOOLS / "comfyui_hires_lora.json").read_text("utf-8"), "workflow": "{}"}),
+        "invokeai": png_with(root / "invoke" / "cabin.png", {
+            "invokeai_metadata": (TOOLS / "invokeai_metadata.json").read_text("utf-8")}),
+        "novelai": png_with(root / "nai" / "girl.png", {
+            "Description": "1girl", "Software": "NovelAI", "Source": "NovelAI Diffusion V3 4BDE2A90",
+            "Comment": (TOOLS / "novelai_comment.json").read_text("utf-8")}),
+        "swarmui": png_with(root / "swarm" / "fox.png", {
+            "parameters": (TOOLS / "swarmui_parameters.json").read_text("utf-8")}),
+        "fooocus": png_with(root / "fooocus" / "lighthouse.png", {
+            "parameters": (TOOLS / "fooocus_parameters.json").read_text("utf-8"),
+            "fooocus_scheme": "fooocus"}),
+        "jpeg": exif_image(root / "a1111" / "photo.JPG", "JPEG", b"UNICODE\0" + a1111.encode("utf-16-be")),
+        "webp": exif_image(root / "a1111" / "photo.webp", "WEBP", b"UNICODE\0" + a1111.encode("utf-16-be")),
+        "sdnext": png(root / "sdnext" / "city.png", sdnext),
+    }
+    # When it is indexed
+    result = sdfarm(db_url, "index", root, "-q")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "indexed 8 images into sweep 1; 0 already indexed; 0 skipped"
+    jobs = jobs_by_path(db_url)
+
+    def row(name):
+        j = jobs[str(files[name])]
+        return (j.seed, j.steps, j.cfg, j.sampler, j.schedule, j.width, j.height, j.model)
+
+    # Then each gives its settings, its sampler named as A1111 names it
+    assert row("comfyui") == (884433221100, 28, 6.5, "DPM++ 2M SDE", "Karras", 832, 1216, "juggernautXL_v9")
+    assert row("invokeai") == (2930587216, 30, 7.5, "DPM++ 2M", "Karras", 768, 512, "dreamshaper-8")
+    assert row("novelai") == (3862213453, 28, 5.0, "DPM++ 2M", "Karras", 832, 1216, "NovelAI Diffusion V3")
+    assert row("swarmui") == (1542877314, 30, 6.0, "DPM++ 2M", "SGM Uniform", 1152, 896, "sd_xl_base_1.0")
+    assert row("fooocus") == (7417723350164496466, 30, 4.0, "DPM++ 2M SDE", "Karras", 1152, 896,
+                              "juggernautXL_v8Rundiffusion")
+    assert row("jpeg") == row("webp") == (3141592653, 28, 6.5, "DPM++ 2M", "Karras", 512, 768,
+                                          "v1-5-pruned-emaonly")
+    assert row("sdnext") == (5, 24, 8.0, "unknown", "Automatic", 1024, 1024, "dreamshaper_8")
+    assert jobs[str(files["comfyui"])].extra_params["Lora"] == "film_grain: 0.8"
+    assert jobs[str(files["jpeg"])].prompt == generation_from_infotext(parse_infotext(a1111)).spec.prompt
+
+    # And history finds them like any other
+    def paths(*args):
+        return sdfarm(db_url, "history", "--paths", *args).stdout.splitlines()
+    assert sorted(paths("--sampler", "DPM++ 2M", "--schedule", "Karras")) == sorted(
+        str(files[k]) for k in ("invokeai", "novelai", "jpeg", "webp"))
+    assert paths("--prompt", "水彩") == [str(files["comfyui"])]
+    assert paths("--model", "juggernautXL_v9.safetensors") == [str(files["comfyui"])]
+    assert paths("--sampler", "unknown") == [str(files["sdnext"])]
