@@ -32,6 +32,8 @@ SAMPLER_NODES = ("KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustom
 TEXT_INPUTS = ("text", "text_g", "t5xxl", "clip_l", "text_l")
 #: How far a chain of links is followed: real graphs are a few nodes deep; a loop ends here.
 MAX_DEPTH = 64
+#: Longer combined prompts are refused: combine nodes can double a text at every level.
+MAX_PROMPT = 1 << 20
 #: Custom sigma nodes without a ``scheduler`` input, by the schedule they compute.
 _SIGMA_NODES = {"KarrasScheduler": "karras", "ExponentialScheduler": "exponential",
                 "PolyexponentialScheduler": "polyexponential", "BetaSamplingScheduler": "beta",
@@ -115,6 +117,8 @@ class _Walk:
         self.reading = reading
         self.values = reading.values
         self.extra = reading.extra
+        #: (node, role) -> its text: shared inputs are read once, and a loop ends (as None).
+        self.texts: dict[tuple[str, str], str | None] = {}
 
     def value(self, inputs: dict, key: str, depth: int = 0) -> object:
         """An input's value; a link is followed to a node that holds one (a primitive, a
@@ -212,6 +216,13 @@ class _Walk:
         node = self.graph.get(node_id) if node_id is not None else None
         if node is None or depth >= MAX_DEPTH:
             return None
+        key = (node_id, role)
+        if key not in self.texts:
+            self.texts[key] = None
+            self.texts[key] = self._node_text(node, role, depth)
+        return self.texts[key]
+
+    def _node_text(self, node: dict, role: str, depth: int) -> str | None:
         inputs, kind = node["inputs"], node["class_type"]
         if kind == "ConditioningZeroOut":
             return ""
@@ -231,7 +242,11 @@ class _Walk:
         # conditioning input (combine and concat nodes).
         keys = [role] if _link(inputs.get(role)) else [k for k in inputs if k.startswith("conditioning")]
         found = [t for k in keys if (t := self._text(_link(inputs[k]), role, depth + 1)) is not None]
-        return "\n".join(t for t in found if t) if found else None
+        # Each text once: an encoder reached along two paths is one prompt.
+        text = "\n".join(dict.fromkeys(t for t in found if t))
+        if len(text) > MAX_PROMPT:
+            raise self.reading.problem(f"{role} prompt longer than {MAX_PROMPT} characters")
+        return text if found else None
 
     def _clip_skip(self, clip: object) -> None:
         node = _follow(self.graph, clip, ("clip",), lambda n: n["class_type"] == "CLIPSetLastLayer")

@@ -173,3 +173,30 @@ def test_a_rerun_is_warned_of_settings_that_change_pixels_not_of_descriptive_one
              "Hashes": "{}", "Lora hashes": "film: 0123", "Template": "a {cat|dog}", "App": "ComfyUI"}
     assert unapplied_settings(extra) == ["Hires upscale", "Denoising strength", "Lora hashes"]
     assert unapplied_settings(None) == []
+
+
+def test_a_comfyui_graph_of_many_shared_combine_nodes_is_read_in_linear_time():
+    # Given 200 combine nodes, each combining the one before with itself (2^200 paths)
+    graph = json.loads(fixture("comfyui_hires_lora.json"))
+    graph["100"] = {"class_type": "ConditioningCombine", "inputs": {
+        "conditioning_1": ["6", 0], "conditioning_2": ["6", 0]}}
+    for i in range(101, 300):
+        graph[str(i)] = {"class_type": "ConditioningCombine", "inputs": {
+            "conditioning_1": [str(i - 1), 0], "conditioning_2": [str(i - 1), 0]}}
+    graph["3"]["inputs"]["positive"] = ["150", 0]
+    gen = generation_from_chunks(comfy(graph))
+    assert gen.spec.prompt.startswith("portrait of an old sailor")
+
+
+def test_combine_nodes_that_double_the_prompt_at_each_level_are_refused_not_followed():
+    graph = json.loads(fixture("comfyui_hires_lora.json"))
+    c, d = "6", "7"
+    for i in range(100, 160, 2):  # c' = c + d, d' = d + c: two new texts at every level
+        graph[str(i)] = {"class_type": "ConditioningCombine", "inputs": {
+            "conditioning_1": [c, 0], "conditioning_2": [d, 0]}}
+        graph[str(i + 1)] = {"class_type": "ConditioningCombine", "inputs": {
+            "conditioning_1": [d, 0], "conditioning_2": [c, 0]}}
+        c, d = str(i), str(i + 1)
+    graph["3"]["inputs"]["positive"] = [c, 0]
+    with pytest.raises(ImageMetadataError, match="positive prompt longer than 1048576 characters"):
+        generation_from_chunks(comfy(graph))
