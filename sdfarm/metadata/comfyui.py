@@ -32,6 +32,8 @@ SAMPLER_NODES = ("KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustom
 TEXT_INPUTS = ("text", "text_g", "t5xxl", "clip_l", "text_l")
 #: How far a chain of links is followed: real graphs are a few nodes deep; a loop ends here.
 MAX_DEPTH = 64
+#: Inputs that give a latent's size (the Efficiency pack's loader makes its own latent).
+_SIZE_INPUTS = (("width", "height"), ("empty_latent_width", "empty_latent_height"))
 #: Longer combined prompts are refused: combine nodes can double a text at every level.
 MAX_PROMPT = 1 << 20
 #: Custom sigma nodes without a ``scheduler`` input, by the schedule they compute.
@@ -44,8 +46,7 @@ Graph = dict[str, dict]
 
 def read_comfyui(prompt_text: str) -> Reading:
     graph = _graph(prompt_text)
-    samplers = sorted((i for i, n in graph.items() if n["class_type"] in SAMPLER_NODES),
-                      key=_node_order)
+    samplers = sorted((i for i, n in graph.items() if _is_sampler(n)), key=_node_order)
     reading = Reading("comfyui", WHERE, extra={"App": "ComfyUI"})
     if not samplers:
         raise reading.problem(f"no sampler node ({', '.join(SAMPLER_NODES)})")
@@ -57,6 +58,15 @@ def read_comfyui(prompt_text: str) -> Reading:
             reading.extra[f"ComfyUI {node['class_type']} {other}"] = json.dumps(
                 _scalars(node), ensure_ascii=False, sort_keys=True)
     return reading
+
+
+def _is_sampler(node: dict) -> bool:
+    """One of ComfyUI's sampler nodes, or a custom node with a KSampler's inputs (the
+    Efficiency and Impact packs' KSamplers)."""
+    inputs = node["inputs"]
+    return node["class_type"] in SAMPLER_NODES or (
+        {"sampler_name", "scheduler", "steps", "cfg"} <= inputs.keys()
+        and ("seed" in inputs or "noise_seed" in inputs))
 
 
 def _graph(text: str) -> Graph:
@@ -140,7 +150,7 @@ class _Walk:
     def sampler(self, node_id: str) -> None:
         node = self.graph[node_id]
         inputs, kind = node["inputs"], node["class_type"]
-        seed_key = "seed" if kind == "KSampler" else "noise_seed"
+        seed_key = "seed" if "seed" in inputs else "noise_seed"
         guider = inputs
         if kind == "SamplerCustomAdvanced":
             noise = self._linked(inputs, "noise")
@@ -154,7 +164,7 @@ class _Walk:
             self._put("seed", self.value(inputs, seed_key))
         if "cfg" in guider:
             self._put("cfg", self.value(guider, "cfg"))
-        if kind in ("KSampler", "KSamplerAdvanced"):
+        if "sampler_name" in inputs:  # KSampler, KSamplerAdvanced and their look-alikes
             self._put("steps", self.value(inputs, "steps"))
             self._sampling(self.value(inputs, "sampler_name"), self.value(inputs, "scheduler"))
             self._denoise(self.value(inputs, "denoise"))
@@ -177,7 +187,8 @@ class _Walk:
 
     def _sampling(self, sampler: object, scheduler: object) -> None:
         if isinstance(sampler, str):
-            name, schedule = from_k_diffusion(sampler, scheduler if isinstance(scheduler, str) else None)
+            name, schedule = from_k_diffusion(
+                sampler, scheduler if isinstance(scheduler, str) else None)
             self.values["sampler"] = name
             if schedule is not None:
                 self.values["schedule"] = schedule
@@ -226,6 +237,11 @@ class _Walk:
         inputs, kind = node["inputs"], node["class_type"]
         if kind == "ConditioningZeroOut":
             return ""
+        if isinstance(inputs.get(role), str):  # a loader that encodes its own prompts
+            layer = inputs.get("clip_skip")
+            if role == "positive" and isinstance(layer, int) and layer < 0:
+                self.values["clip_skip"] = -layer
+            return self.value(inputs, role)
         for key in TEXT_INPUTS:
             if key in inputs:
                 text = self.value(inputs, key)
@@ -240,8 +256,10 @@ class _Walk:
                                                        sort_keys=True)
         # A pass-through: the input of the same role (ControlNet nodes take both), else every
         # conditioning input (combine and concat nodes).
-        keys = [role] if _link(inputs.get(role)) else [k for k in inputs if k.startswith("conditioning")]
-        found = [t for k in keys if (t := self._text(_link(inputs[k]), role, depth + 1)) is not None]
+        keys = ([role] if _link(inputs.get(role))
+                else [k for k in inputs if k.startswith("conditioning")])
+        texts = (self._text(_link(inputs[k]), role, depth + 1) for k in keys)
+        found = [t for t in texts if t is not None]
         # Each text once: an encoder reached along two paths is one prompt.
         text = "\n".join(dict.fromkeys(t for t in found if t))
         if len(text) > MAX_PROMPT:
@@ -276,9 +294,12 @@ class _Walk:
 
     def _size(self, latent: object) -> None:
         node = _follow(self.graph, latent, ("samples", "latent", "latent_image"),
-                       lambda n: "width" in n["inputs"] and "height" in n["inputs"])
-        if node is not None:
-            self._put("width", self.value(node["inputs"], "width"))
-            self._put("height", self.value(node["inputs"], "height"))
-            if not node["class_type"].startswith("Empty"):  # upscaled from another latent
-                self.extra["ComfyUI latent"] = node["class_type"]
+                       lambda n: any(w in n["inputs"] for w, _ in _SIZE_INPUTS))
+        if node is None:
+            return
+        inputs = node["inputs"]
+        width, height = next((w, h) for w, h in _SIZE_INPUTS if w in inputs)
+        self._put("width", self.value(inputs, width))
+        self._put("height", self.value(inputs, height))
+        if "samples" in inputs or "pixels" in inputs:  # upscaled from another latent
+            self.extra["ComfyUI latent"] = node["class_type"]

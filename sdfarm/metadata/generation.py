@@ -232,10 +232,12 @@ def _int_value(r: Reading, values: dict[str, object], name: str, low: int, high:
 
 def _float_value(r: Reading, values: dict[str, object], name: str) -> float:
     value = values[name]
-    try:
-        number = float(value) if isinstance(value, (int, float, str)) and not isinstance(value, bool) else None
-    except ValueError:
-        number = None
+    number = None
+    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except ValueError:
+            pass
     if number is None or number != number or number in (float("inf"), float("-inf")):
         raise r.problem(f"{name} {value!r:.80} is not a number")
     return number

@@ -200,3 +200,21 @@ def test_combine_nodes_that_double_the_prompt_at_each_level_are_refused_not_foll
     graph["3"]["inputs"]["positive"] = [c, 0]
     with pytest.raises(ImageMetadataError, match="positive prompt longer than 1048576 characters"):
         generation_from_chunks(comfy(graph))
+
+
+def test_custom_ksamplers_and_loaders_that_hold_their_prompts_are_read():
+    # Given the Efficiency pack's KSampler and loader, which takes the prompts as text
+    graph = {
+        "1": {"class_type": "Efficient Loader", "inputs": {
+            "ckpt_name": "dreamshaper_8.safetensors", "clip_skip": -2, "positive": "a castle, at night",
+            "negative": "blurry", "empty_latent_width": 512, "empty_latent_height": 640,
+            "batch_size": 1}},
+        "2": {"class_type": "KSampler (Efficient)", "inputs": {
+            "seed": 77, "steps": 25, "cfg": 7.0, "sampler_name": "dpmpp_2m", "scheduler": "karras",
+            "denoise": 1.0, "preview_method": "auto", "vae_decode": "true", "model": ["1", 0],
+            "positive": ["1", 1], "negative": ["1", 2], "latent_image": ["1", 3]}},
+    }
+    s = generation_from_chunks(comfy(graph)).spec
+    assert (s.prompt, s.negative_prompt, s.seed, s.steps, s.sampler, s.schedule, s.model) == (
+        "a castle, at night", "blurry", 77, 25, "DPM++ 2M", "Karras", "dreamshaper_8")
+    assert (s.width, s.height, s.clip_skip) == (512, 640, 2)
