@@ -134,8 +134,8 @@ def generation_from_sdfarm_chunk(text: str) -> ImageGeneration:
             raise ImageMetadataError(f"malformed 'sdfarm' chunk: {param.name} is {value!r}")
     canonical = {p.name: p.canonical(getattr(spec, p.name)) for p in P.values()}
     config = data.get("model_config")
-    return ImageGeneration(spec.replace(**canonical).normalized(), "sdfarm",
-                           config if isinstance(config, str) else None)
+    return _checked(spec.replace(**canonical).normalized(), "'sdfarm' chunk", "sdfarm",
+                    config if isinstance(config, str) else None)
 
 
 def generation_from_infotext(info: Infotext) -> ImageGeneration:
@@ -178,7 +178,7 @@ def generation_from_infotext(info: Infotext) -> ImageGeneration:
     spec = RenderSpec(**values, model_hash=model_hash, prompt=info.prompt,
                       negative_prompt=info.negative_prompt, width=int(size.group(1)),
                       height=int(size.group(2)))
-    return ImageGeneration(spec.normalized(), "parameters", None, extra)
+    return _checked(spec.normalized(), "'parameters' text", "parameters", None, extra)
 
 
 def generation_from_reading(r: Reading) -> ImageGeneration:
@@ -206,11 +206,23 @@ def generation_from_reading(r: Reading) -> ImageGeneration:
     if not (isinstance(model_hash, str) and len(model_hash) <= MAX_HASH and _HEX.match(model_hash)):
         model_hash = None
     spec = RenderSpec(**values, model_hash=model_hash)  # type: ignore[arg-type]
-    return ImageGeneration(spec.normalized(), r.tool, None, dict(r.extra))
+    return _checked(spec.normalized(), r.where, r.tool, None, dict(r.extra))
+
+
+def _checked(spec: RenderSpec, where: str, source: str, config: str | None,
+             extra: dict[str, str] | None = None) -> ImageGeneration:
+    """The image's generation, unless a text holds a NUL character, which PostgreSQL's text
+    columns refuse (the whole batch of the run would fail with it)."""
+    for name, value in spec.as_dict().items():
+        if isinstance(value, str) and "\0" in value:
+            raise ImageMetadataError(f"malformed {where}: {name} holds a NUL character")
+    return ImageGeneration(spec, source, config, extra or {})  # type: ignore[arg-type]
 
 
 def _text(r: Reading, values: dict[str, object], name: str) -> str:
-    value = values.get(name, "")
+    value = values.get(name)
+    if value is None:
+        return ""
     if not isinstance(value, str):
         raise r.problem(f"{name} {value!r:.80} is not text")
     return value

@@ -282,3 +282,35 @@ def test_images_of_every_tool_and_container_are_indexed_and_found(db_url, tmp_pa
     assert paths("--prompt", "水彩") == [str(files["comfyui"])]
     assert paths("--model", "juggernautXL_v9.safetensors") == [str(files["comfyui"])]
     assert paths("--sampler", "unknown") == [str(files["sdnext"])]
+
+
+def test_a_nul_character_in_a_prompt_skips_that_image_not_the_run(db_url, tmp_path):
+    # Given two good images and one whose prompt holds a NUL character (PostgreSQL's text
+    # columns refuse it), recorded in the same batch
+    good = (FIXTURES / "no_negative.txt").read_text("utf-8")
+    png(tmp_path / "pictures" / "a.png", good)
+    other = good.replace("Seed: 42", "Seed: 43")
+    bad = png(tmp_path / "pictures" / "b.png", other)
+    bad.write_bytes(_retext(bad.read_bytes(), other, "a\0cat\n" + other))
+    png(tmp_path / "pictures" / "c.png", good.replace("Seed: 42", "Seed: 44"), (5, 5, 5))
+    # When the folder is indexed
+    result = sdfarm(db_url, "index", tmp_path / "pictures", "-q")
+    # Then that one image is skipped with the reason, and the others are recorded
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "indexed 2 images into sweep 1; 0 already indexed; 1 skipped"
+    assert result.stderr.strip() == (f"skipped {bad}: malformed 'parameters' text: prompt holds "
+                                     "a NUL character")
+
+
+def _retext(data: bytes, old: str, new: str) -> bytes:
+    """``data`` with the tEXt chunk holding ``old`` replaced by one holding ``new``, written as
+    a careless writer would (a NUL inside the text)."""
+    import struct
+    import zlib
+
+    old_body = b"parameters\0" + old.encode("latin-1")
+    at = data.index(old_body) - 8
+    new_body = b"parameters\0" + new.encode("latin-1")
+    chunk = (struct.pack(">I", len(new_body)) + b"tEXt" + new_body
+             + struct.pack(">I", zlib.crc32(b"tEXt" + new_body)))
+    return data[:at] + chunk + data[at + 12 + len(old_body):]
