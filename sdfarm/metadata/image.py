@@ -25,4 +25,5 @@ def read_image_text(data: bytes) -> dict[str, str]:
     else:
         raise ImageMetadataError("not a PNG, JPEG or WebP image")
     text = user_comment(tiff) if tiff else None
-    return {PARAMETERS_CHUNK: text} if text else {}
+    # Cameras fill the field with spaces: that is no text.
+    return {PARAMETERS_CHUNK: text} if text and text.strip() else {}

@@ -62,6 +62,9 @@ def test_images_without_a_user_comment_have_no_text():
     buf = io.BytesIO()
     Image.new("RGB", (8, 8)).save(buf, format="JPEG")  # no EXIF at all
     assert read_image_text(buf.getvalue()) == {}
+    # A camera's blank comment is no comment
+    assert read_image_text(image_bytes("JPEG", b"ASCII\0\0\0" + b" " * 64)) == {}
+    assert read_image_text(image_bytes("JPEG", b"\0" * 72)) == {}
 
 
 def test_cut_or_foreign_files_are_refused_with_the_reason():
