@@ -7,7 +7,14 @@ from __future__ import annotations
 
 import re
 
-from sdfarm.metadata.reading import Reading, as_text, checkpoint_name, is_set, lora_list
+from sdfarm.metadata.reading import (
+    Reading,
+    as_list,
+    as_text,
+    checkpoint_name,
+    is_set,
+    lora_list,
+)
 from sdfarm.metadata.samplernames import from_k_diffusion
 
 WHERE = "Fooocus 'parameters' JSON"
@@ -52,7 +59,7 @@ def read_fooocus(data: dict) -> Reading:
     digest = data.get("base_model_hash")
     if isinstance(digest, str) and _SHA256.match(digest):
         r.values["model_hash"] = digest[:10].lower()  # A1111's short hash of the same file
-    loras = [(item[0], item[1]) for item in data.get("loras") or []
+    loras = [(item[0], item[1]) for item in as_list(data.get("loras"))
              if isinstance(item, list) and len(item) >= 2]
     if loras:
         r.extra["Lora"] = lora_list(loras)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sdfarm.metadata.reading import (
     Reading,
+    as_list,
     as_text,
     checkpoint_name,
     is_set,
@@ -40,7 +41,7 @@ def read_invokeai(text: str) -> Reading:
             r.values["model"] = checkpoint_name(name)
         if isinstance(model.get("base", model.get("base_model")), str):
             r.extra["Model base"] = model.get("base", model.get("base_model"))
-    loras = [(_lora_name(lora), lora.get("weight")) for lora in data.get("loras") or []
+    loras = [(_lora_name(lora), lora.get("weight")) for lora in as_list(data.get("loras"))
              if isinstance(lora, dict)]
     if loras:
         r.extra["Lora"] = lora_list(loras)

@@ -46,6 +46,11 @@ def as_text(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
+def as_list(value: object) -> list:
+    """A list setting, or nothing when the tool wrote something else there."""
+    return value if isinstance(value, list) else []
+
+
 def is_set(value: object) -> bool:
     """Whether a tool's setting is switched on: its off values (null, false, 0, "", "None",
     empty lists) are left out of the extras, so a rerun does not warn about them."""

@@ -4,7 +4,14 @@ names (SwarmUI renders through ComfyUI). Pure: standard library only."""
 
 from __future__ import annotations
 
-from sdfarm.metadata.reading import Reading, as_text, checkpoint_name, is_set, lora_list
+from sdfarm.metadata.reading import (
+    Reading,
+    as_list,
+    as_text,
+    checkpoint_name,
+    is_set,
+    lora_list,
+)
 from sdfarm.metadata.samplernames import from_k_diffusion
 
 KEY = "sui_image_params"
@@ -34,8 +41,8 @@ def read_swarmui(data: dict) -> Reading:
     layer = params.get("clipstopatlayer")
     if isinstance(layer, int) and not isinstance(layer, bool) and layer < 0:
         r.values["clip_skip"] = -layer
-    loras, weights = params.get("loras"), params.get("loraweights") or []
-    if isinstance(loras, list) and loras:
+    loras, weights = as_list(params.get("loras")), as_list(params.get("loraweights"))
+    if loras:
         r.extra["Lora"] = lora_list([(n, weights[i] if i < len(weights) else 1)
                                      for i, n in enumerate(loras)])
     if isinstance(params.get("swarm_version"), str):

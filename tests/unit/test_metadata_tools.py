@@ -218,3 +218,40 @@ def test_custom_ksamplers_and_loaders_that_hold_their_prompts_are_read():
     assert (s.prompt, s.negative_prompt, s.seed, s.steps, s.sampler, s.schedule, s.model) == (
         "a castle, at night", "blurry", 77, 25, "DPM++ 2M", "Karras", "dreamshaper_8")
     assert (s.width, s.height, s.clip_skip) == (512, 640, 2)
+
+
+#: What a careless or hostile writer may put where a value was expected.
+_WRONG = [None, True, [], {}, "x", 1e308, ["9999", 0]]
+_CHUNKS = {
+    "comfyui_hires_lora.json": lambda t: {"prompt": t},
+    "comfyui_flux_custom_advanced.json": lambda t: {"prompt": t},
+    "invokeai_metadata.json": lambda t: {"invokeai_metadata": t},
+    "novelai_comment.json": lambda t: {"Comment": t, "Software": "NovelAI", "Source": "NovelAI X"},
+    "swarmui_parameters.json": lambda t: {"parameters": t},
+    "fooocus_parameters.json": lambda t: {"parameters": t},
+}
+
+
+def _places(data, trail=()):
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in items:
+        yield (*trail, key)
+        yield from _places(value, (*trail, key))
+
+
+@pytest.mark.parametrize("name", sorted(_CHUNKS))
+def test_any_value_of_the_wrong_kind_anywhere_is_read_or_refused_never_a_traceback(name):
+    # Given each fixture with each of its values, at any depth, replaced by a wrong one
+    base = json.loads(fixture(name))
+    for trail in list(_places(base)):
+        for wrong in _WRONG:
+            data = json.loads(fixture(name))
+            parent = data
+            for key in trail[:-1]:
+                parent = parent[key]
+            parent[trail[-1]] = wrong
+            # Then the image is read, or refused with an ImageMetadataError (nothing else)
+            try:
+                generation_from_chunks(_CHUNKS[name](json.dumps(data)))
+            except ImageMetadataError:
+                pass
