@@ -103,7 +103,7 @@ def decode_user_comment(raw: bytes, order: str = ">") -> str:
     prefix, body = raw[:8], raw[8:]
     if prefix == b"UNICODE\0":
         if body[:2] in (b"\xff\xfe", b"\xfe\xff"):
-            text = body.decode("utf-16")
+            text = body[:len(body) & ~1].decode("utf-16", "replace")
         else:
             even, odd = body[0::2].count(0), body[1::2].count(0)
             big = even > odd or (even == odd and order == ">")

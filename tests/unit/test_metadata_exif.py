@@ -76,3 +76,9 @@ def test_cut_or_foreign_files_are_refused_with_the_reason():
         read_image_text(webp[:40])
     with pytest.raises(ImageMetadataError, match="not a PNG, JPEG or WebP image"):
         read_image_text(b"GIF89a....")
+
+
+def test_broken_utf16_in_a_user_comment_is_read_with_replacement_not_refused_with_a_traceback():
+    # A lone surrogate after a byte order mark, and an odd byte at the end
+    assert decode_user_comment(b"UNICODE\0\xff\xfe" + "ab".encode("utf-16-le") + b"\x00\xd8") == "ab\ufffd"
+    assert decode_user_comment(b"UNICODE\0\xff\xfe" + "ab".encode("utf-16-le") + b"\x00") == "ab"
