@@ -168,9 +168,13 @@ class _Walk:
             self._put("steps", self.value(inputs, "steps"))
             self._sampling(self.value(inputs, "sampler_name"), self.value(inputs, "scheduler"))
             self._denoise(self.value(inputs, "denoise"))
-            for key in ("start_at_step", "end_at_step"):
-                if key in inputs:
-                    self.extra[f"ComfyUI {key}"] = as_text(self.value(inputs, key))
+            # KSamplerAdvanced running only part of the steps (a base/refiner split)
+            start, end = self.value(inputs, "start_at_step"), self.value(inputs, "end_at_step")
+            steps = self.values.get("steps")
+            if isinstance(start, int) and start > 0:
+                self.extra["ComfyUI start_at_step"] = as_text(start)
+            if isinstance(end, int) and isinstance(steps, int) and end < steps:
+                self.extra["ComfyUI end_at_step"] = as_text(end)
         else:
             self._custom_sampling(inputs)
         self._conditioning(guider)

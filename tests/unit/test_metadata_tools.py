@@ -70,8 +70,12 @@ def test_comfyui_sampler_custom_and_advanced_samplers_and_a_zeroed_negative():
         "scheduler": "normal", "start_at_step": 0, "end_at_step": 10000,
         "return_with_leftover_noise": "disable", "model": ["4", 0], "positive": ["6", 0],
         "negative": ["7", 0], "latent_image": ["5", 0]}}
-    s = generation_from_chunks(comfy(graph)).spec
-    assert (s.seed, s.steps, s.sampler, s.schedule) == (9, 30, "UniPC", "Normal")
+    gen = generation_from_chunks(comfy(graph))
+    assert (gen.spec.seed, gen.spec.steps, gen.spec.sampler, gen.spec.schedule) == (
+        9, 30, "UniPC", "Normal")
+    assert not any("at_step" in key for key in gen.extra)  # the whole run: nothing to say
+    graph["3"]["inputs"]["end_at_step"] = 24  # a base pass handing over to a refiner
+    assert generation_from_chunks(comfy(graph)).extra["ComfyUI end_at_step"] == "24"
 
 
 def test_comfyui_graphs_that_do_not_say_enough_are_refused_with_the_reason():
