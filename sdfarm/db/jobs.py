@@ -130,6 +130,17 @@ def renew_lease(session: Session, token: str, lease_seconds: float) -> int:
     return result.rowcount
 
 
+def note_held(session: Session, token: str, note: str | None) -> int:
+    """Say on the jobs ``token`` still holds why they may come back (their ``error`` until the
+    next claim clears it; None clears it); returns how many it holds."""
+    return session.execute(
+        update(Job)
+        .where(Job.claim_token == token, Job.status == JobStatus.running)
+        .values(error=note)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+
+
 def canceled_among(session: Session, job_ids: Iterable[int]) -> set[int]:
     return set(session.scalars(
         select(Job.id).where(Job.id.in_(list(job_ids)), Job.status == JobStatus.canceled)))
