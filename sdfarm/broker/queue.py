@@ -93,8 +93,9 @@ def recover(settings: Settings, app: Celery | None = None, *, thorough: bool = T
         expired = requeue_expired(session, settings.max_attempts)
         gone = _requeue_gone(session, settings, watched_for)
         local = settle_local_renders(session, socket.gethostname(), pid_alive)
-    report = Recovery(requeued=sorted(expired.requeued), failed=sorted(expired.failed + gone.failed),
-                      released=gone.requeued, local=local)
+    report = Recovery(requeued=sorted(expired.requeued),
+                      failed=sorted(expired.failed + gone.failed), released=gone.requeued,
+                      local=local)
     with factory() as session:
         # A local render's jobs are its own: sent to the broker, a worker would render them
         # beside it (or, after a kill, behind the user's back).

@@ -56,9 +56,15 @@ def gone_holders(session: Session, *, host: str, heartbeat_seconds: float,
     than STALE_AFTER_INTERVALS) and, if it ran on ``host``, its pid is gone from the process
     table, else its heartbeat is older than DEAD_AFTER_INTERVALS. ``watched_for``: how
     long the caller has seen the database answer without a break; a silence counts only if the
-    caller watched it all (after a database outage every heartbeat is old). None: trusted."""
+    caller watched it all (after a database outage every heartbeat is old). None: trusted.
+    Whatever the heartbeats, jobs claimed under a name before its process started are gone."""
     now = now or utcnow()
+    stale = STALE_AFTER_INTERVALS * heartbeat_seconds
     bound = DEAD_AFTER_INTERVALS * heartbeat_seconds
+
+    def watched(seconds: float) -> bool:
+        return watched_for is None or watched_for > seconds
+
     rows = session.execute(
         select(FarmWorker.name, FarmWorker.host, FarmWorker.pid, FarmWorker.started_at,
                FarmWorker.last_heartbeat, func.min(Job.started_at))
@@ -70,12 +76,13 @@ def gone_holders(session: Session, *, host: str, heartbeat_seconds: float,
     out = []
     for name, row_host, pid, started_at, last_heartbeat, oldest_claim in rows:
         age = (now - last_heartbeat).total_seconds()
-        if age <= STALE_AFTER_INTERVALS * heartbeat_seconds:
+        if age <= stale:
             gone = False
         elif row_host == host:  # the process table knows; a stopped (SIGSTOP) one keeps its jobs
-            gone = not alive(pid)
+            # (watched too: containers that share a host name do not share their pids)
+            gone = not alive(pid) and watched(stale)
         else:
-            gone = age > bound and (watched_for is None or watched_for > bound)
+            gone = age > bound and watched(bound)
         if gone or (oldest_claim is not None and oldest_claim < started_at):
             out.append(GoneHolder(name, pid, started_at, last_heartbeat, whole=gone))
     return out

@@ -98,9 +98,11 @@ def test_only_the_jobs_of_workers_whose_process_is_gone_are_requeued(db_settings
     for n, (name, row) in enumerate(workers.items()):
         put_worker(db_settings, name, **row)
         hold(db_settings, ids[2 * n:2 * n + 2], name)
-    # A worker that watched the database answer for only 20 s cannot tell a silence from an
-    # outage: it leaves the other machine's worker alone
-    assert release(db_settings, watched_for=20.0).requeued == ids[0:2]
+    # A worker that watched the database answer for less than the stale bound cannot tell a
+    # silence from an outage: it leaves them all alone
+    assert release(db_settings, watched_for=20.0).requeued == []
+    # ...for less than the dead bound, it trusts only the process table
+    assert release(db_settings, watched_for=40.0).requeued == ids[0:2]
     # Once it has watched long enough, the silent machine's jobs come back too
     assert release(db_settings, watched_for=100.0).requeued == ids[6:8]
     jobs = jobs_by_id(db_settings)
@@ -161,6 +163,39 @@ def test_a_row_taken_over_since_it_was_read_frees_nothing_of_the_new_process(db_
 
 
 # --- the farm -------------------------------------------------------------------------------
+
+def test_recover_requeues_a_gone_workers_jobs_and_says_so(farm, tmp_path):
+    path = write_job(tmp_path, 'model = "builtin:tiny"\nprompt = "x"\nwidth = 8\nheight = 8\n'
+                               'seeds = "1-3"\n')
+    sweep_id = submit(farm.settings, load_plan(farm.settings, path)).sweep_id
+    ids = [j.id for j in farm.jobs(sweep_id)]
+    put_worker(farm.settings, "killed@here", host=HERE, pid=dead_pid(), beat_ago=100)
+    hold(farm.settings, ids[:2], "killed@here")
+    out = farm.sdfarm("recover").stdout
+    assert out.startswith("requeued 0 job(s) with an expired lease and 2 of workers found gone")
+    assert [j.status for j in farm.jobs(sweep_id)] == [JobStatus.queued] * 3
+
+
+def test_a_worker_hung_loading_its_model_loses_its_jobs_to_another_after_the_bound(farm,
+                                                                                  tmp_path):
+    # Given a worker whose device hangs while loading (it keeps beating: it is alive), with a
+    # bound of two seconds to the first step and a short lease
+    hung = {"SDFARM_TEST_LOAD_SECONDS": "3600", "SDFARM_FIRST_STEP_SECONDS": f"{deadline(2):g}"}
+    farm.start_worker("hung@test", **hung)
+    farm.wait_ready("hung@test")
+    path = write_job(tmp_path, 'model = "builtin:tiny"\nprompt = "x"\nwidth = 8\nheight = 8\n'
+                               'seeds = "1-2"\nbatch_size = 2\n')
+    sweep_id = submit(farm.settings, load_plan(farm.settings, path)).sweep_id
+    wait_until(lambda: farm.running_on("hung@test"), "the hung worker to claim", farm=farm)
+    # When a healthy worker joins
+    farm.start_worker("healthy@test")
+    # Then it renders the jobs once the bound and the lease have passed
+    jobs = farm.wait_finished(sweep_id, timeout=60)
+    assert [(j.status, j.worker, j.attempts) for j in jobs] == [
+        (JobStatus.done, "healthy@test", 2)] * 2
+    assert "no denoising step" in (farm.folder / "hung@test.log").read_text()
+
+
 
 def test_a_killed_workers_jobs_are_rendered_by_the_other_long_before_its_lease(farm, tmp_path):
     # Given two workers sharing a sweep, with a ten-minute lease and a half-second heartbeat
