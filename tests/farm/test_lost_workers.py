@@ -222,3 +222,42 @@ def test_a_killed_workers_jobs_are_rendered_by_the_other_long_before_its_lease(f
     was_held = {j.id for j in held}
     assert all(j.worker == "steady@test" and j.attempts == 2 for j in jobs if j.id in was_held)
     assert "are gone: requeued their jobs" in (farm.folder / "steady@test.log").read_text()
+
+
+def test_after_a_database_outage_a_heartbeat_counts_its_watch_from_the_return(settings,
+                                                                            postgres_server):
+    import psycopg
+
+    from sdfarm.worker.heartbeat import Heartbeat, WorkerState, register_worker
+
+    # Given a worker's heartbeat on a real PostgreSQL database, reporting to its lost-worker
+    # check how long it has seen the database answer
+    url = postgres_server.create_database()
+    name = url.rsplit("/", 1)[1]
+    fast = settings.with_(database_url=url, heartbeat_seconds=0.2)
+    register_worker(fast, "w@test", "cpu")
+    seen: list[float] = []
+    heartbeat = Heartbeat(fast, "w@test", WorkerState(), lost=seen.append)
+    heartbeat.start()
+
+    def admin(sql: str) -> None:
+        with psycopg.connect(postgres_server.dsn("postgres"), autocommit=True) as conn:
+            conn.execute(sql)
+
+    try:
+        wait_until(lambda: seen and seen[-1] > 1.0, "a second of answers")
+        # When the database refuses every connection for a while, then comes back
+        admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+        time.sleep(deadline(0.5))
+        during = len(seen)
+        time.sleep(deadline(1.5))
+        assert len(seen) == during, "no lost-worker check without a heartbeat written"
+        admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        back = time.monotonic()
+        wait_until(lambda: len(seen) > during, "a heartbeat after the outage")
+        # Then its watch starts again from the return: the silence of the outage is no one's
+        assert seen[during] <= time.monotonic() - back
+    finally:
+        admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        heartbeat.stop()
