@@ -48,6 +48,10 @@ class Settings:
     #: Seconds a claimed job stays reserved to its worker without a heartbeat; renewed during
     #: rendering, so only a dead or hung worker lets it expire.
     lease_seconds: float = 300.0
+    #: Seconds a forward pass may take to its first denoising step, model load included. Past
+    #: them the lease is no longer renewed, so a device that hangs while loading gives its jobs
+    #: back as a hung render does mid-pass; generous enough for a cold load of a big model.
+    first_step_seconds: float = 600.0
     #: How many pipelines a worker process keeps loaded (LRU by model). With 1, the default,
     #: only one model is on the device at a time: the next model's load frees the last one.
     pipeline_cache_size: int = 1
@@ -89,6 +93,8 @@ class Settings:
             threads=_number(env, "SDFARM_THREADS", int, base.threads, minimum=1),
             broker_url=env.get("SDFARM_BROKER_URL") or base.broker_url,
             lease_seconds=_number(env, "SDFARM_LEASE_SECONDS", float, base.lease_seconds, minimum=0.1),
+            first_step_seconds=_number(env, "SDFARM_FIRST_STEP_SECONDS", float,
+                                       base.first_step_seconds, minimum=0.1),
             pipeline_cache_size=_number(env, "SDFARM_PIPELINE_CACHE", int, base.pipeline_cache_size,
                                         minimum=1),
             cpu_offload=_flag(env, "SDFARM_CPU_OFFLOAD", base.cpu_offload),

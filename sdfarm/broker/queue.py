@@ -16,18 +16,23 @@ import logging
 import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from celery import Celery
 
 from sdfarm.broker.app import RENDER_TASK, celery_priority, make_app, render_queue
 from sdfarm.config import Settings
 from sdfarm.db.engine import session_factory
-from sdfarm.db.jobs import QueuedBatch, queued_batches, requeue_expired
+from sdfarm.db.jobs import QueuedBatch, Requeued, queued_batches, requeue_expired, requeue_gone
 from sdfarm.db.sweeps import LeftByLocalRenders, settle_local_renders
 from sdfarm.db.waiting import settle_waiting
+from sdfarm.db.workers import gone_holders
 from sdfarm.errors import BrokerUnavailable
 from sdfarm.files import place_image
 from sdfarm.processes import pid_alive
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +65,9 @@ class Recovery:
     requeued: list[int] = field(default_factory=list)
     #: Jobs whose workers died SDFARM_MAX_ATTEMPTS times on them: failed with the reason.
     failed: list[int] = field(default_factory=list)
+    #: Running jobs of workers found gone (``sdfarm.db.workers.gone_holders``), put back
+    #: without waiting for their lease.
+    released: list[int] = field(default_factory=list)
     #: Queued jobs the broker already held.
     held: int = 0
     #: Queued jobs sent again, and in how many tasks.
@@ -69,9 +77,12 @@ class Recovery:
     local: LeftByLocalRenders = field(default_factory=lambda: LeftByLocalRenders({}, {}))
 
 
-def recover(settings: Settings, app: Celery | None = None, *, thorough: bool = True) -> Recovery:
+def recover(settings: Settings, app: Celery | None = None, *, thorough: bool = True,
+            watched_for: float | None = None) -> Recovery:
     """Make the broker hold every job the database says is queued, after requeueing the jobs
-    whose lease expired (or failing those out of attempts).
+    whose lease expired or whose worker is gone (or failing those out of attempts).
+    ``watched_for`` is as in :func:`sdfarm.db.workers.gone_holders` (None: `sdfarm recover`,
+    whose user asks for it).
 
     ``thorough`` reads the broker's queue to find which queued jobs it holds and sends the
     rest (``sdfarm recover``, a worker's start). Otherwise (a worker's periodic sweep) only an
@@ -82,11 +93,13 @@ def recover(settings: Settings, app: Celery | None = None, *, thorough: bool = T
     factory = session_factory(settings.database_url)
     with factory.begin() as session:
         expired = requeue_expired(session, settings.max_attempts)
+        gone = _requeue_gone(session, settings, watched_for)
         local = settle_local_renders(session, socket.gethostname(), pid_alive)
         # Waiting jobs whose target ended without the writer settling them (it failed, was
         # canceled, or its worker died after recording it).
         waited = settle_waiting(session, place_image)
-    report = Recovery(requeued=sorted(expired.requeued), failed=sorted(expired.failed),
+    report = Recovery(requeued=sorted(expired.requeued),
+                      failed=sorted(expired.failed + gone.failed), released=gone.requeued,
                       local=local)
     with factory() as session:
         # A local render's jobs are its own: sent to the broker, a worker would render them
@@ -96,7 +109,7 @@ def recover(settings: Settings, app: Celery | None = None, *, thorough: bool = T
         return report
     # A thorough recovery asks the broker even with nothing to send: `sdfarm recover` must
     # not report a broker it never reached.
-    just_requeued = set(expired.requeued).union(*waited.requeued.values())
+    just_requeued = set(expired.requeued).union(gone.requeued, *waited.requeued.values())
     with broker_errors(settings), app.connection_for_write() as conn:
         channel = conn.default_channel
         if thorough:
@@ -111,6 +124,48 @@ def recover(settings: Settings, app: Celery | None = None, *, thorough: bool = T
     report.enqueued_batches = enqueue(settings, to_send, app=app)
     report.enqueued_jobs = sum(len(b.job_ids) for b in to_send)
     return report
+
+
+def _requeue_gone(session: Session, settings: Settings, watched_for: float | None) -> Requeued:
+    holders = gone_holders(session, host=socket.gethostname(),
+                           heartbeat_seconds=settings.heartbeat_seconds, alive=pid_alive,
+                           watched_for=watched_for)
+    return requeue_gone(session, holders, settings.max_attempts) if holders else Requeued([], [])
+
+
+class LostWorkers:
+    """Called by each worker's heartbeat: the jobs of workers found gone go back to the queue
+    and to the broker now, within a few heartbeats of a death instead of a whole lease.
+
+    Every worker looks (a cheap read when nothing is lost); the conditional UPDATEs let one
+    of them requeue each job, and that one sends it. What the broker did not take is sent
+    again at the next call."""
+
+    def __init__(self, settings: Settings, app: Celery) -> None:
+        self.settings, self.app = settings, app
+        self._factory = session_factory(settings.database_url)
+        self._unsent: set[int] = set()
+
+    def __call__(self, watched_for: float) -> Requeued:
+        with self._factory() as session:
+            holders = gone_holders(session, host=socket.gethostname(),
+                                   heartbeat_seconds=self.settings.heartbeat_seconds,
+                                   alive=pid_alive, watched_for=watched_for)
+        result = Requeued([], [])
+        if holders:
+            with self._factory.begin() as session:
+                result = requeue_gone(session, holders, self.settings.max_attempts)
+            if result.requeued or result.failed:
+                log.warning("workers %s are gone: requeued their jobs %s, failed %s (out of "
+                            "attempts)", ", ".join(h.name for h in holders), result.requeued,
+                            result.failed)
+        self._unsent.update(result.requeued)
+        if self._unsent:
+            with self._factory() as session:
+                batches = queued_batches(session, executor="farm", job_ids=sorted(self._unsent))
+            enqueue(self.settings, batches, app=self.app)
+            self._unsent.clear()
+        return result
 
 
 @contextlib.contextmanager

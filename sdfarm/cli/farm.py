@@ -112,12 +112,14 @@ def status(settings: Settings, limit: int, as_json: bool) -> None:
 @click.command()
 @click.pass_obj
 def recover(settings: Settings) -> None:
-    """Requeue jobs whose worker died (expired lease) and send every queued job the broker
-    does not hold, e.g. after a Redis restart or FLUSHALL. Safe to run at any time."""
+    """Requeue jobs whose worker died (expired lease, or the worker found gone) and send
+    every queued job the broker does not hold, e.g. after a Redis restart or FLUSHALL. Safe to
+    run at any time."""
     from sdfarm.broker.queue import recover as recover_farm
 
     report = recover_farm(settings, thorough=True)
-    click.echo(f"requeued {len(report.requeued)} job(s) with an expired lease, failed "
+    click.echo(f"requeued {len(report.requeued)} job(s) with an expired lease and "
+               f"{len(report.released)} of workers found gone, failed "
                f"{len(report.failed)} out of attempts; the broker held {report.held} queued "
                f"job(s); sent {report.enqueued_jobs} in {report.enqueued_batches} task(s)")
     local = report.local

@@ -17,17 +17,22 @@ import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import ColumnElement, Engine, and_, or_, select, text, update
 from sqlalchemy.orm import Session, selectinload
 
-from sdfarm.db.models import Job, JobStatus, Sweep, utcnow
+from sdfarm.db.models import FarmWorker, Job, JobStatus, Sweep, utcnow
+
+if TYPE_CHECKING:
+    from sdfarm.db.workers import GoneHolder
 
 
 def worker_died_reason(attempts: int, worker: str | None, max_attempts: int) -> str:
     """Why a job that keeps killing (or hanging) its worker is failed."""
     return (f"worker died or hung {attempts} times while rendering this job (its lease expired "
-            f"each time, last on {worker or 'an unknown worker'}); failed after "
+            f"or its worker was found gone each time, last on {worker or 'an unknown worker'}); "
+            f"failed after "
             f"SDFARM_MAX_ATTEMPTS={max_attempts}; `sdfarm retry` queues it again")
 
 
@@ -130,6 +135,17 @@ def renew_lease(session: Session, token: str, lease_seconds: float) -> int:
     return result.rowcount
 
 
+def note_held(session: Session, token: str, note: str | None) -> int:
+    """Say on the jobs ``token`` still holds why they may come back (their ``error`` until the
+    next claim clears it; None clears it); returns how many it holds."""
+    return session.execute(
+        update(Job)
+        .where(Job.claim_token == token, Job.status == JobStatus.running)
+        .values(error=note)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+
+
 def canceled_among(session: Session, job_ids: Iterable[int]) -> set[int]:
     return set(session.scalars(
         select(Job.id).where(Job.id.in_(list(job_ids)), Job.status == JobStatus.canceled)))
@@ -224,6 +240,49 @@ def requeue_expired(session: Session, max_attempts: int, now: datetime | None = 
     return Requeued(requeued=picked, failed=failed)
 
 
+def requeue_gone(session: Session, holders: Sequence[GoneHolder], max_attempts: int,
+                 now: datetime | None = None) -> Requeued:
+    """The running jobs of workers found gone go back to the queue at once, as if their lease
+    had expired (the next claim counts another attempt), or fail once they have had
+    ``max_attempts`` attempts."""
+    now = now or utcnow()
+    result = Requeued([], [])
+    for holder in holders:
+        held = [Job.status == JobStatus.running, Job.worker == holder.name]
+        query = select(Job.id, Job.attempts, Job.claim_token)
+        if holder.whole:
+            # One statement, so one snapshot: if a new process took the name (and claimed
+            # jobs) since the row was read, the row differs and nothing matches.
+            query = query.join(FarmWorker, FarmWorker.name == Job.worker).where(
+                FarmWorker.pid == holder.pid, FarmWorker.started_at == holder.started_at,
+                FarmWorker.last_heartbeat == holder.last_heartbeat)
+        else:
+            held.append(Job.started_at < holder.started_at)
+        rows = session.execute(query.where(*held).order_by(Job.id)
+                               .with_for_update(of=Job, skip_locked=True)).all()
+        # Restated in each UPDATE: the row still held, by the claim that was read.
+        def still_held(picked: list) -> list[ColumnElement[bool]]:
+            return [Job.id.in_([r.id for r in picked]), *held,
+                    Job.claim_token.in_({r.claim_token for r in picked})]
+
+        for row in (r for r in rows if r.attempts >= max_attempts):
+            result.failed.extend(session.scalars(
+                update(Job).where(*still_held([row]))
+                .values(status=JobStatus.failed, finished_at=now, lease_until=None,
+                        claim_token=None,
+                        error=worker_died_reason(row.attempts, holder.name, max_attempts))
+                .returning(Job.id).execution_options(synchronize_session=False)))
+        back = [r for r in rows if r.attempts < max_attempts]
+        if back:
+            result.requeued.extend(session.scalars(
+                update(Job).where(*still_held(back))
+                .values(status=JobStatus.queued, claim_token=None, lease_until=None)
+                .returning(Job.id).execution_options(synchronize_session=False)))
+    result.requeued.sort()
+    result.failed.sort()
+    return result
+
+
 @dataclass(frozen=True)
 class QueuedBatch:
     """Queued jobs of one planned batch, as ``recover`` and ``retry`` enqueue them."""
@@ -241,10 +300,11 @@ class QueuedBatch:
 
 
 def queued_batches(session: Session, sweep_ids: Sequence[int] | None = None, *,
-                   executor: str | None = None) -> list[QueuedBatch]:
+                   executor: str | None = None,
+                   job_ids: Sequence[int] | None = None) -> list[QueuedBatch]:
     """Every queued job, grouped by planned batch (suspects one per batch), highest sweep
     priority first, then oldest sweep, then render order. ``executor`` keeps only the sweeps
-    it renders ("farm": what the broker may carry)."""
+    it renders ("farm": what the broker may carry); ``job_ids`` only those jobs."""
     query = (select(Job.sweep_id, Job.batch_index, Job.id, Job.attempts, Sweep.priority)
              .join(Sweep, Sweep.id == Job.sweep_id)
              .where(Job.status == JobStatus.queued)
@@ -253,6 +313,8 @@ def queued_batches(session: Session, sweep_ids: Sequence[int] | None = None, *,
         query = query.where(Job.sweep_id.in_(list(sweep_ids)))
     if executor is not None:
         query = query.where(Sweep.executor == executor)
+    if job_ids is not None:
+        query = query.where(Job.id.in_(list(job_ids)))
     out: list[QueuedBatch] = []
     fresh: dict[tuple[int, int], list[int]] = {}
     order: list[tuple[int, int, int]] = []

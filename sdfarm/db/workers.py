@@ -4,9 +4,11 @@ intervals died or hangs."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from sdfarm.db.models import FarmWorker, Job, JobStatus, utcnow
@@ -15,6 +17,10 @@ from sdfarm.processes import pid_alive
 
 #: A worker whose last heartbeat is older than this many intervals is shown as lost.
 STALE_AFTER_INTERVALS = 3
+#: A lost worker of another machine (where no process table can tell) is taken for dead once
+#: its heartbeat is this many intervals old: no live worker misses six beats in a row while
+#: the database answers.
+DEAD_AFTER_INTERVALS = 2 * STALE_AFTER_INTERVALS
 
 
 def workers(session: Session) -> list[FarmWorker]:
@@ -27,6 +33,59 @@ def is_alive(worker: FarmWorker, heartbeat_seconds: float, now: datetime | None 
     now = now or utcnow()
     age = (now - worker.last_heartbeat).total_seconds()
     return worker.state != "stopped" and age <= STALE_AFTER_INTERVALS * heartbeat_seconds
+
+
+@dataclass(frozen=True)
+class GoneHolder:
+    """Running jobs of worker ``name`` that no live process holds: every one when ``whole``
+    (its process is gone; the row as it was read: ``pid``, ``started_at``,
+    ``last_heartbeat``), else those claimed before ``started_at``, by an earlier process under
+    that name (one restarts under its name only once the last one is gone)."""
+
+    name: str
+    pid: int
+    started_at: datetime
+    last_heartbeat: datetime
+    whole: bool
+
+
+def gone_holders(session: Session, *, host: str, heartbeat_seconds: float,
+                 alive: Callable[[int], bool] = pid_alive, now: datetime | None = None,
+                 watched_for: float | None = None) -> list[GoneHolder]:
+    """The workers holding running jobs whose process is gone: its heartbeat stopped (older
+    than STALE_AFTER_INTERVALS) and, if it ran on ``host``, its pid is gone from the process
+    table, else its heartbeat is older than DEAD_AFTER_INTERVALS. ``watched_for``: how
+    long the caller has seen the database answer without a break; a silence counts only if the
+    caller watched it all (after a database outage every heartbeat is old). None: trusted.
+    Whatever the heartbeats, jobs claimed under a name before its process started are gone."""
+    now = now or utcnow()
+    stale = STALE_AFTER_INTERVALS * heartbeat_seconds
+    bound = DEAD_AFTER_INTERVALS * heartbeat_seconds
+
+    def watched(seconds: float) -> bool:
+        return watched_for is None or watched_for > seconds
+
+    rows = session.execute(
+        select(FarmWorker.name, FarmWorker.host, FarmWorker.pid, FarmWorker.started_at,
+               FarmWorker.last_heartbeat, func.min(Job.started_at))
+        .join(Job, Job.worker == FarmWorker.name)
+        .where(Job.status == JobStatus.running)
+        .group_by(FarmWorker.name, FarmWorker.host, FarmWorker.pid, FarmWorker.started_at,
+                  FarmWorker.last_heartbeat)
+        .order_by(FarmWorker.name)).all()
+    out = []
+    for name, row_host, pid, started_at, last_heartbeat, oldest_claim in rows:
+        age = (now - last_heartbeat).total_seconds()
+        if age <= stale:
+            gone = False
+        elif row_host == host:  # the process table knows; a stopped (SIGSTOP) one keeps its jobs
+            # (watched too: containers that share a host name do not share their pids)
+            gone = not alive(pid) and watched(stale)
+        else:
+            gone = age > bound and watched(bound)
+        if gone or (oldest_claim is not None and oldest_claim < started_at):
+            out.append(GoneHolder(name, pid, started_at, last_heartbeat, whole=gone))
+    return out
 
 
 def register_worker(session: Session, name: str, *, host: str, pid: int, device: str | None,

@@ -29,6 +29,7 @@ from sdfarm.db.jobs import (
     claim_batch,
     claim_jobs,
     finish_job,
+    note_held,
     release_claims,
     renew_lease,
 )
@@ -185,8 +186,9 @@ CANCEL_POLL_SECONDS = 0.1
 
 class _PassWatch:
     """Watches one forward pass from a thread: polls the database for cancels and keeps the
-    lease alive (also while a model loads, when no step runs). The step hook only reads an
-    Event: a database query per step costs more than a whole step of a small model.
+    lease alive (also while a model loads, when no step runs, for at most
+    SDFARM_FIRST_STEP_SECONDS). The step hook only reads an Event: a database query per step
+    costs more than a whole step of a small model.
 
     The lease covers everything the call's token holds: the passes still to render, and those
     rendered that wait for the writer. Once the pass has made a first step, the lease is
@@ -220,7 +222,8 @@ class _PassWatch:
         self._thread.join()
 
     def _run(self) -> None:
-        last_renew, steps_then = time.monotonic(), 0
+        started = last_renew = time.monotonic()
+        steps_then, loading_too_long = 0, False
         while not self._stop.wait(CANCEL_POLL_SECONDS):
             try:
                 gone = self._canceled()
@@ -229,13 +232,34 @@ class _PassWatch:
                     self.canceled_later.update(gone - mine)
                     if mine:
                         self.canceled.set()
-                progressing = self.steps == 0 or self.steps > steps_then
+                if (self.steps == 0 and not loading_too_long
+                        and time.monotonic() - started > self.settings.first_step_seconds):
+                    loading_too_long = True
+                    self._give_up_loading()
+                elif loading_too_long and self.steps:
+                    # Late, but it runs: renewed again below (if no one took the jobs meanwhile).
+                    loading_too_long = False
+                    self._note(None)
+                progressing = (self.steps == 0 and not loading_too_long) or self.steps > steps_then
                 if progressing and time.monotonic() - last_renew > self.settings.lease_seconds / 4:
                     with self.factory.begin() as session:
                         renew_lease(session, self.token, self.settings.lease_seconds)
                     last_renew, steps_then = time.monotonic(), self.steps
             except Exception:  # a database hiccup must not kill the render; the next poll retries
                 log.warning("pass watch: database check failed", exc_info=True)
+
+    def _give_up_loading(self) -> None:
+        """No step yet, past the bound: a device hung while loading holds its jobs no longer
+        than a device hung mid-pass (the lease runs out unless steps start meanwhile)."""
+        why = (f"no denoising step {self.settings.first_step_seconds:g} s after its pass "
+               f"started (model load included; SDFARM_FIRST_STEP_SECONDS): the worker stopped "
+               f"renewing the lease, so another worker takes the job once it expires")
+        log.warning("pass %s: %s", self.job_ids, why)
+        self._note(why)
+
+    def _note(self, why: str | None) -> None:
+        with self.factory.begin() as session:
+            note_held(session, self.token, why)
 
     def step(self) -> None:
         """The denoising-step hook."""

@@ -12,7 +12,7 @@ import logging
 import socket
 
 from sdfarm.broker.app import make_app
-from sdfarm.broker.queue import recover, try_lock
+from sdfarm.broker.queue import LostWorkers, recover, try_lock
 from sdfarm.config import Settings
 from sdfarm.errors import BrokerUnavailable
 from sdfarm.worker.batch import process_renderer
@@ -42,17 +42,19 @@ def run_worker(settings: Settings, name: str, *, loglevel: str = "INFO") -> int:
     def periodic_recovery() -> None:
         # Of all the workers due for a sweep, the one that takes the lock does it.
         if try_lock(settings, app, "recover-lock", settings.recover_interval * 0.9):
-            report = recover(settings, app, thorough=False)
+            report = recover(settings, app, thorough=False, watched_for=0.0)
             if report.requeued or report.failed or report.enqueued_jobs:
                 log.warning("recovery: %s", report)
 
     try:
         # Several workers starting together need only one of them to read the queue.
         if try_lock(settings, app, "recover-lock", settings.recover_interval * 0.9):
-            log.info("recovery at start: %s", recover(settings, app, thorough=True))
+            log.info("recovery at start: %s",
+                     recover(settings, app, thorough=True, watched_for=0.0))
     except BrokerUnavailable as exc:  # Celery waits for the broker below; the sweep retries
         log.warning("no recovery at start: %s", exc)
-    heartbeat = Heartbeat(settings, name, state, recover=periodic_recovery)
+    heartbeat = Heartbeat(settings, name, state, recover=periodic_recovery,
+                          lost=LostWorkers(settings, app))
     heartbeat.start()
     worker = app.Worker(hostname=name, pool_cls=SoloPool, concurrency=1, queues=[settings.queue],
                         loglevel=loglevel, without_mingle=True, without_gossip=True)

@@ -96,11 +96,16 @@ def beat(settings: Settings, name: str, snap: _Snapshot, *, state: str | None = 
 
 class Heartbeat:
     """A daemon thread: a heartbeat every ``settings.heartbeat_seconds`` (and at once when
-    the state changes), a call of ``recover`` every ``settings.recover_interval``."""
+    the state changes), each followed by a call of ``lost``, and a call of ``recover`` every
+    ``settings.recover_interval``."""
 
     def __init__(self, settings: Settings, name: str, state: WorkerState,
-                 recover: Callable[[], None] | None = None) -> None:
+                 recover: Callable[[], None] | None = None,
+                 lost: Callable[[float], object] | None = None) -> None:
         self.settings, self.name, self.state, self._recover = settings, name, state, recover
+        #: Called after each heartbeat written, with the seconds the database has answered
+        #: without a break: requeues the jobs of workers found gone (``LostWorkers``).
+        self._lost = lost
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sdfarm-heartbeat", daemon=True)
 
@@ -121,12 +126,21 @@ class Heartbeat:
         import time
 
         next_recover = time.monotonic() + self.settings.recover_interval
+        answering_since: float | None = None
         while not self._stop.is_set():
             self.state.changed.clear()
             try:
                 beat(self.settings, self.name, self.state.snapshot())
+                if answering_since is None:
+                    answering_since = time.monotonic()
             except Exception:  # a database hiccup: the next beat tries again
+                answering_since = None
                 log.warning("heartbeat of %s failed", self.name, exc_info=True)
+            if self._lost is not None and answering_since is not None:
+                try:
+                    self._lost(time.monotonic() - answering_since)
+                except Exception:
+                    log.warning("looking for lost workers failed", exc_info=True)
             if self._recover is not None and time.monotonic() >= next_recover:
                 next_recover = time.monotonic() + self.settings.recover_interval
                 try:

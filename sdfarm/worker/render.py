@@ -348,15 +348,23 @@ def _clip_skip_embeddings(pipe, texts: list[str], clip_skip: int):
 #: whose prompt contains this text makes its whole process exit, as a segfault or an OOM
 #: kill would, so the farm tests can show a poison job failing after ``max_attempts``.
 CRASH_ON_PROMPT_ENV = "SDFARM_TEST_CRASH_ON_PROMPT"
+#: Seconds the fake renderer spends before the first step of its first pass, as a model load
+#: would (a large value: a device that hangs while loading).
+LOAD_SECONDS_ENV = "SDFARM_TEST_LOAD_SECONDS"
 
 
 class FakeRenderer:
     """A seed-determined noise image per spec, costing ``seconds`` per image, spread over the
     steps so that cancellation and heartbeats behave as with a real model."""
 
-    def __init__(self, seconds: float, crash_on_prompt: str | None = None) -> None:
+    def __init__(self, seconds: float, crash_on_prompt: str | None = None,
+                 load_delay: float = 0.0) -> None:
         self.seconds = seconds
         self.crash_on_prompt = crash_on_prompt
+        self.load_delay = load_delay
+        #: As the diffusers renderer's: seconds spent loading, left out of the render time.
+        self.load_seconds = 0.0
+        self._loaded = False
         self.device = "fake"
         self.threads = 1
 
@@ -371,6 +379,10 @@ class FakeRenderer:
         steps = specs[0].steps
         pause = self.seconds * len(specs) / steps
         crash = self.crash_on_prompt and any(self.crash_on_prompt in s.prompt for s in specs)
+        if not self._loaded:
+            time.sleep(self.load_delay)  # no step hook runs meanwhile, as in a model load
+            self.load_seconds += self.load_delay
+            self._loaded = True
         for _ in range(steps):
             if pause:
                 time.sleep(pause)
@@ -391,7 +403,8 @@ def make_renderer(settings: Settings) -> Renderer:
     if settings.renderer.startswith("fake:"):
         try:
             return FakeRenderer(float(settings.renderer.removeprefix("fake:")),
-                                crash_on_prompt=os.environ.get(CRASH_ON_PROMPT_ENV) or None)
+                                crash_on_prompt=os.environ.get(CRASH_ON_PROMPT_ENV) or None,
+                                load_delay=float(os.environ.get(LOAD_SECONDS_ENV) or 0))
         except ValueError:
             pass
     raise SdfarmError(f"SDFARM_RENDERER={settings.renderer}: allowed are 'diffusers' and 'fake:SECONDS'")

@@ -5,6 +5,7 @@ never share a job."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from datetime import timedelta
 
@@ -210,3 +211,60 @@ def test_a_render_that_stops_making_steps_loses_its_lease_to_another_worker(sett
     assert taken == ids
     # ...and the late render records nothing over the new claim
     assert outcome["first"].done == [] and job(quick, ids[0]).worker == "healthy"
+
+
+def _render_in_thread(ids, settings, renderer, worker) -> tuple[threading.Thread, dict]:
+    outcome: dict = {}
+    thread = threading.Thread(target=lambda: outcome.update(
+        result=render_batch(ids, settings, renderer=renderer, worker=worker)))
+    thread.start()
+    return thread, outcome
+
+
+def test_a_pass_hung_before_its_first_step_gives_its_jobs_back_after_the_bound(settings, tmp_path):
+    from tests.farm.conftest import wait_until
+
+    # Given a device that hangs while loading its model, under a one-second lease and a bound
+    # of three seconds to the first step
+    quick = settings.with_(lease_seconds=deadline(1.0), first_step_seconds=deadline(2.0))
+    ids = make_sweep(quick, tmp_path, seeds="1-2", batch_size=2)
+    started = time.monotonic()
+    hung, outcome = _render_in_thread(ids, quick, FakeRenderer(0.0, load_delay=deadline(5.0)),
+                                      "hung")
+    wait_until(lambda: job(quick, ids[0]).worker == "hung", "the hung worker's claim")
+    # When another worker keeps trying to claim its jobs
+    taken = wait_until(lambda: claim(quick, ids, worker="healthy", max_attempts=3),
+                       "the jobs to be claimable", timeout=10)
+    waited = time.monotonic() - started
+    # Then it gets them, but only once the bound has passed (the lease was renewed till then)
+    assert taken == ids and waited > quick.first_step_seconds
+    # ...and the late render records nothing over the new claim
+    hung.join()
+    assert outcome["result"].done == [] and job(quick, ids[0]).worker == "healthy"
+
+
+def test_the_jobs_of_a_hung_load_say_why_they_come_back(settings, tmp_path):
+    from tests.farm.conftest import wait_until
+
+    quick = settings.with_(lease_seconds=deadline(30.0), first_step_seconds=deadline(0.5))
+    ids = make_sweep(quick, tmp_path, seeds="1", batch_size=1)
+    hung, _ = _render_in_thread(ids, quick, FakeRenderer(0.0, load_delay=deadline(3.0)), "hung")
+    error = wait_until(lambda: job(quick, ids[0]).error, "the reason on the job", timeout=10)
+    assert "no denoising step" in error and "SDFARM_FIRST_STEP_SECONDS" in error
+    hung.join()
+
+
+def test_a_slow_load_within_the_bound_keeps_its_jobs(settings, tmp_path):
+    # Given a model load three times as long as the lease, well within the bound
+    quick = settings.with_(lease_seconds=deadline(1.0), first_step_seconds=deadline(30.0))
+    ids = make_sweep(quick, tmp_path, seeds="1-2", batch_size=2)
+    loading, outcome = _render_in_thread(ids, quick, FakeRenderer(0.0, load_delay=deadline(3.0)),
+                                         "loading")
+    # When another worker tries to claim its jobs after two leases' time
+    time.sleep(deadline(2.0))
+    taken = claim(quick, ids, worker="other", max_attempts=3)
+    loading.join()
+    # Then they are still held, and the slow worker renders them
+    assert taken == []
+    assert sorted(outcome["result"].done) == ids
+    assert job(quick, ids[0]).worker == "loading" and job(quick, ids[0]).error is None

@@ -38,3 +38,10 @@ def test_a_malformed_number_is_an_error_naming_the_variable():
 
 def test_settings_are_hashable_so_a_process_keeps_one_renderer_per_settings():
     assert hash(Settings(output_dir=Path("/x"))) == hash(Settings(output_dir=Path("/x")))
+
+
+def test_the_time_to_a_first_step_is_bounded_by_default_and_settable():
+    assert Settings.from_env({}).first_step_seconds == 600.0
+    assert Settings.from_env({"SDFARM_FIRST_STEP_SECONDS": "45"}).first_step_seconds == 45.0
+    with pytest.raises(SdfarmError, match=r"SDFARM_FIRST_STEP_SECONDS=0: must be a number >= 0.1"):
+        Settings.from_env({"SDFARM_FIRST_STEP_SECONDS": "0"})
