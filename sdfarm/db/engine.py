@@ -15,10 +15,15 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sdfarm.db.migrate import upgrade_to_head
+from sdfarm.errors import DiskFault
 
 #: What a session raises when the database cannot be reached or refuses a statement: callers
 #: outside ``db/`` catch this name rather than import SQLAlchemy's.
 DatabaseError = DBAPIError
+
+#: SQLite's primary result codes of a disk that fails it, as the errno a file write gets.
+_SQLITE_DISK_FAULTS = {13: "ENOSPC",  # SQLITE_FULL: "database or disk is full"
+                       10: "EIO"}     # SQLITE_IOERR
 
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
@@ -74,6 +79,21 @@ def database_exists(url: str) -> bool:
     if u.get_backend_name() != "sqlite":
         return True
     return bool(u.database) and u.database != ":memory:" and Path(u.database).is_file()
+
+
+def disk_fault_of(exc: BaseException, url: str) -> DiskFault | None:
+    """``exc`` as a :class:`DiskFault` when it is a SQLite database whose disk is full or
+    failing: an error of this machine (one line for the user, the jobs given back), not of the
+    jobs. ``None`` for anything else, a database server's full disk included (a worker retries
+    those later, like any unreachable database)."""
+    code = getattr(getattr(exc, "orig", None), "sqlite_errorcode", None)
+    u = make_url(url)
+    if code is None or u.get_backend_name() != "sqlite" or (code & 0xFF) not in _SQLITE_DISK_FAULTS:
+        return None
+    where = Path(u.database or ".").resolve()
+    detail = str(getattr(exc, "orig", exc)).strip() or type(exc).__name__
+    return DiskFault(str(where.parent), _SQLITE_DISK_FAULTS[code & 0xFF], detail,
+                     what=f"the database {where.name}")
 
 
 def session_factory(url: str) -> sessionmaker[Session]:
