@@ -66,12 +66,13 @@ class DiskFault(SdfarmError):
                "EROFS": "read-only file system", "EIO": "disk I/O error"}
 
     def __init__(self, folder: str, errno_name: str, detail: str, *, needed: int = 0,
-                 what: str = "images") -> None:
+                 what: str = "images",
+                 advice: str = "the images written are recorded; free space there (or fix "
+                               "the disk) and render again for the rest") -> None:
         self.folder, self.errno_name, self.needed = folder, errno_name, needed
         reason = self.REASONS.get(errno_name, errno_name)
-        super().__init__(f"cannot write {what} to {folder}: {reason} ({errno_name}: {detail}); "
-                         "what was written is recorded, the rest is left to render once the "
-                         "disk takes writes again")
+        super().__init__(f"cannot write {what} to {folder}: {reason} ({errno_name}: "
+                         f"{detail}); {advice}")
 
     @property
     def reason(self) -> str:

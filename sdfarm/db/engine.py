@@ -81,6 +81,14 @@ def database_exists(url: str) -> bool:
     return bool(u.database) and u.database != ":memory:" and Path(u.database).is_file()
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL (``None`` for a server or an in-memory database)."""
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        return None
+    return Path(u.database).resolve()
+
+
 def disk_fault_of(exc: BaseException, url: str) -> DiskFault | None:
     """``exc`` as a :class:`DiskFault` when it is a SQLite database whose disk is full or
     failing: an error of this machine (one line for the user, the jobs given back), not of the
@@ -93,7 +101,29 @@ def disk_fault_of(exc: BaseException, url: str) -> DiskFault | None:
     where = Path(u.database or ".").resolve()
     detail = str(getattr(exc, "orig", exc)).strip() or type(exc).__name__
     return DiskFault(str(where.parent), _SQLITE_DISK_FAULTS[code & 0xFF], detail,
-                     what=f"the database {where.name}")
+                     what=f"the database {where.name}",
+                     advice="what was recorded before is kept; free space there (or fix the "
+                            "disk) and run the command again")
+
+
+def make_room(url: str) -> bool:
+    """After a SQLite database met a full disk: copy its write-ahead log into the database
+    and start the log over, so that the next transactions reuse the log's space instead of
+    growing it (giving jobs back needs no more room than that). Returns whether it did."""
+    import sqlite3
+
+    path = sqlite_file(url)
+    if path is None:
+        return False
+    # A connection of its own: a pooled one may still hold the statement that failed.
+    connection = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+    try:
+        busy, _, _ = connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+    except sqlite3.Error:
+        return False
+    finally:
+        connection.close()
+    return not busy
 
 
 def session_factory(url: str) -> sessionmaker[Session]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from sdfarm.config import Settings
-from sdfarm.db.engine import DatabaseError, disk_fault_of, session_factory
+from sdfarm.db.engine import DatabaseError, disk_fault_of, make_room, session_factory
 from sdfarm.db.jobs import (
     cancel_probe,
     canceled_among,
@@ -151,19 +151,30 @@ def render_batch(job_ids: Sequence[int], settings: Settings, *, renderer: Render
             if again is not exc:  # the writer's own stop is what is being handled
                 log.warning("could not record every rendered image before giving the jobs "
                             "back: %s", one_line(again))
-        try:
-            with factory.begin() as session:
-                release_claims(session, token)
-        except DatabaseError as failed:
-            # The database is what fails (SQLite on a full disk): the jobs come back when
-            # their lease expires; the error the user sees is the first one.
-            log.warning("could not give jobs back to the queue: %s", one_line(failed))
+        _give_back(factory, token, settings)
         fault = disk_fault_of(exc, settings.database_url)
         if fault is not None:
             raise fault from exc
         raise
     outcome.skipped = [i for i in job_ids if i not in claimed]
     return outcome
+
+
+def _give_back(factory: sessionmaker[Session], token: str, settings: Settings) -> None:
+    """Release what ``token`` holds. A SQLite file on a full disk may refuse even that: its
+    write-ahead log is started over (reusing its space) and the release tried once more."""
+    for attempt in range(2):
+        try:
+            with factory.begin() as session:
+                release_claims(session, token)
+            return
+        except DatabaseError as failed:
+            full = disk_fault_of(failed, settings.database_url) is not None
+            if attempt or not full or not make_room(settings.database_url):
+                # The jobs come back when their lease expires; the error the user sees is
+                # the one that stopped the render.
+                log.warning("could not give jobs back to the queue: %s", one_line(failed))
+                return
 
 
 def _drain(writer: PassWriter, factory: sessionmaker[Session], token: str,

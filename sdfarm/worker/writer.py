@@ -130,7 +130,7 @@ class PassWriter:
                 try:
                     self._handle(item)
                 except DiskFault as fault:  # the machine's, not a bug: one line in the log
-                    log.warning("pass writer stopped: %s", fault)
+                    log.info("pass writer stopped: %s", fault)
                     self._broken = fault
                 except BaseException as exc:  # reported to the render's thread
                     log.error("pass writer stopped: %s", one_line(exc), exc_info=True)
