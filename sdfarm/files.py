@@ -147,46 +147,6 @@ def probe_write(folder: Path, size: int) -> None:
         tmp.unlink(missing_ok=True)
 
 
-class SpaceReserve:
-    """Space held on a disk while sdfarm works there, to give back when the disk fills up: a
-    SQLite database on a full disk cannot even record that its jobs go back to the queue, and
-    the room this file takes is what lets it. A temporary file (by name): one left by a killed
-    process is removed as stale like any other."""
-
-    #: Enough for a few transactions of a SQLite database in WAL mode.
-    SIZE = 256 * 1024
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-
-    @classmethod
-    def beside(cls, file: Path) -> SpaceReserve:
-        """Hold :data:`SIZE` bytes in ``file``'s folder; holds nothing where there is no room
-        (the disk is full already) or the folder is not there yet."""
-        tmp = _temporary(file.with_name(f"{file.name}-reserve"))
-        try:
-            remove_stale_temporaries(tmp.parent)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except OSError:
-            return cls(None)
-        try:
-            os.posix_fallocate(fd, 0, cls.SIZE)
-        except (OSError, AttributeError):  # no room, or no fallocate on this platform
-            os.close(fd)
-            tmp.unlink(missing_ok=True)
-            return cls(None)
-        os.close(fd)
-        return cls(tmp)
-
-    def free(self) -> bool:
-        """Give the space back to the disk; returns whether there was any to give."""
-        if self.path is None:
-            return False
-        path, self.path = self.path, None
-        path.unlink(missing_ok=True)
-        return True
-
-
 def place_image(existing: Path, dest: Path) -> Path | None:
     """Put ``existing`` at ``dest`` for resume; ``None`` when ``existing`` is gone (render it
     again).

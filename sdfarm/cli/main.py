@@ -21,7 +21,8 @@ class SdfarmGroup(click.Group):
         except click.UsageError as exc:
             raise _one_line(exc) from None
         except DatabaseError as exc:  # a SQLite file on a full disk is this machine's fault
-            fault = disk_fault_of(exc, ctx.obj.database_url) if isinstance(ctx.obj, Settings) else None
+            settings = ctx.obj if isinstance(ctx.obj, Settings) else None
+            fault = disk_fault_of(exc, settings.database_url) if settings else None
             if fault is None:
                 raise
             raise click.ClickException(str(fault)) from None

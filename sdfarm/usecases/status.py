@@ -49,7 +49,7 @@ def status_data(settings: Settings, limit: int = 10) -> dict[str, list[dict[str,
                                            if w.current_job_id and w.state.startswith("paused:")})
         worker_list = [{
             "name": w.name, "host": w.host, "pid": w.pid, "device": w.device,
-            "state": shown_state(w.state, folders.get(w.current_job_id))  # type: ignore[arg-type]
+            "state": shown_state(w.state, folders.get(w.current_job_id or 0))
             if is_alive(w, settings.heartbeat_seconds, now) or w.state == "stopped" else "lost",
             "last_heartbeat": w.last_heartbeat.isoformat(sep=" ", timespec="seconds"),
             "seconds_since_heartbeat": round((now - w.last_heartbeat).total_seconds(), 1),

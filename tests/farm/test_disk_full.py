@@ -56,7 +56,7 @@ def _assert_one_error_line(proc: subprocess.CompletedProcess, folder: Path) -> s
     assert "Traceback" not in proc.stderr, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if not line.startswith("sweep ")]
     assert len(errors) == 1, proc.stderr
-    assert errors[0].startswith(f"Error: cannot write ") and f" to {folder}" in errors[0]
+    assert errors[0].startswith("Error: cannot write ") and f" to {folder}" in errors[0]
     assert "disk full (ENOSPC" in errors[0]
     return errors[0]
 
@@ -92,7 +92,8 @@ def test_a_local_render_on_a_full_disk_stops_with_one_line_and_resumes(
     # Then it renders the seven left and reuses the three
     assert again.returncode == 0, again.stderr
     assert "7 rendered, 3 reused, 0 failed" in again.stderr
-    latest = [j for j in _jobs(settings.database_url) if j.sweep_id == max(j.sweep_id for j in jobs) + 1]
+    second = max(j.sweep_id for j in jobs) + 1
+    latest = [j for j in _jobs(settings.database_url) if j.sweep_id == second]
     assert len(latest) == 10 and all(j.status == JobStatus.done for j in latest)
     _assert_nothing_lost(_jobs(settings.database_url), small_disk)
 

@@ -99,3 +99,26 @@ def test_a_temporary_file_a_killed_write_left_is_removed_when_its_job_renders_ag
     # Then the stale one is gone, the live one untouched, the image done
     assert len(outcome.done) == 2 and first.is_file()
     assert not stale.exists() and live.exists()
+
+
+def test_a_sqlite_database_that_is_full_is_a_disk_fault_of_its_folder(tmp_path):
+    # Given a real "database or disk is full" from SQLite (a page limit stands in for the disk)
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import OperationalError
+
+    from sdfarm.db.engine import disk_fault_of
+
+    url = f"sqlite:///{tmp_path / 'tiny.db'}"
+    engine = create_engine(url)
+    with pytest.raises(OperationalError) as raised, engine.begin() as connection:
+        connection.exec_driver_sql("PRAGMA max_page_count = 3")
+        connection.exec_driver_sql("CREATE TABLE t (b BLOB)")
+        for _ in range(10):
+            connection.exec_driver_sql("INSERT INTO t VALUES (zeroblob(4000))")
+    engine.dispose()
+    # When / Then it is a disk fault of the database's folder, in one line
+    fault = disk_fault_of(raised.value, url)
+    assert fault is not None and fault.folder == str(tmp_path) and fault.errno_name == "ENOSPC"
+    assert str(fault).startswith(f"cannot write the database tiny.db to {tmp_path}: disk full")
+    # ...and not when the database is a server's (a worker retries those later)
+    assert disk_fault_of(raised.value, "postgresql://h/db") is None
