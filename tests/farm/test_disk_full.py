@@ -6,6 +6,7 @@ failing the queue, and ``sdfarm status`` says so. SQLite on the full disk too.""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -166,3 +167,21 @@ def test_a_worker_whose_disk_is_full_pauses_fails_nothing_and_resumes_when_there
     wait_until(lambda: _worker_state(farm, "w@test") == "idle", "the worker to be idle",
                farm=farm)
     assert "pausing: cannot write images to" in (farm.folder / "w@test.log").read_text()
+
+
+def test_a_paused_worker_still_stops_on_sigterm(make_farm, small_disk: SmallDisk, tmp_path):
+    # Given a worker paused on a full disk
+    farm = make_farm(SDFARM_OUTPUT_DIR=str(small_disk.root / "outputs"))
+    small_disk.fill()
+    farm.start_worker("w@test")
+    farm.wait_ready("w@test")
+    sweep_id = submit(farm.settings, load_plan(farm.settings, write_job(tmp_path, JOB.format(n=2)))
+                      ).sweep_id
+    wait_until(lambda: (_worker_state(farm, "w@test") or "").startswith("paused"),
+               "the worker to pause", farm=farm)
+    # When it is told to stop (a warm shutdown waits for the running task: the pause)
+    farm.kill("w@test", signal.SIGTERM)
+    # Then it exits cleanly, recorded as stopped, its jobs queued with no attempt counted
+    assert farm.workers["w@test"].returncode == 0, farm.logs()
+    assert _worker_state(farm, "w@test") == "stopped"
+    assert [(j.status, j.attempts) for j in farm.jobs(sweep_id)] == [(JobStatus.queued, 0)] * 2
