@@ -110,7 +110,8 @@ def _send_again(task: Any, ids: list[int], settings: Settings) -> bool:
 def _stopping() -> bool:
     from celery.worker import state as worker_state
 
-    return bool(worker_state.should_stop or worker_state.should_terminate)
+    # Set to the exit status on a warm or cold shutdown: 0 for a clean one, so not a truth test.
+    return worker_state.should_stop is not None or worker_state.should_terminate is not None
 
 
 def _pause_until_writable(fault: DiskFault, state: WorkerState, job_id: int,
