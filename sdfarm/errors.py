@@ -53,6 +53,32 @@ class ImageFailed(SdfarmError):
     image's place: its job fails with this message, the pass's other images are recorded."""
 
 
+class DiskFault(SdfarmError):
+    """Writing failed for a reason of this machine's disk (full, over quota, read-only, an I/O
+    error), not of the job: its jobs go back to the queue without counting an attempt, and a
+    farm worker pauses until ``folder`` takes writes again instead of failing the queue.
+
+    ``errno_name`` is ``ENOSPC``, ``EDQUOT``, ``EROFS`` or ``EIO``; ``needed`` is how many bytes
+    the write that failed wanted (what the probe writes before a worker resumes)."""
+
+    #: What each fault's errno means to a user.
+    REASONS = {"ENOSPC": "disk full", "EDQUOT": "disk quota exceeded",
+               "EROFS": "read-only file system", "EIO": "disk I/O error"}
+
+    def __init__(self, folder: str, errno_name: str, detail: str, *, needed: int = 0,
+                 what: str = "images",
+                 advice: str = "the images written are recorded; free space there (or fix "
+                               "the disk) and render again for the rest") -> None:
+        self.folder, self.errno_name, self.needed = folder, errno_name, needed
+        reason = self.REASONS.get(errno_name, errno_name)
+        super().__init__(f"cannot write {what} to {folder}: {reason} ({errno_name}: "
+                         f"{detail}); {advice}")
+
+    @property
+    def reason(self) -> str:
+        return self.REASONS.get(self.errno_name, self.errno_name)
+
+
 class BrokerUnavailable(SdfarmError):
     """The farm's broker (Redis) cannot be reached. What the database holds is safe:
     ``sdfarm recover`` sends the queued jobs once it is back."""

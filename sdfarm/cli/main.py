@@ -6,6 +6,7 @@ import click
 
 from sdfarm import __version__
 from sdfarm.config import Settings
+from sdfarm.db.engine import DatabaseError, disk_fault_of
 from sdfarm.errors import SdfarmError, clip_echoes
 
 
@@ -19,6 +20,12 @@ class SdfarmGroup(click.Group):
             raise click.ClickException(clip_echoes(str(exc))) from None
         except click.UsageError as exc:
             raise _one_line(exc) from None
+        except DatabaseError as exc:  # a SQLite file on a full disk is this machine's fault
+            settings = ctx.obj if isinstance(ctx.obj, Settings) else None
+            fault = disk_fault_of(exc, settings.database_url) if settings else None
+            if fault is None:
+                raise
+            raise click.ClickException(str(fault)) from None
 
     def make_context(self, info_name, args, parent=None, **extra):
         try:

@@ -15,10 +15,15 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sdfarm.db.migrate import upgrade_to_head
+from sdfarm.errors import DiskFault
 
 #: What a session raises when the database cannot be reached or refuses a statement: callers
 #: outside ``db/`` catch this name rather than import SQLAlchemy's.
 DatabaseError = DBAPIError
+
+#: SQLite's primary result codes of a disk that fails it, as the errno a file write gets.
+_SQLITE_DISK_FAULTS = {13: "ENOSPC",  # SQLITE_FULL: "database or disk is full"
+                       10: "EIO"}     # SQLITE_IOERR
 
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
@@ -74,6 +79,51 @@ def database_exists(url: str) -> bool:
     if u.get_backend_name() != "sqlite":
         return True
     return bool(u.database) and u.database != ":memory:" and Path(u.database).is_file()
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL (``None`` for a server or an in-memory database)."""
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        return None
+    return Path(u.database).resolve()
+
+
+def disk_fault_of(exc: BaseException, url: str) -> DiskFault | None:
+    """``exc`` as a :class:`DiskFault` when it is a SQLite database whose disk is full or
+    failing: an error of this machine (one line for the user, the jobs given back), not of the
+    jobs. ``None`` for anything else, a database server's full disk included (a worker retries
+    those later, like any unreachable database)."""
+    code = getattr(getattr(exc, "orig", None), "sqlite_errorcode", None)
+    u = make_url(url)
+    if code is None or u.get_backend_name() != "sqlite" or (code & 0xFF) not in _SQLITE_DISK_FAULTS:
+        return None
+    where = Path(u.database or ".").resolve()
+    detail = str(getattr(exc, "orig", exc)).strip() or type(exc).__name__
+    return DiskFault(str(where.parent), _SQLITE_DISK_FAULTS[code & 0xFF], detail,
+                     what=f"the database {where.name}",
+                     advice="what was recorded before is kept; free space there (or fix the "
+                            "disk) and run the command again")
+
+
+def make_room(url: str) -> bool:
+    """After a SQLite database met a full disk: copy its write-ahead log into the database
+    and start the log over, so that the next transactions reuse the log's space instead of
+    growing it (giving jobs back needs no more room than that). Returns whether it did."""
+    import sqlite3
+
+    path = sqlite_file(url)
+    if path is None:
+        return False
+    # A connection of its own: a pooled one may still hold the statement that failed.
+    connection = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+    try:
+        busy, _, _ = connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+    except sqlite3.Error:
+        return False
+    finally:
+        connection.close()
+    return not busy
 
 
 def session_factory(url: str) -> sessionmaker[Session]:

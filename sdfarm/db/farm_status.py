@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import PurePath
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -92,3 +93,11 @@ def sweep_progress(session: Session, sweep_id: int, now: datetime | None = None)
     busy = session.scalars(select(Job.worker).distinct().where(
         Job.sweep_id == sweep_id, Job.status == JobStatus.running).order_by(Job.worker)).all()
     return SweepProgress(counts, recent / seconds * 60, [w for w in busy if w], first)
+
+
+def output_folders(session: Session, job_ids: set[int]) -> dict[int, str]:
+    """The folder each job's image goes to (a paused worker names the job whose write failed)."""
+    if not job_ids:
+        return {}
+    rows = session.execute(select(Job.id, Job.output_path).where(Job.id.in_(job_ids)))
+    return {job_id: str(PurePath(path).parent) for job_id, path in rows if path}

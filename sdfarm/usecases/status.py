@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from sdfarm.config import Settings
 from sdfarm.db.engine import session_factory
-from sdfarm.db.farm_status import SweepProgress, latest_sweeps, sweep_progress
+from sdfarm.db.farm_status import SweepProgress, latest_sweeps, output_folders, sweep_progress
 from sdfarm.db.models import JobStatus, utcnow
 from sdfarm.db.workers import is_alive, running_on, workers
-from sdfarm.errors import SweepNotFound
+from sdfarm.errors import DiskFault, SweepNotFound
 
 #: The job states, in the order tables show them.
 STATUSES = tuple(s.value for s in JobStatus)
@@ -27,6 +27,16 @@ def alive_workers(settings: Settings) -> int:
         return sum(is_alive(w, settings.heartbeat_seconds) for w in workers(session))
 
 
+def shown_state(state: str, folder: str | None) -> str:
+    """A worker's state as ``status`` shows it: a paused one (``paused:ENOSPC``, recorded in
+    few characters) as ``paused: disk full (/its/folder)``."""
+    kind, paused, errno_name = state.partition(":")
+    if kind != "paused" or not paused:
+        return state
+    reason = DiskFault.REASONS.get(errno_name, errno_name)
+    return f"paused: {reason}" + (f" ({folder})" if folder else "")
+
+
 def status_data(settings: Settings, limit: int = 10) -> dict[str, list[dict[str, object]]]:
     now = utcnow()
     with session_factory(settings.database_url)() as session:
@@ -35,10 +45,12 @@ def status_data(settings: Settings, limit: int = 10) -> dict[str, list[dict[str,
         # A lost worker's row still names the job it had; once that job is done, or another
         # worker took it over, it is no longer the worker's current job.
         running = running_on(session, {w.current_job_id for w in rows if w.current_job_id})
+        folders = output_folders(session, {w.current_job_id for w in rows
+                                           if w.current_job_id and w.state.startswith("paused:")})
         worker_list = [{
             "name": w.name, "host": w.host, "pid": w.pid, "device": w.device,
-            "state": w.state if is_alive(w, settings.heartbeat_seconds, now) or w.state == "stopped"
-            else "lost",
+            "state": shown_state(w.state, folders.get(w.current_job_id or 0))
+            if is_alive(w, settings.heartbeat_seconds, now) or w.state == "stopped" else "lost",
             "last_heartbeat": w.last_heartbeat.isoformat(sep=" ", timespec="seconds"),
             "seconds_since_heartbeat": round((now - w.last_heartbeat).total_seconds(), 1),
             **({"current_job_id": w.current_job_id, "current_sweep_id": w.current_sweep_id}

@@ -18,11 +18,12 @@ import time
 import traceback
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from sdfarm.config import Settings
-from sdfarm.db.engine import session_factory
+from sdfarm.db.engine import DatabaseError, disk_fault_of, make_room, session_factory
 from sdfarm.db.jobs import (
     cancel_probe,
     canceled_among,
@@ -34,7 +35,8 @@ from sdfarm.db.jobs import (
     renew_lease,
 )
 from sdfarm.db.models import Job, JobStatus
-from sdfarm.errors import RenderCanceled, one_line
+from sdfarm.errors import DiskFault, RenderCanceled, one_line
+from sdfarm.files import disk_fault
 from sdfarm.worker.render import Renderer, make_renderer
 from sdfarm.worker.writer import PassWriter, RenderedPass, renewing
 
@@ -139,20 +141,41 @@ def render_batch(job_ids: Sequence[int], settings: Settings, *, renderer: Render
                 claimed.add(job_id)
                 calls.render_pass(single, [])
         _drain(writer, factory, token, settings)
-    except BaseException:
-        # Stopped from outside (Ctrl+C, a worker's cold shutdown) or by the database: what was
-        # rendered is still written and recorded, then what is not done goes back to the
-        # queue now, without counting an attempt, instead of waiting out its lease.
+    except BaseException as exc:
+        # Stopped from outside (Ctrl+C, a worker's cold shutdown), by the database or by a
+        # fault of the disk: what was rendered is still written and recorded, then what is
+        # not done goes back to the queue now, without counting an attempt, instead of
+        # waiting out its lease.
         try:
             _drain(writer, factory, token, settings)
-        except BaseException:
-            log.warning("could not record every rendered image before giving the jobs back",
-                        exc_info=True)
-        with factory.begin() as session:
-            release_claims(session, token)
+        except BaseException as again:
+            if again is not exc:  # the writer's own stop is what is being handled
+                log.warning("could not record every rendered image before giving the jobs "
+                            "back: %s", one_line(again))
+        _give_back(factory, token, settings)
+        fault = disk_fault_of(exc, settings.database_url)
+        if fault is not None:
+            raise fault from exc
         raise
     outcome.skipped = [i for i in job_ids if i not in claimed]
     return outcome
+
+
+def _give_back(factory: sessionmaker[Session], token: str, settings: Settings) -> None:
+    """Release what ``token`` holds. A SQLite file on a full disk may refuse even that: its
+    write-ahead log is started over (reusing its space) and the release tried once more."""
+    for attempt in range(2):
+        try:
+            with factory.begin() as session:
+                release_claims(session, token)
+            return
+        except DatabaseError as failed:
+            full = disk_fault_of(failed, settings.database_url) is not None
+            if attempt or not full or not make_room(settings.database_url):
+                # The jobs come back when their lease expires; the error the user sees is
+                # the one that stopped the render.
+                log.warning("could not give jobs back to the queue: %s", one_line(failed))
+                return
 
 
 def _drain(writer: PassWriter, factory: sessionmaker[Session], token: str,
@@ -286,6 +309,7 @@ class _Calls:
     def render_pass(self, jobs: list[Job], later: list[int]) -> None:
         """Render one pass and hand it to the writer; jobs canceled before it starts are
         counted canceled and left out."""
+        self.writer.check()  # a pass that could not be written is not worth rendering
         gone = [j.id for j in jobs if j.id in self.canceled_later]
         if gone:
             self.outcome.add(canceled=gone)
@@ -325,6 +349,12 @@ def _render_pass(jobs: list[Job], later: list[int], call: _Calls) -> None:
             remaining = [j for j in remaining if j.id not in gone]
             continue
         except Exception as exc:  # a broken model or input fails its pass, not the sweep
+            name = disk_fault(exc)
+            if name is not None:  # ...but a full disk (a cache written on load) is no job's
+                where = getattr(exc, "filename", None)
+                folder = str(Path(where).parent) if where else settings.output_dir
+                raise DiskFault(str(folder), name, getattr(exc, "strerror", None) or str(exc),
+                                what="files") from exc
             # Whole, however long: the advice is at the end of our messages.
             error = one_line(exc, limit=10_000)
             detail = traceback.format_exc(limit=8)

@@ -32,6 +32,8 @@ class _Snapshot:
     job_ids: tuple[int, ...]
     model: str | None
     done: int
+    #: ``paused:ENOSPC`` and the like while the worker waits for its disk, else None.
+    paused: str | None = None
 
 
 class WorkerState:
@@ -47,6 +49,7 @@ class WorkerState:
         self._job_ids: tuple[int, ...] = ()
         self._model: str | None = None
         self._done = 0
+        self._paused: str | None = None
         #: Set on every change, so the heartbeat writes it now rather than at its next tick.
         self.changed = threading.Event()
 
@@ -67,6 +70,21 @@ class WorkerState:
             self._model = model
         self.changed.set()
 
+    def pause(self, errno_name: str, job_id: int) -> None:
+        """The worker waits for its disk (``errno_name``, e.g. ``ENOSPC``) to take writes: its
+        heartbeat says ``paused:ENOSPC`` and names the job whose write failed, whose folder
+        ``sdfarm status`` shows."""
+        with self._lock:
+            self._paused = f"paused:{errno_name}"
+            self._job_ids = (job_id,)
+        self.changed.set()
+
+    def resume(self) -> None:
+        with self._lock:
+            self._paused = None
+            self._job_ids = ()
+        self.changed.set()
+
     def step(self, images: int) -> None:
         pass
 
@@ -76,7 +94,7 @@ class WorkerState:
 
     def snapshot(self) -> _Snapshot:
         with self._lock:
-            return _Snapshot(self._busy, self._job_ids, self._model, self._done)
+            return _Snapshot(self._busy, self._job_ids, self._model, self._done, self._paused)
 
 
 def register_worker(settings: Settings, name: str, device: str | None) -> None:
@@ -90,7 +108,8 @@ def beat(settings: Settings, name: str, snap: _Snapshot, *, state: str | None = 
     """Write one heartbeat with what the worker is doing now."""
     current = snap.job_ids[0] if snap.busy and snap.job_ids else None
     with session_factory(settings.database_url).begin() as session:
-        record_heartbeat(session, name, state=state or ("busy" if snap.busy else "idle"),
+        record_heartbeat(session, name,
+                         state=state or snap.paused or ("busy" if snap.busy else "idle"),
                          current_job_id=current, loaded_model=snap.model, jobs_done=snap.done)
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from sdfarm.files import write_atomic
+from sdfarm.errors import DiskFault
+from sdfarm.files import disk_fault, write_atomic
 from sdfarm.metadata.a1111 import PARAMETERS_CHUNK, SDFARM_CHUNK
 
 
@@ -17,7 +18,8 @@ def write_png(image: Image.Image, path: Path, *, parameters: str, sdfarm_json: s
     """Write ``image`` to ``path`` with its text chunks; returns the file's sha256.
 
     A crash mid-write leaves a stray temp file, never a truncated PNG under the real name, so
-    "file exists" keeps meaning "image done" for resume.
+    "file exists" keeps meaning "image done" for resume. An error of the disk itself (full,
+    read-only, ...) is raised as :class:`DiskFault`: no job is at fault for it.
     """
     info = PngInfo()
     info.add_text(PARAMETERS_CHUNK, parameters)
@@ -25,7 +27,13 @@ def write_png(image: Image.Image, path: Path, *, parameters: str, sdfarm_json: s
     buf = io.BytesIO()
     image.save(buf, format="PNG", pnginfo=info)
     data = buf.getvalue()
-    write_atomic(path, data, durable=True)
+    try:
+        write_atomic(path, data, durable=True)
+    except OSError as exc:
+        name = disk_fault(exc)
+        if name is None:
+            raise
+        raise DiskFault(str(path.parent), name, exc.strerror or str(exc), needed=len(data)) from exc
     return hashlib.sha256(data).hexdigest()
 
 

@@ -8,9 +8,14 @@ Each pass is written whole (every PNG flushed to the disk) before one transactio
 so a job the database says is done always has its file; a crash loses only what was never
 recorded, and that goes back to the queue like any unfinished job.
 
-A write or record error fails that pass's jobs, not the others'. An :class:`ImageFailed` in
-place of an image fails its job alone. An error that leaves even the failure unrecorded (the
-database gone) stops the writer and is raised in the render's thread at its next hand-over.
+Each image has its own outcome: a write error of one image (a folder squatting on its name)
+fails its job alone, and an :class:`ImageFailed` in place of an image likewise. A fault of the
+disk itself (:class:`DiskFault`: full, read-only, failing) is no job's fault: the images
+written before it are recorded done, and the writer stops with the fault, which the render's
+thread raises at its next hand-over, so that the rest is given back to the queue without an
+attempt. A database that cannot record a pass stops the writer the same way; when it is a
+SQLite file on a full disk, the images it could not record are removed (no row says they are
+done, and the space they took is what the database needs to give the jobs back).
 """
 
 from __future__ import annotations
@@ -23,16 +28,17 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from PIL import Image
 
 from sdfarm import __version__
+from sdfarm.db.engine import DatabaseError, disk_fault_of
 from sdfarm.db.jobs import canceled_among, finish_job
 from sdfarm.db.models import Job, JobStatus
 from sdfarm.db.waiting import settle_waiting
-from sdfarm.errors import ImageFailed, one_line
-from sdfarm.files import place_image
+from sdfarm.errors import DiskFault, ImageFailed, one_line
+from sdfarm.files import place_image, remove_stale_temporaries
 from sdfarm.metadata.a1111 import a1111_parameters, sdfarm_chunk
 from sdfarm.worker.output import write_png
 
@@ -85,12 +91,13 @@ class PassWriter:
         self._queue: queue.Queue[object] = queue.Queue(maxsize=QUEUED_PASSES)
         self._broken: BaseException | None = None
         self._stopping = False
+        self._swept: set[Path] = set()
         self._thread = threading.Thread(target=self._run, name="sdfarm-pass-writer", daemon=True)
         self._thread.start()
 
     def put(self, rendered: RenderedPass) -> None:
         """Hand a pass over; blocks while :data:`QUEUED_PASSES` passes wait."""
-        self._check()
+        self.check()
         self._queue.put(rendered)
 
     def close(self, *, every: float, while_waiting: Callable[[], None]) -> None:
@@ -105,9 +112,11 @@ class PassWriter:
             if not self._thread.is_alive():
                 break
             while_waiting()
-        self._check()
+        self.check()
 
-    def _check(self) -> None:
+    def check(self) -> None:
+        """Raise what stopped the writer, if anything did (the render need not render a pass
+        that cannot be written)."""
         if self._broken is not None:
             # As it is (a DatabaseError stays one, for the task's retry), in the render's thread.
             raise self._broken
@@ -121,44 +130,74 @@ class PassWriter:
             if self._broken is None:  # once broken, the rest only drains: the render stops
                 try:
                     self._handle(item)
+                except DiskFault as fault:  # the machine's, not a bug: one line in the log
+                    log.info("pass writer stopped: %s", fault)
+                    self._broken = fault
                 except BaseException as exc:  # reported to the render's thread
                     log.error("pass writer stopped: %s", one_line(exc), exc_info=True)
                     self._broken = exc
             self.handled += 1
 
     def _handle(self, rendered: RenderedPass) -> None:
+        written, fault = self._write(rendered)
         try:
-            self._record(rendered)
-        except Exception as exc:  # a full disk, an unencodable image: this pass fails
-            error = f"{one_line(exc)}\n{traceback.format_exc(limit=8)}"
-            failed = []
-            with self.factory.begin() as session:
-                for job in rendered.jobs:
-                    # Those recorded before the error keep their state.
-                    if finish_job(session, job.id, self.token, JobStatus.failed, error=error):
-                        failed.append(job.id)
-            self.outcome.add(failed=failed)
-            self.progress.finished(failed=len(failed))
+            self._record(rendered, written)
+        except DatabaseError as exc:
+            full = disk_fault_of(exc, str(self.factory.kw["bind"].url))
+            if full is None:
+                raise
+            for item in written:
+                if item.sha is not None:
+                    Path(item.job.output_path).unlink(missing_ok=True)
+            raise full from exc
+        if fault is not None:
+            raise fault
 
-    def _record(self, rendered: RenderedPass) -> None:
-        jobs, model_hash = rendered.jobs, rendered.model_hash
+    def _sweep_temporaries(self, folder: Path) -> None:
+        """Once per folder: remove the temporary files that writers killed mid-write left."""
+        if folder in self._swept:
+            return
+        self._swept.add(folder)
+        try:
+            for path in remove_stale_temporaries(folder):
+                log.info("removed %s, left by a write that never finished", path)
+        except OSError as exc:  # an unreadable folder: the write itself will say more
+            log.warning("could not look for stale temporary files in %s: %s", folder, exc)
+
+    def _write(self, rendered: RenderedPass) -> tuple[list[_Written], DiskFault | None]:
+        """Write the pass's images in order, each on its own; stops at a fault of the disk,
+        returning it with what was written before it."""
         written = []
-        for index, (job, image) in enumerate(zip(jobs, rendered.images, strict=True)):
+        for index, (job, image) in enumerate(zip(rendered.jobs, rendered.images, strict=True)):
             if isinstance(image, ImageFailed):
-                written.append((job, index, None, one_line(image)))
+                written.append(_Written(job, index, None, one_line(image)))
                 continue
-            spec = job.spec().replace(model_hash=model_hash)
-            sha = write_png(image, Path(job.output_path),
-                            parameters=a1111_parameters(spec, version=f"sdfarm {__version__}"),
-                            sdfarm_json=sdfarm_chunk(spec, job_id=job.id, sweep_id=job.sweep_id,
-                                                     model_config=job.model_config))
-            written.append((job, index, sha, None))
+            path = Path(job.output_path)
+            self._sweep_temporaries(path.parent)
+            spec = job.spec().replace(model_hash=rendered.model_hash)
+            try:
+                sha = write_png(image, path,
+                                parameters=a1111_parameters(spec, version=f"sdfarm {__version__}"),
+                                sdfarm_json=sdfarm_chunk(spec, job_id=job.id, sweep_id=job.sweep_id,
+                                                         model_config=job.model_config))
+            except DiskFault as fault:
+                return written, fault
+            except Exception as exc:  # this image's own: a name taken by a folder, say
+                error = f"{one_line(exc)}\n{traceback.format_exc(limit=8)}"
+                written.append(_Written(job, index, None, error))
+                continue
+            written.append(_Written(job, index, sha, None))
+        return written, None
+
+    def _record(self, rendered: RenderedPass, written: list[_Written]) -> None:
+        """One transaction: every image written is done, every failed one failed."""
+        jobs, model_hash = rendered.jobs, rendered.model_hash
         pass_id = str(uuid.uuid4())
         per_image = rendered.seconds / len(jobs)
         done, failed, lost = [], [], []
         with self.factory.begin() as session:
             for job, index, sha, error in written:
-                if error is not None:
+                if sha is None:
                     ok = finish_job(session, job.id, self.token, JobStatus.failed, error=error,
                                     model_hash=model_hash)
                     (failed if ok else lost).append(job)
@@ -187,6 +226,15 @@ class PassWriter:
             for job in lost:
                 if job.id in canceled:
                     Path(job.output_path).unlink(missing_ok=True)
+
+
+class _Written(NamedTuple):
+    """One image's outcome on the disk: its file's sha256, or why its job fails."""
+
+    job: Job
+    index: int
+    sha: str | None
+    error: str | None
 
 
 def renewing(renew: Callable[[], None], writer: PassWriter) -> Callable[[], None]:

@@ -73,20 +73,23 @@ def test_a_local_render_of_single_image_batches_records_them_all(settings, tiny_
     assert len({j.pass_id for j in jobs}) == 5
 
 
-def test_a_write_error_fails_the_jobs_of_its_pass_only(settings):
-    # Given three passes, and a folder squatting on the file name of pass 2's first image
+def test_a_write_error_fails_that_images_job_alone(settings):
+    # Given three passes, and a folder squatting on the file name of pass 2's second image
     sweep_id, jobs = recorded(settings, "[1, 2, 3, 4, 5, 6]", batch_size=2)
-    Path(jobs[2].output_path).mkdir(parents=True)
+    Path(jobs[3].output_path).mkdir(parents=True)
     # When
     outcome = render_batch([j.id for j in jobs], settings, renderer=FakeRenderer(0))
-    # Then that pass fails with the error; the passes before and after it are done
+    # Then that job fails with the error; the image written before it in its pass, and the
+    # passes after it, are done
     jobs = jobs_of(settings, sweep_id)
-    assert [j.status for j in jobs] == [JobStatus.done, JobStatus.done, JobStatus.failed,
+    assert [j.status for j in jobs] == [JobStatus.done, JobStatus.done, JobStatus.done,
                                         JobStatus.failed, JobStatus.done, JobStatus.done]
-    assert jobs[2].error.startswith("IsADirectoryError") and jobs[3].error == jobs[2].error
-    assert outcome.failed == [jobs[2].id, jobs[3].id]
-    assert outcome.done == [jobs[0].id, jobs[1].id, jobs[4].id, jobs[5].id]
-    assert not Path(jobs[3].output_path).exists() and Path(jobs[4].output_path).is_file()
+    assert jobs[3].error.startswith("IsADirectoryError")
+    assert outcome.failed == [jobs[3].id]
+    assert outcome.done == [jobs[0].id, jobs[1].id, jobs[2].id, jobs[4].id, jobs[5].id]
+    assert Path(jobs[2].output_path).is_file() and Path(jobs[4].output_path).is_file()
+    assert (jobs[2].pass_index, jobs[2].pass_size) == (0, 2)
+    assert not list(Path(jobs[0].output_path).parent.glob(".*.tmp"))
 
 
 class _NanOnSeed(FakeRenderer):
