@@ -93,6 +93,9 @@ class Sweep(Base):
     axes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     #: For a rerun sweep: the job it re-renders.
     rerun_of_job_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    #: The newest ``finished_at`` of its jobs when its grid was last written (migration
+    #: 0010_grid_written); the farm writes the grid again once a job finishes after it.
+    grid_written_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     jobs: Mapped[list[Job]] = relationship(back_populates="sweep", order_by="Job.seq")
 

@@ -1,6 +1,6 @@
 """The render task: decode the job ids, call the same ``render_batch`` the local executor
 calls, map what escapes it. Everything else (claims, leases, attempts, outcomes) happens in
-the database, inside ``render_batch``.
+the database, inside ``render_batch``. A batch that ends its sweep writes the sweep's grid.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from celery.exceptions import Reject
 from sdfarm.broker.app import RENDER_TASK
 from sdfarm.config import Settings
 from sdfarm.db.engine import DatabaseError
+from sdfarm.grids.finish import write_grids_of_ended_sweeps
 from sdfarm.worker.batch import render_batch
 from sdfarm.worker.heartbeat import WorkerState
 from sdfarm.worker.solo import WorkerStopping
@@ -65,5 +66,6 @@ def register_tasks(app: Celery, settings: Settings, state: WorkerState | None = 
             raise self.retry(countdown=DATABASE_RETRY_SECONDS, max_retries=None) from None
         finally:
             state.end()
+        write_grids_of_ended_sweeps(settings, ids)
         return {"done": outcome.done, "failed": outcome.failed, "canceled": outcome.canceled,
                 "skipped": outcome.skipped}
