@@ -1,4 +1,4 @@
-"""Which sweep's grid is due: the guard that lets exactly one farm worker write a finished
+"""Which sweep's grid is due, and how a grid image is marked as sdfarm's own: the guard that lets exactly one farm worker write a finished
 sweep's grid, and write it again when a ``retry`` completes the sweep later.
 
 A sweep's ``grid_written_at`` holds the newest ``finished_at`` of its jobs when its grid was
@@ -21,6 +21,10 @@ from sqlalchemy.orm import Session
 from sdfarm.db.models import Job, JobStatus, Sweep
 
 _OPEN = (JobStatus.queued, JobStatus.running)
+
+#: PNG text chunk every grid image sdfarm writes carries ("sweep 3, page grid-z2"): ``index``
+#: knows its own grids by it and skips them quietly (a grid has no generation parameters).
+GRID_PNG_KEY = "sdfarm-grid"
 
 
 def sweeps_with_axes(session: Session, job_ids: Iterable[int]) -> list[int]:

@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from sdfarm.config import Settings
 from sdfarm.db.engine import session_factory
+from sdfarm.db.gridmarks import GRID_PNG_KEY
 from sdfarm.files import write_atomic
 from sdfarm.grids.draw import MAX_GRID_MEGAPIXELS, draw_page, layout_page
 from sdfarm.grids.model import load_grid
@@ -41,7 +43,7 @@ def write_grids(settings: Settings, sweep_id: int, *,
     for page in grid.pages:
         layout = layout_page(page, max_megapixels * 1e6)
         path = grid.folder / f"{page.name}.png"
-        _save(draw_page(page, layout), path)
+        _save(draw_page(page, layout), path, f"sweep {sweep_id}, page {page.name}")
         report.pngs.append(path)
         note = f"{layout.width}×{layout.height}"
         if layout.scale < 1:
@@ -54,7 +56,9 @@ def write_grids(settings: Settings, sweep_id: int, *,
     return report
 
 
-def _save(image: Image.Image, path: Path) -> None:
+def _save(image: Image.Image, path: Path, mark: str) -> None:
+    info = PngInfo()
+    info.add_text(GRID_PNG_KEY, mark)
     buf = io.BytesIO()
-    image.save(buf, format="PNG")
+    image.save(buf, format="PNG", pnginfo=info)
     write_atomic(path, buf.getvalue())

@@ -11,6 +11,7 @@ from urllib.parse import unquote
 import numpy as np
 from click.testing import CliRunner
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 from sqlalchemy import select
 
 from sdfarm.cli.main import cli
@@ -149,3 +150,26 @@ def test_grid_refuses_a_sweep_without_axes_and_an_unknown_sweep_in_one_line(sett
     assert result.exit_code == 1 and result.stderr.strip().startswith("Error: no sweep 99;")
     with session_factory(settings.database_url)() as s:
         assert s.get(Sweep, sweep_id).axes is None
+
+
+def test_index_skips_the_grids_sdfarm_wrote_without_a_word(settings, tmp_path):
+    # Given a sweep folder with its grid (placeholders: nothing rendered) and an A1111 image
+    job_file = write_job(tmp_path, 'model = "builtin:tiny"\nprompt = "a boat"\nwidth = 64\n'
+                                   'height = 64\nseeds = [3]\n[axes]\nx = { cfg = [4, 9] }\n'
+                                   'z = { steps = [2, 3] }\n')
+    sweep_id = record(settings, load_plan(settings, job_file))
+    report = write_grids(settings, sweep_id)
+    assert [p.name for p in report.pngs] == ["grid-z1.png", "grid-z2.png"]
+    from sdfarm.metadata.chunks import read_png_text
+
+    assert read_png_text(report.pngs[1].read_bytes())["sdfarm-grid"] == f"sweep {sweep_id}, page grid-z2"
+    info = PngInfo()
+    info.add_text("parameters", "a boat\nSteps: 2, Sampler: Euler a, CFG scale: 4, Seed: 3, Size: 64x64")
+    Image.new("RGB", (64, 64)).save(report.folder / "elsewhere.png", pnginfo=info)
+    # When the folder is indexed into another database
+    fresh = {"SDFARM_DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}"}
+    result = CliRunner().invoke(cli, ["index", str(report.folder), "-q"], env=fresh)
+    # Then the image is indexed, and the grids are neither indexed nor reported as skipped
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "indexed 1 images into sweep 1; 0 already indexed; 0 skipped"
+    assert result.stderr == ""
