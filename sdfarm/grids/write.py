@@ -29,7 +29,9 @@ class GridReport:
     index: Path | None = None
     #: (grid PNG, scale) for each page drawn smaller to fit the pixel budget.
     downscaled: list[tuple[Path, float]] = field(default_factory=list)
+    #: Images the sweep planned; cells on the pages drawn; cells that show their image.
     images: int = 0
+    cells: int = 0
     done: int = 0
 
 
@@ -37,7 +39,7 @@ def write_grids(settings: Settings, sweep_id: int, *,
                 max_megapixels: float = MAX_GRID_MEGAPIXELS) -> GridReport:
     with session_factory(settings.database_url)() as session:
         grid = load_grid(session, sweep_id)
-    report = GridReport(grid.folder, images=grid.images, done=grid.done)
+    report = GridReport(grid.folder, images=grid.images, done=grid.done, cells=grid.cells)
     grid.folder.mkdir(parents=True, exist_ok=True)
     files: dict[str, tuple[str, str]] = {}
     for page in grid.pages:
