@@ -225,3 +225,22 @@ def test_pages_that_differ_by_their_negative_prompt_name_it_in_their_title(setti
     with session_factory(settings.database_url)() as session:
         assert [p.titles for p in load_grid(session, same_id).pages] == [
             ("Seed: 3", "a red boat"), ("Seed: 3", "a blue boat")]
+
+
+def test_image_files_are_numbered_in_grid_order_so_a_folder_listing_reads_like_the_grid(
+        settings, tmp_path):
+    job_file = write_job(tmp_path, 'model = "builtin:tiny"\nprompt = "a {red|blue} boat"\n'
+                                   'seeds = [3, 4]\nwidth = 64\nheight = 64\n[axes]\n'
+                                   'x = { cfg = [4, 9] }\ny = { steps = [2, 3] }\n'
+                                   'z = { sampler = ["Euler a", "Euler"] }\n')
+    sweep_id = record(settings, load_plan(settings, job_file))
+    with session_factory(settings.database_url)() as session:
+        pages = load_grid(session, sweep_id).pages
+    # Page by page, row by row, column by column: the files' numbers count up from 0
+    in_grid_order = [page.cells[(x, y)].path.name for page in pages
+                     for y in range(len(page.rows)) for x in range(len(page.columns))]
+    assert len(in_grid_order) == 32 == len(set(in_grid_order))
+    assert [int(name.split("-")[0]) for name in in_grid_order] == list(range(32))
+    assert in_grid_order == sorted(in_grid_order)
+    # ...while the render order differs (batches group steps and samplers)
+    assert [Path(j.output_path).name for j in jobs_of(settings, sweep_id)] != in_grid_order
