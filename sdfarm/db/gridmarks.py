@@ -46,11 +46,16 @@ def _newest_finish(sweep_id: int):
 def claim_grid(session: Session, sweep_id: int) -> datetime | None:
     """Claim the writing of the sweep's grid: the mark now set, or ``None`` when the sweep is
     still open or its grid already shows its newest finish (another worker's claim)."""
+    open_jobs = exists().where(Job.sweep_id == sweep_id, Job.status.in_(_OPEN))
+    # First the cheap test (an index probe) that every batch but a sweep's last one fails;
+    # only then the update, which reads the finish time of every job of the sweep.
+    if session.scalar(select(open_jobs)):
+        return None
     newest = _newest_finish(sweep_id)
     claimed = session.execute(
         update(Sweep)
         .where(Sweep.id == sweep_id,
-               ~exists().where(Job.sweep_id == sweep_id, Job.status.in_(_OPEN)),
+               ~open_jobs,
                newest.is_not(None),
                or_(Sweep.grid_written_at.is_(None), Sweep.grid_written_at < newest))
         .values(grid_written_at=newest)
