@@ -81,9 +81,10 @@ def assert_grid_shows(farm: Farm, sweep_id: int) -> dict[int, bool]:
 
 
 def test_the_worker_that_ends_a_sweep_writes_its_grid_once(farm, tmp_path):
-    # Given two workers
-    farm.start_worker("w1@test", wait=False)
-    farm.start_worker("w2@test", wait=False)
+    # Given two workers, both consuming, each image long enough for both to get some
+    for name in ("w1@test", "w2@test"):
+        farm.start_worker(name, SDFARM_RENDERER="fake:0.3")
+        farm.wait_ready(name)
     # When a sweep with axes is submitted and watched to its end
     sweep_id = submit(farm.settings, load_plan(farm.settings, write_job(tmp_path, GRID_JOB))).sweep_id
     watched = farm.sdfarm("watch", sweep_id, "--interval", "0.2")
