@@ -44,9 +44,38 @@ def watch_sweep(settings: Settings, sweep_id: int, interval: float = 1.0,
             if c["queued"] and not p.busy_workers and not alive_workers(settings):
                 line.plain += "  (no live worker: start one with `sdfarm worker`)"
             if not p.sweep.open:
-                return p
+                break
             time.sleep(interval)
             p = sweep_progress_of(settings, sweep_id)
+    wait_for_grid(settings, sweep_id, console, interval)
+    return p
+
+
+#: Seconds ``watch`` waits, after the last job, for a worker to write the sweep's grid.
+GRID_WAIT_SECONDS = 120.0
+
+
+def wait_for_grid(settings: Settings, sweep_id: int, console: Console, interval: float,
+                  timeout: float = GRID_WAIT_SECONDS) -> bool:
+    """For a sweep with axes: wait while a live worker may still be writing its grid (the
+    worker that ended the sweep writes it), then say where it is, or how to write it."""
+    from sdfarm.grids.finish import grid_state_of
+
+    end = time.monotonic() + timeout
+    state = grid_state_of(settings, sweep_id)
+    with console.status("writing the grid…"):
+        while (state is not None and state.has_axes and not state.current
+               and time.monotonic() < end and alive_workers(settings)):
+            time.sleep(interval)
+            state = grid_state_of(settings, sweep_id)
+    if state is None or not state.has_axes:
+        return False
+    if state.current:
+        console.print(f"grid: {state.folder}/index.html", highlight=False, soft_wrap=True)
+        return True
+    console.print(f"grid: not written yet; `sdfarm grid {sweep_id}` writes it",
+                  highlight=False, soft_wrap=True)
+    return False
 
 
 def _log_sweep(settings: Settings, sweep_id: int, interval: float,

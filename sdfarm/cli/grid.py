@@ -19,10 +19,17 @@ _DEFAULT_MEGAPIXELS = "64"
 
 def echo_grid_report(report: GridReport) -> None:
     """What ``render`` and ``grid`` say about the grids they wrote (on stderr)."""
-    missing = report.images - report.done
-    state = (f"{report.done} of {report.images} images rendered; "
-             f"{missing} missing cells drawn as placeholders" if missing
-             else f"all {report.images} images rendered")
+    # Counted from what the grid shows: a deleted file or a pruned row is not rendered.
+    placeholders = report.cells - report.done
+    undrawn = report.images - report.cells
+    if not placeholders and not undrawn:
+        state = f"all {report.images} images rendered"
+    else:
+        state = f"{report.done} of {report.images} images rendered"
+        if placeholders:
+            state += f"; {placeholders} missing cells drawn as placeholders"
+        if undrawn:
+            state += f"; {undrawn} on pages with no job left, not drawn"
     click.echo(f"grids: {len(report.pngs)} image(s) and {report.index} ({state})", err=True)
     scales = dict(report.downscaled)
     for path in report.pngs:

@@ -20,6 +20,7 @@ from pathlib import Path
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from sdfarm.db.gridmarks import GRID_PNG_KEY
 from sdfarm.db.models import Job, JobStatus, Sweep, spec_columns
 from sdfarm.db.textsearch import sync_fulltext
 from sdfarm.errors import ImageMetadataError, SdfarmError
@@ -32,6 +33,7 @@ BATCH = 500
 READERS = 4
 
 Progress = Callable[[Path], None]
+_OWN_GRID = "an sdfarm grid"
 
 
 @dataclass
@@ -41,6 +43,8 @@ class IndexReport:
     sweep_id: int | None = None
     indexed: int = 0
     already_indexed: int = 0
+    #: sdfarm's own grid images, skipped without a word (they hold no generation parameters).
+    grids: int = 0
     #: (file, why it was skipped), in file order.
     problems: list[tuple[Path, str]] = field(default_factory=list)
 
@@ -78,6 +82,8 @@ def index_folder(factory: sessionmaker[Session], folder: Path, *,
                 progress(read.path)
             if read.problem == "already indexed":
                 report.already_indexed += 1
+            elif read.problem == _OWN_GRID:
+                report.grids += 1
             elif read.problem is not None:
                 report.problems.append((read.path, read.problem))
             else:
@@ -112,7 +118,10 @@ def _read(path: Path, known: set[tuple[str, str | None]]) -> _Read:
     if (str(path), sha) in known:
         return _Read(path, problem="already indexed")
     try:
-        generation = generation_from_chunks(read_image_text(data))
+        chunks = read_image_text(data)
+        if GRID_PNG_KEY in chunks:
+            return _Read(path, problem=_OWN_GRID)
+        generation = generation_from_chunks(chunks)
     except ImageMetadataError as exc:
         return _Read(path, problem=str(exc))
     when = datetime.fromtimestamp(mtime, timezone.utc).replace(tzinfo=None)

@@ -101,6 +101,9 @@ class Sweep(Base):
     executor: Mapped[str] = mapped_column(String(16), default="farm", server_default="farm")
     executor_host: Mapped[str | None] = mapped_column(String(255))
     executor_pid: Mapped[int | None] = mapped_column(Integer)
+    #: The newest ``finished_at`` of its jobs when its grid was last written (migration
+    #: 0010_grid_written); the farm writes the grid again once a job finishes after it.
+    grid_written_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     jobs: Mapped[list[Job]] = relationship(back_populates="sweep", order_by="Job.seq")
 
@@ -195,6 +198,7 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_sweep_status", "sweep_id", "status"),
         Index("ix_jobs_key_status", "key", "status"),
+        Index("ix_jobs_reused_from", "reused_from_job_id"),
         Index("ix_jobs_status_lease", "status", "lease_until"),
         Index("ix_jobs_seed", "seed"),
         Index("ix_jobs_created_at", "created_at"),

@@ -19,6 +19,7 @@ from sdfarm.db.models import Job, JobStatus, Sweep, spec_columns_for, utcnow
 from sdfarm.errors import JobNotFound, SweepNotFound
 
 if TYPE_CHECKING:
+    from sdfarm.scheduler.expand import Cell
     from sdfarm.scheduler.plan import Plan
 
 
@@ -47,6 +48,28 @@ def slug(text: str, limit: int = 48) -> str:
 
 def image_name(seq: int, seed: int) -> str:
     return f"{seq:05d}-{seed}.png"
+
+
+def grid_numbering(plan: Plan) -> Callable[[int, Cell | None], int]:
+    """The number in each image's file name, from (render index, grid cell): its position in
+    the grid as the grid shows it (pages in order: prompt, extras, z, seed; then rows, then
+    columns), so that a folder listing reads like the grid; the render index without a cell."""
+    sizes = {a.slot: len(a.values) for a in plan.axes}
+    extras = [sizes[a.slot] for a in plan.axes if a.slot.startswith("extra")]
+    prompts, seeds = len(plan.prompts) or 1, len(plan.seeds) or 1
+    z, y, x = (sizes.get(slot, 1) for slot in ("z", "y", "x"))
+
+    def number(index: int, cell: Cell | None) -> int:
+        if cell is None:
+            return index
+        n = cell.prompt
+        for size, i in zip(reversed(extras), reversed(cell.extra)):  # the last one outermost
+            n = n * size + i
+        for size, i in ((z, cell.z), (seeds, cell.seed), (y, cell.y), (x, cell.x)):
+            n = n * size + (i or 0)
+        return n
+
+    return number
 
 
 @dataclass(frozen=True)
@@ -119,9 +142,10 @@ def record_plan(session: Session, plan: Plan, output_root: Path, *, kind: str = 
     cells = plan.cells or (None,) * len(plan.specs)
     columns = spec_columns_for(plan.specs)
     rows = []
+    number = grid_numbering(plan)
     for i, (spec, key, cell) in enumerate(zip(plan.specs, plan.key_list(), cells, strict=True)):
         # Joined as text: a Path per row costs more than the rest of the row (10,000 rows).
-        path = f"{base}/{image_name(i, spec.seed)}"
+        path = f"{base}/{image_name(number(i, cell), spec.seed)}"
         row = {
             "sweep_id": sweep.id, "seq": i, "key": key, "status": JobStatus.queued,
             **columns(spec), "model_config": plan.model_config_of(spec),

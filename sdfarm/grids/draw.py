@@ -10,6 +10,8 @@ at that scale, so memory never exceeds the budget.
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -29,6 +31,8 @@ INK = (0, 0, 0)
 PLACEHOLDER = (204, 204, 204)
 PLACEHOLDER_INK = (96, 96, 96)
 ELLIPSIS = "…"
+#: Characters narrow in any font: no line holds more characters than fit of these.
+_NARROW = " .,:;'|!il"
 
 Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 
@@ -133,19 +137,31 @@ def _line_height(f: Font) -> int:
 
 def wrap(text: str, f: Font, width: float, max_lines: int) -> tuple[str, ...]:
     """``text`` in lines no wider than ``width``, broken at spaces (inside a word that is
-    wider than a line); past ``max_lines`` the last line ends with an ellipsis."""
+    wider than a line); past ``max_lines`` the last line ends with an ellipsis.
+
+    The work is bounded by what is shown, not by the text: wrapping stops one line past
+    ``max_lines``, and a word is measured only up to what a line can hold (a 100 kB prompt
+    costs as much as a short one)."""
     width = max(width, f.getlength("M"))
+    # No line holds more characters than fit of the narrowest one; measuring longer
+    # stretches only to learn that they do not fit would cost the length of the text.
+    narrowest = min(f.getlength(c) for c in _NARROW)
+    capacity = math.ceil(width / narrowest) + 1 if narrowest > 0 else 1 << 30
     lines: list[str] = []
-    for word in " ".join(text.split()).split(" "):
-        candidate = f"{lines[-1]} {word}" if lines else word
-        if lines and f.getlength(candidate) <= width:
-            lines[-1] = candidate
-            continue
-        while f.getlength(word) > width and len(word) > 1:
-            cut = _fitting_prefix(word, f, width)
+    for word in _words(text):
+        if len(lines) > max_lines:
+            break
+        if lines:
+            candidate = f"{lines[-1]} {word}"
+            if len(candidate) <= capacity and f.getlength(candidate) <= width:
+                lines[-1] = candidate
+                continue
+        while len(lines) <= max_lines and len(word) > 1 and not _fits(word, f, width, capacity):
+            cut = _fitting_prefix(word, f, width, capacity)
             lines.append(word[:cut])
             word = word[cut:]
-        lines.append(word)
+        if len(lines) <= max_lines:
+            lines.append(word)
     if len(lines) > max_lines:
         last = lines[max_lines - 1]
         while last and f.getlength(last + ELLIPSIS) > width:
@@ -154,11 +170,26 @@ def wrap(text: str, f: Font, width: float, max_lines: int) -> tuple[str, ...]:
     return tuple(lines) if lines != [""] else ()
 
 
-def _fitting_prefix(word: str, f: Font, width: float) -> int:
-    n = 1
-    while n < len(word) and f.getlength(word[:n + 1]) <= width:
-        n += 1
-    return n
+def _words(text: str) -> Iterator[str]:
+    """The words of ``text`` one by one, without splitting all of a long text up front."""
+    return (m.group() for m in re.finditer(r"\S+", text))
+
+
+def _fits(word: str, f: Font, width: float, capacity: int) -> bool:
+    return len(word) <= capacity and f.getlength(word) <= width
+
+
+def _fitting_prefix(word: str, f: Font, width: float, capacity: int) -> int:
+    """The longest prefix of ``word`` (at least one character) no wider than ``width``, by
+    bisection over at most ``capacity`` characters."""
+    lo, hi = 1, min(len(word) - 1, capacity)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if f.getlength(word[:mid]) <= width:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def draw_page(page: GridPage, layout: Layout) -> Image.Image:

@@ -38,12 +38,18 @@ class GridJob:
     def done(self) -> bool:
         return self.status == JobStatus.done.value
 
+    @property
+    def rendered(self) -> bool:
+        """Done, and its image still on disk: what a cell shows rather than a placeholder."""
+        return self.done and self.path.is_file()
+
 
 @dataclass(frozen=True)
 class GridPage:
     #: File stem: "grid", "grid-z2", "grid-p1-s3-z2", "grid-extra1-2-z1".
     name: str
-    #: What is fixed on this page: z and extra labels, the seed, and the prompt.
+    #: What is fixed on this page: z and extra labels, the seed, the prompt, and the negative
+    #: prompt where pages differ by it.
     titles: tuple[str, ...]
     #: Column (x) and row (y) labels; one empty label when the sweep has no such axis.
     columns: tuple[str, ...]
@@ -55,8 +61,14 @@ class GridPage:
     cell_size: tuple[int, int]
 
     @property
+    def size(self) -> int:
+        """Cells on the page, with or without a job."""
+        return len(self.columns) * len(self.rows)
+
+    @property
     def done(self) -> int:
-        return sum(1 for job in self.cells.values() if job.done)
+        """Cells that show their image (done, file on disk)."""
+        return sum(1 for job in self.cells.values() if job.rendered)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,10 +81,13 @@ class Grid:
     axes: tuple[GridAxis, ...]
     #: In product order: prompt, extra axes, z, seed (see ``build_pages``).
     pages: tuple[GridPage, ...]
+    #: Images the sweep planned, whether or not their rows are still there (``prune``).
+    images: int
 
     @property
-    def images(self) -> int:
-        return sum(len(p.cells) for p in self.pages)
+    def cells(self) -> int:
+        """Cells on the pages drawn (a page whose every job was pruned is not drawn)."""
+        return sum(p.size for p in self.pages)
 
     @property
     def done(self) -> int:
@@ -84,7 +99,16 @@ def load_grid(session: Session, sweep_id: int) -> Grid:
     stored = read_grid_json(sweep.axes, sweep_id)
     pages = build_pages(stored.axes, [_grid_job(job) for job in jobs], prompts=stored.prompts,
                         seeds=stored.seeds)
-    return Grid(sweep_id, sweep.name, Path(sweep.output_dir), stored.axes, pages)
+    return Grid(sweep_id, sweep.name, Path(sweep.output_dir), stored.axes, pages,
+                planned_images(stored.axes, prompts=stored.prompts, seeds=stored.seeds))
+
+
+def planned_images(axes: tuple[GridAxis, ...], *, prompts: int, seeds: int) -> int:
+    """Size of the sweep's product: every prompt, axis value and seed (0 seeds: a seed axis)."""
+    total = max(prompts, 1) * max(seeds, 1)
+    for axis in axes:
+        total *= len(axis.labels)
+    return total
 
 
 def _grid_job(job: Job) -> GridJob:
@@ -106,6 +130,11 @@ def build_pages(axes: tuple[GridAxis, ...], jobs: list[GridJob], *, prompts: int
         key = (job.prompt, tuple(reversed(job.extra)), job.z if job.z is not None else 0, job.seed)
         grouped.setdefault(key, []).append(job)
 
+    # The negative prompt titles a page when it is what tells pages apart: one per page, and
+    # not the same on every page (within a page it varies only along an axis, which says so).
+    negatives = [{j.spec.negative_prompt for j in members} for members in grouped.values()]
+    titled_negative = (all(len(n) == 1 for n in negatives)
+                       and len(set().union(*negatives)) > 1)
     pages = []
     for key in sorted(grouped):
         members = grouped[key]
@@ -115,7 +144,9 @@ def build_pages(axes: tuple[GridAxis, ...], jobs: list[GridJob], *, prompts: int
         labels += [a.labels[i] for a, i in zip(extras, first.extra)]
         if seeds:
             labels.append(f"Seed: {first.spec.seed}")
-        titles = tuple(t for t in (" · ".join(labels), first.spec.prompt) if t)
+        negative = (f"Negative prompt: {first.spec.negative_prompt or '(none)'}"
+                    if titled_negative else "")
+        titles = tuple(t for t in (" · ".join(labels), first.spec.prompt, negative) if t)
         cell_size = (max(j.spec.width for j in members), max(j.spec.height for j in members))
         pages.append(GridPage(name, titles, columns, rows, {(j.x, j.y): j for j in members},
                               cell_size))

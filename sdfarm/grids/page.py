@@ -54,8 +54,8 @@ def index_html(grid: Grid, files: dict[str, tuple[str, str]]) -> str:
 def _page(folder: Path, page: GridPage, file_note: tuple[str, str] | None) -> list[str]:
     heading = escape(page.titles[0]) if page.titles else escape(page.name)
     out = [f'<section id="{escape(page.name)}"><h2>{heading}</h2>']
-    if len(page.titles) > 1:
-        out.append(f'<p class="prompt">{escape(page.titles[1])}</p>')
+    for title in page.titles[1:]:
+        out.append(f'<p class="prompt">{escape(title)}</p>')
     if file_note:
         name, note = file_note
         out.append(f'<p><a href="{_href(name)}">{escape(name)}</a> {escape(note)}</p>')

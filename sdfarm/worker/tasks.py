@@ -1,6 +1,6 @@
 """The render task: decode the job ids, call the same ``render_batch`` the local executor
 calls, map what escapes it. Everything else (claims, leases, attempts, outcomes) happens in
-the database, inside ``render_batch``.
+the database, inside ``render_batch``. A batch that ends its sweep writes the sweep's grid.
 
 A fault of the worker's disk (:class:`DiskFault`: full, read-only, failing) is no job's: the
 jobs are back in the queue, their message is sent again for another worker, and this worker
@@ -23,6 +23,7 @@ from sdfarm.config import Settings
 from sdfarm.db.engine import DatabaseError
 from sdfarm.errors import DiskFault
 from sdfarm.files import probe_write
+from sdfarm.grids.finish import write_grids_of_ended_sweeps
 from sdfarm.worker.batch import render_batch
 from sdfarm.worker.heartbeat import WorkerState
 from sdfarm.worker.solo import WorkerStopping
@@ -90,6 +91,7 @@ def register_tasks(app: Celery, settings: Settings, state: WorkerState | None = 
             raise self.retry(countdown=DATABASE_RETRY_SECONDS, max_retries=None) from None
         finally:
             state.end()
+        write_grids_of_ended_sweeps(settings, ids)
         return {"done": outcome.done, "failed": outcome.failed, "canceled": outcome.canceled,
                 "skipped": outcome.skipped}
 

@@ -11,6 +11,7 @@ from urllib.parse import unquote
 import numpy as np
 from click.testing import CliRunner
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 from sqlalchemy import select
 
 from sdfarm.cli.main import cli
@@ -149,3 +150,97 @@ def test_grid_refuses_a_sweep_without_axes_and_an_unknown_sweep_in_one_line(sett
     assert result.exit_code == 1 and result.stderr.strip().startswith("Error: no sweep 99;")
     with session_factory(settings.database_url)() as s:
         assert s.get(Sweep, sweep_id).axes is None
+
+
+def test_index_skips_the_grids_sdfarm_wrote_without_a_word(settings, tmp_path):
+    # Given a sweep folder with its grid (placeholders: nothing rendered) and an A1111 image
+    job_file = write_job(tmp_path, 'model = "builtin:tiny"\nprompt = "a boat"\nwidth = 64\n'
+                                   'height = 64\nseeds = [3]\n[axes]\nx = { cfg = [4, 9] }\n'
+                                   'z = { steps = [2, 3] }\n')
+    sweep_id = record(settings, load_plan(settings, job_file))
+    report = write_grids(settings, sweep_id)
+    assert [p.name for p in report.pngs] == ["grid-z1.png", "grid-z2.png"]
+    from sdfarm.metadata.chunks import read_png_text
+
+    assert read_png_text(report.pngs[1].read_bytes())["sdfarm-grid"] == f"sweep {sweep_id}, page grid-z2"
+    info = PngInfo()
+    info.add_text("parameters", "a boat\nSteps: 2, Sampler: Euler a, CFG scale: 4, Seed: 3, Size: 64x64")
+    Image.new("RGB", (64, 64)).save(report.folder / "elsewhere.png", pnginfo=info)
+    # When the folder is indexed into another database
+    fresh = {"SDFARM_DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}"}
+    result = CliRunner().invoke(cli, ["index", str(report.folder), "-q"], env=fresh)
+    # Then the image is indexed, and the grids are neither indexed nor reported as skipped
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "indexed 1 images into sweep 1; 0 already indexed; 0 skipped"
+    assert result.stderr == ""
+
+
+def test_the_grid_summary_counts_what_it_shows_after_a_file_is_deleted_and_its_row_pruned(
+        settings, cli_env, tiny_model, tmp_path):
+    # Given a 2 x 2 grid, all rendered
+    job_file = write_job(tmp_path, 'model = "builtin:tiny"\nprompt = "a boat"\nsteps = 2\n'
+                                   'width = 64\nheight = 64\nseeds = [3]\n'
+                                   '[axes]\nx = { cfg = [4, 9] }\ny = { steps = [2, 3] }\n')
+    sweep_id = record(settings, load_plan(settings, job_file))
+    jobs = jobs_of(settings, sweep_id)
+    render_batch([j.id for j in jobs], settings)
+    assert "all 4 images rendered" in run(cli_env, "grid", sweep_id)[2]
+    # When one image file is deleted
+    Path(jobs[0].output_path).unlink()
+    code, out, err = run(cli_env, "grid", sweep_id)
+    # Then the summary and the page count it as missing
+    assert code == 0, err
+    assert "3 of 4 images rendered; 1 missing cells drawn as placeholders" in err
+    folder = Path(out.strip())
+    assert "3 of 4 images rendered." in (folder / "index.html").read_text()
+    assert (folder / "index.html").read_text().count('class="missing">file missing<') == 1
+    # When its row is pruned too
+    assert run(cli_env, "prune", "--missing", "--yes")[0] == 0
+    assert len(jobs_of(settings, sweep_id)) == 3
+    code, out, err = run(cli_env, "grid", sweep_id)
+    # Then it is still a missing cell of the four, now with no job
+    assert "3 of 4 images rendered; 1 missing cells drawn as placeholders" in err
+    assert (folder / "index.html").read_text().count('class="missing">no job<') == 1
+
+
+def test_pages_that_differ_by_their_negative_prompt_name_it_in_their_title(settings, tmp_path):
+    job_file = write_job(tmp_path, 'model = "builtin:tiny"\nprompt = "a boat"\n'
+                                   'negative_prompt = "{blurry|dark}"\nseeds = [3]\n'
+                                   'width = 64\nheight = 64\n[axes]\nx = { cfg = [4, 9] }\n')
+    sweep_id = record(settings, load_plan(settings, job_file))
+    report = write_grids(settings, sweep_id)
+    with session_factory(settings.database_url)() as session:
+        pages = load_grid(session, sweep_id).pages
+    assert [p.titles for p in pages] == [("Seed: 3", "a boat", "Negative prompt: blurry"),
+                                         ("Seed: 3", "a boat", "Negative prompt: dark")]
+    drawn = [" ".join(layout_page(p).title_lines) for p in pages]
+    assert drawn[0].endswith("Negative prompt: blurry") and drawn[1].endswith("Negative prompt: dark")
+    html = report.index.read_text()
+    assert "Negative prompt: blurry" in html and "Negative prompt: dark" in html
+    # A negative prompt the pages share is not repeated on each
+    same = write_job(tmp_path, 'model = "builtin:tiny"\nprompt = "a {red|blue} boat"\n'
+                               'negative_prompt = "blurry"\nseeds = [3]\nwidth = 64\nheight = 64\n'
+                               '[axes]\nx = { cfg = [4, 9] }\n', name="same.toml")
+    same_id = record(settings, load_plan(settings, same))
+    with session_factory(settings.database_url)() as session:
+        assert [p.titles for p in load_grid(session, same_id).pages] == [
+            ("Seed: 3", "a red boat"), ("Seed: 3", "a blue boat")]
+
+
+def test_image_files_are_numbered_in_grid_order_so_a_folder_listing_reads_like_the_grid(
+        settings, tmp_path):
+    job_file = write_job(tmp_path, 'model = "builtin:tiny"\nprompt = "a {red|blue} boat"\n'
+                                   'seeds = [3, 4]\nwidth = 64\nheight = 64\n[axes]\n'
+                                   'x = { cfg = [4, 9] }\ny = { steps = [2, 3] }\n'
+                                   'z = { sampler = ["Euler a", "Euler"] }\n')
+    sweep_id = record(settings, load_plan(settings, job_file))
+    with session_factory(settings.database_url)() as session:
+        pages = load_grid(session, sweep_id).pages
+    # Page by page, row by row, column by column: the files' numbers count up from 0
+    in_grid_order = [page.cells[(x, y)].path.name for page in pages
+                     for y in range(len(page.rows)) for x in range(len(page.columns))]
+    assert len(in_grid_order) == 32 == len(set(in_grid_order))
+    assert [int(name.split("-")[0]) for name in in_grid_order] == list(range(32))
+    assert in_grid_order == sorted(in_grid_order)
+    # ...while the render order differs (batches group steps and samplers)
+    assert [Path(j.output_path).name for j in jobs_of(settings, sweep_id)] != in_grid_order

@@ -110,3 +110,31 @@ def test_a_grid_over_the_pixel_budget_is_drawn_smaller_and_says_by_how_much():
     assert small.cell_w == pytest.approx(512 * small.scale, abs=1)
     image = draw_page(page, small)
     assert image.size == (small.width, small.height)
+
+
+class CountingFont:
+    """A real font that counts what it is asked to measure: the work ``wrap`` does."""
+
+    def __init__(self, size: int) -> None:
+        self.font = font(size)
+        self.calls = 0
+        self.characters = 0
+
+    def getlength(self, text: str) -> float:
+        self.calls += 1
+        self.characters += len(text)
+        return self.font.getlength(text)
+
+
+@pytest.mark.parametrize("prompt", ["a" * 100_000, "word " * 20_000],
+                         ids=["100 kB without spaces", "100 kB of words"])
+def test_wrapping_a_huge_prompt_measures_only_the_lines_it_shows(prompt):
+    f = CountingFont(12)
+    lines = wrap(prompt, f, 300, 4)
+    assert len(lines) == 4 and lines[-1].endswith("…")
+    assert all(f.font.getlength(line) <= 300 for line in lines)
+    assert "".join(lines[:3]).replace(" ", "") == prompt.replace(" ", "")[:len("".join(lines[:3]).replace(" ", ""))]
+    # Four lines of about 45 characters: a few dozen measurements of at most a line or so each,
+    # whatever the length of the prompt (it measured 100,000-character words before).
+    assert f.calls < 200
+    assert f.characters < 20_000
