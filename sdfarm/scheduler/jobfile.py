@@ -24,7 +24,7 @@ from sdfarm.params import (
 )
 from sdfarm.samplers import AUTOMATIC, split_sampler
 from sdfarm.scheduler.axes import Axis, parse_axes
-from sdfarm.scheduler.seeds import resolve_seeds
+from sdfarm.scheduler.seeds import duplicates_warning, written_seeds
 from sdfarm.spec import RenderSpec
 from sdfarm.suggest import did_you_mean
 
@@ -76,6 +76,9 @@ class JobFile:
     #: The per-image parameters the file sets itself; the others take their defaults, some
     #: of them (``sdfarm.families.FAMILY_DEFAULTS``) from the model's family.
     explicit: frozenset[str] = frozenset()
+    #: What the commands that read the file (plan, render, submit) print on stderr, once
+    #: each: things that are not errors but not what the file says either.
+    warnings: tuple[str, ...] = ()
 
 
 class _Reader:
@@ -186,7 +189,9 @@ def parse_job_file(text: str, path: str = "<job file>") -> JobFile:
 
     values = {p.name: r.param(p) for p in PARAMS.values() if p.name != "seed"}
     seeds = data.get("seeds", {"random": 1})
-    resolve_seeds(seeds, 0, fail=lambda problem: r.fail("seeds", problem))  # validates only
+    written = written_seeds(seeds, 0, fail=lambda problem: r.fail("seeds", problem))
+    repeated = duplicates_warning(written)
+    del written  # validated; expansion resolves the seeds again, with the sweep seed
     default_sweep_seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
     axes = tuple(parse_axes(data.get("axes"), r.fail))
     seed_axis = next((a for a in axes if a.param == "seed"), None)
@@ -211,6 +216,7 @@ def parse_job_file(text: str, path: str = "<job file>") -> JobFile:
         wildcard_dir=str(Path(path).parent / Path(wildcards).expanduser()),  # type: ignore[arg-type]
         max_images=r.integer("max_images", DEFAULT_MAX_IMAGES, 1, MAX_IMAGES_LIMIT),
         explicit=frozenset(name for name in PARAMS if name in data),
+        warnings=(f"{path}: seeds: {repeated}",) if repeated else (),
     )
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +31,8 @@ def load_plan(settings: Settings, job_file: str | Path, *, build_builtins: bool 
     """Validate ``job_file`` and expand it. ``build_builtins`` builds the built-in models it
     names first, so that their hashes enter every job's key (rendering needs them anyway)."""
     job, mref = resolve_model(load_job_file(job_file), settings.model_dir)
+    for warning in job.warnings:  # plan, render and submit all start here
+        print(f"Warning: {warning}", file=sys.stderr)
     if build_builtins:
         from sdfarm.worker.builtin import ensure_builtin
 

@@ -144,3 +144,10 @@ def test_a_bad_extra_axis_is_named_by_its_position():
 def test_bad_grid_keys_are_one_line_errors(extra, key, fragment):
     message = error_of(PLAIN + extra + "\n")
     assert f"jobs/test.toml: {key}: " in message and fragment in message
+
+
+def test_duplicate_seeds_leave_a_warning_for_the_commands_to_print():
+    job = parse_job_file(GOOD.replace("seeds = [1, 5, 9]", "seeds = [1, 5, 5, 9]"), "dup.toml")
+    assert job.warnings == ("dup.toml: seeds: 5 appears twice; duplicates render the same "
+                            "image, so each seed is rendered once (3 seeds, not 4)",)
+    assert parse_job_file(GOOD, "ok.toml").warnings == ()
