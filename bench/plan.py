@@ -157,14 +157,14 @@ def one_run(work: Path, n: int, cells: int, x: int, phases: set[str]) -> dict[st
 
 
 def enqueue_sweep(settings: Settings, sweep_id: int) -> int:
-    """What ``submit`` does after recording: read the queued batches back, publish them."""
+    """What ``submit`` does after recording: read the queued batches back as they are
+    published."""
     from sdfarm.broker.queue import enqueue
     from sdfarm.db.engine import session_factory
-    from sdfarm.db.jobs import queued_batches
+    from sdfarm.db.jobs import new_sweep_batches
 
     with session_factory(settings.database_url)() as session:
-        batches = queued_batches(session, [sweep_id])
-    return enqueue(settings, batches)
+        return enqueue(settings, new_sweep_batches(session, sweep_id))
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from celery import Celery
@@ -10,7 +10,14 @@ from celery import Celery
 from sdfarm.broker.queue import enqueue
 from sdfarm.config import Settings
 from sdfarm.db.engine import session_factory
-from sdfarm.db.jobs import Canceled, cancel_jobs, queued_batches, retry_jobs
+from sdfarm.db.jobs import (
+    Canceled,
+    QueuedBatch,
+    cancel_jobs,
+    new_sweep_batches,
+    queued_batches,
+    retry_jobs,
+)
 from sdfarm.db.sweeps import require_jobs, require_sweep
 from sdfarm.errors import BrokerUnavailable
 from sdfarm.scheduler.plan import Plan
@@ -31,14 +38,21 @@ def submit(settings: Settings, plan: Plan, *, priority: int = 0, force: bool = F
     """Record the sweep (one transaction), then enqueue one task per batch. Should this process
     die between the two, the jobs are queued in the database and ``recover`` sends them."""
     sweep_id = record(settings, plan, priority=priority, force=force)
+    queued = 0
+
+    def counted(batches: Iterator[QueuedBatch]) -> Iterator[QueuedBatch]:
+        nonlocal queued
+        for batch in batches:
+            queued += len(batch.job_ids)
+            yield batch
+
+    # Read from the database as they are published: memory stays flat for a million jobs.
     with session_factory(settings.database_url)() as session:
-        batches = queued_batches(session, [sweep_id])
-    try:
-        enqueue(settings, batches, app=app)
-    except BrokerUnavailable as exc:
-        raise BrokerUnavailable(f"sweep {sweep_id} is recorded but not queued: {exc}") from None
-    return Submitted(sweep_id=sweep_id, images=plan.images,
-                     queued=sum(len(b.job_ids) for b in batches), batches=len(batches))
+        try:
+            sent = enqueue(settings, counted(new_sweep_batches(session, sweep_id)), app=app)
+        except BrokerUnavailable as exc:
+            raise BrokerUnavailable(f"sweep {sweep_id} is recorded but not queued: {exc}") from None
+    return Submitted(sweep_id=sweep_id, images=plan.images, queued=queued, batches=sent)
 
 
 def cancel(settings: Settings, *, sweep_id: int | None = None,
