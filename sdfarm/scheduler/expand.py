@@ -31,7 +31,7 @@ from sdfarm.scheduler.familydefaults import (
     defaulted_params,
     family_changes,
 )
-from sdfarm.scheduler.jobfile import MAX_PROMPTS, JobFile
+from sdfarm.scheduler.jobfile import MAX_IMAGES_LIMIT, MAX_PROMPTS, JobFile
 from sdfarm.scheduler.promptsyntax import is_literal
 from sdfarm.scheduler.seeds import resolve_seeds
 from sdfarm.spec import SPEC_FIELDS, RenderSpec
@@ -214,6 +214,8 @@ def _check_cap(job: JobFile, seeds: int, prompts: int | None) -> None:
         return
     count = f"{total:,}" if prompts is not None else f"at least {total:,}"
     how = " x ".join(f"{n:,} {what}" for n, what in factors)
+    way = (f"raise max_images to render them all" if total <= MAX_IMAGES_LIMIT else
+           f"a sweep may have at most {MAX_IMAGES_LIMIT:,}; split it into several job files")
     raise JobFileError(job.path, "max_images",
                        f"the job file describes {count} images ({how}), more than "
-                       f"max_images = {job.max_images:,}; raise max_images to render them all")
+                       f"max_images = {job.max_images:,}; {way}")

@@ -36,8 +36,10 @@ DEFAULT_BATCH_SIZE = 4
 #: Most images a job file may describe unless it raises ``max_images``: a typo in a range
 #: ("1-10000") should be a message, not a night of rendering.
 DEFAULT_MAX_IMAGES = 100_000
-#: Ceiling of ``max_images`` itself: a sweep is recorded in one transaction.
-MAX_IMAGES_LIMIT = 10_000_000
+#: Ceiling of ``max_images`` itself: what was measured to work (``bench/plan.py --cells
+#: 1000000``: planned, recorded in one transaction and submitted in under 200 MB). Ten million
+#: could not be recorded at all (MemoryError at 8 GB, before sweeps streamed).
+MAX_IMAGES_LIMIT = 1_000_000
 #: Where ``__name__`` wildcards are looked up, relative to the job file.
 DEFAULT_WILDCARDS = "wildcards"
 #: Most prompts one template may expand to; beyond it, ask for N random draws instead.
@@ -214,7 +216,7 @@ def parse_job_file(text: str, path: str = "<job file>") -> JobFile:
         axes=axes,
         prompt_mode=_prompt_mode(r, data.get("prompts", "combinatorial")),
         wildcard_dir=str(Path(path).parent / Path(wildcards).expanduser()),  # type: ignore[arg-type]
-        max_images=r.integer("max_images", DEFAULT_MAX_IMAGES, 1, MAX_IMAGES_LIMIT),
+        max_images=_max_images(r),
         explicit=frozenset(name for name in PARAMS if name in data),
         warnings=(f"{path}: seeds: {repeated}",) if repeated else (),
     )
@@ -263,6 +265,15 @@ def _sampling(r: _Reader, values: dict[str, Any], axes: tuple[Axis, ...]) -> tup
                        else sampler_axis.key if sampler_axis is not None else "sampler")
                 raise r.fail(key, text)
     return base, schedule
+
+
+def _max_images(r: _Reader) -> int:
+    value = r.data.get("max_images", DEFAULT_MAX_IMAGES)
+    if isinstance(value, int) and not isinstance(value, bool) and value > MAX_IMAGES_LIMIT:
+        raise r.fail("max_images", f"must be an integer from 1 to {MAX_IMAGES_LIMIT:,} (the largest "
+                                   f"sweep measured to record and submit), got {value:,}; split "
+                                   "the sweep into several job files")
+    return r.integer("max_images", DEFAULT_MAX_IMAGES, 1, MAX_IMAGES_LIMIT)
 
 
 def _prompt_mode(r: _Reader, value: Any) -> PromptMode:
