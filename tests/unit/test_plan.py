@@ -104,3 +104,21 @@ def test_a_million_image_plan_is_a_hundred_rows_and_a_few_megabytes(tmp_path):
     assert plan.specs[999_999].seed == 10_000 and plan.specs[999_999].cfg == 25
     # Built as before, the plan held a million specs, cells and keys: 725 MB, 16 s.
     assert peak < 8 * 2**20, peak
+
+
+def test_the_forecast_row_by_row_counts_as_image_by_image(tmp_path):
+    from sdfarm.scheduler.forecast import forecast
+
+    job = job_in(tmp_path, 'prompt = "a {cat|dog}"\nseeds = "1-7"\nbatch_size = 3\n'
+                           '[axes]\nx = { cfg = [4, 8] }\ny = { steps = [3, 2] }\n'
+                           'z = { model = ["m2", "m1"] }\n')
+    plan = make_plan(job, None, {"m1": "h1", "m2": "h2"})
+    reused = {0, 1, 2, 50, 111}
+    rates = {("h1", 64, 64): 0.5}
+    todo = [s for i, s in enumerate(plan.specs) if i not in reused]
+    outlook = forecast(plan, reused, rates)
+    assert (outlook.images, outlook.reused, outlook.to_render) == (112, 5, 107)
+    assert outlook.steps_to_render == sum(s.steps for s in todo)
+    assert outlook.unmeasured_images == sum(1 for s in todo if s.model_hash != "h1")
+    assert outlook.estimate_seconds == round(sum(0.5 * s.steps for s in todo if s.model_hash == "h1"), 3)
+    assert outlook.batches == len(plan.without(reused).batches)
