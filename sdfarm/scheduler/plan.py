@@ -23,7 +23,7 @@ from sdfarm.scheduler.batching import order_specs
 from sdfarm.scheduler.expand import Cell, expand_job
 from sdfarm.scheduler.gridformat import grid_json
 from sdfarm.scheduler.jobfile import JobFile
-from sdfarm.spec import SPEC_FIELDS, RenderSpec
+from sdfarm.spec import SPEC_FIELDS, RenderSpec, key_of
 
 T = TypeVar("T")
 _SEED_AT = SPEC_FIELDS.index("seed")
@@ -200,20 +200,30 @@ class _Cells(_Computed[Cell]):
 
 class _Keys(_Computed[str]):
     """Keys as 16 bytes each (a million keys: 16 MB, not 110 MB of strings), hashed on first
-    read."""
+    read. A row's key text is built once and only its seed changes per image."""
 
     _SIZE = 16
 
-    def __init__(self, specs: Sequence[RenderSpec]) -> None:
-        self._specs: Sequence[RenderSpec] | None = specs
+    def __init__(self, specs: _Images) -> None:
+        self._specs: _Images | None = specs
         self._count = len(specs)
         self._digests = b""
 
     def _all(self) -> bytes:
         if self._specs is not None:
             digests = bytearray()
-            for spec in self._specs:
-                digests += bytes.fromhex(spec.key)
+            rows, seeds = self._specs.rows, self._specs.seeds
+            for n, row in enumerate(rows):
+                around = _around_seed(row) if seeds else None
+                if around is None:  # one image a row, or a text the mark cannot split
+                    images = (self._specs[n * len(seeds) + k] for k in range(len(seeds))) \
+                        if seeds else (row,)
+                    for spec in images:
+                        digests += bytes.fromhex(spec.key)
+                    continue
+                before, after = around
+                for seed in seeds:
+                    digests += bytes.fromhex(key_of(f"{before}{seed}{after}"))
             self._digests, self._specs = bytes(digests), None
         return self._digests
 
@@ -230,6 +240,20 @@ class _Keys(_Computed[str]):
         digests, size = self._all(), self._SIZE
         for start in range(0, len(digests), size):
             yield digests[start:start + size].hex()
+
+
+#: A seed no job file can hold (above 2^63), to find where a row's seed sits in its key text.
+_MARK = 2**64 + 12345
+
+
+def _around_seed(row: RenderSpec) -> tuple[str, str] | None:
+    """A row's key text before and after its seed (a seed is written as its digits); ``None``
+    if the mark is not found exactly once (a prompt holding those very digits)."""
+    text = row.replace(seed=_MARK).key_text()
+    if text.count(str(_MARK)) != 1:
+        return None
+    before, _, after = text.partition(str(_MARK))
+    return before, after
 
 
 class _Batches(_Computed[tuple[int, ...]]):

@@ -122,3 +122,12 @@ def test_the_forecast_row_by_row_counts_as_image_by_image(tmp_path):
     assert outlook.unmeasured_images == sum(1 for s in todo if s.model_hash != "h1")
     assert outlook.estimate_seconds == round(sum(0.5 * s.steps for s in todo if s.model_hash == "h1"), 3)
     assert outlook.batches == len(plan.without(reused).batches)
+
+
+def test_keys_built_from_a_row_text_are_each_image_s_own_key_even_when_a_prompt_holds_the_mark(tmp_path):
+    from sdfarm.scheduler.plan import _MARK
+
+    for prompt in ("p", f"p {_MARK}"):
+        plan = make_plan(job_in(tmp_path, f'prompt = "{prompt}"\nseeds = "1-5, 100"\n'
+                                           '[axes]\nx = { cfg = [4, 8] }\n'))
+        assert list(plan.keys) == [s.key for s in plan.specs] and len(set(plan.keys)) == 12
