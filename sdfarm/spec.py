@@ -78,8 +78,12 @@ class RenderSpec:
 
     @property
     def key(self) -> str:
-        """Hash of exactly the pixel-determining parameters, in the table's key order (a
-        parameter added later enters as its name and value, only when it is set).
+        """Hash of :meth:`key_text`."""
+        return key_of(self.key_text())
+
+    def key_text(self) -> str:
+        """What :attr:`key` hashes: exactly the pixel-determining parameters, in the table's
+        key order (a parameter added later enters as its name and value, only when it is set).
 
         The model enters by its hash when known (two paths to one file are one model), by its
         reference otherwise. A sampler and schedule that had a combined name before schedules
@@ -98,8 +102,7 @@ class RenderSpec:
             for param, value in zip(_ADDED_KEY, added):
                 if value != param.default and not (legacy and param.name == "schedule"):
                     payload.append([param.name, param.canonical(value)])
-        text = _KEY_JSON.encode(payload)
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+        return _KEY_JSON.encode(payload)
 
     @property
     def batch_group(self) -> tuple:
@@ -134,6 +137,11 @@ class RenderSpec:
 
     def as_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
+
+
+def key_of(text: str) -> str:
+    """A key from its text (planning hashes a row's text once per seed: ``scheduler.plan``)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
 #: The fields a spec has: the table's parameters and the model hash.

@@ -26,7 +26,7 @@ def plan_summary(plan: Plan, outlook: Forecast | None = None) -> dict[str, objec
         "batches": len(plan.batches),
         "total_steps": plan.total_steps,
         "sweep_seed": plan.job.sweep_seed,
-        "seeds": sorted({s.seed for s in plan.specs})[:20],
+        "seeds": sorted(set(plan.seeds) or {s.seed for s in plan.rows})[:20],
         "prompts": len(plan.prompts),
         "axes": [{"slot": a.slot, "param": a.param, "values": len(a.values),
                   "labels": list(a.labels)} for a in plan.axes],
@@ -46,7 +46,7 @@ def model_families(plan: Plan) -> dict[str, tuple[str, str, dict[str, object]]]:
     """Each model of the plan: its family, prediction type and the family defaults its images
     take (those the job file neither sets nor varies)."""
     defaulted = defaulted_params(plan.job)
-    found = dict.fromkeys((s.model, s.family, s.prediction) for s in plan.specs)
+    found = dict.fromkeys((s.model, s.family, s.prediction) for s in plan.rows)
     return {model: (family, prediction,
                     {k: v for k, v in family_defaults(family, prediction).items()
                      if k in defaulted and v is not None})

@@ -14,7 +14,9 @@ SQLite (no row locks, FOR UPDATE is not rendered) every write transaction starts
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Sequence
+import itertools
+import operator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -330,6 +332,20 @@ def queued_batches(session: Session, sweep_ids: Sequence[int] | None = None, *,
     batches = [QueuedBatch(s, p, tuple(fresh[(s, b)]), suspect=False) for s, b, p in order]
     # Suspects after the fresh batches of their sweep's priority: a poison job runs last.
     return sorted(batches + out, key=lambda b: (-b.priority, b.suspect, b.sweep_id))
+
+
+def new_sweep_batches(session: Session, sweep_id: int) -> Iterator[QueuedBatch]:
+    """The queued jobs of a sweep just recorded, batch by planned batch, in render order, read
+    as they are sent (``submit``): a million jobs never sit in memory at once. A fresh sweep
+    has no suspects (no job was claimed yet), so nothing needs sorting here."""
+    priority = session.execute(select(Sweep.priority).where(Sweep.id == sweep_id)).scalar_one()
+    rows = session.execute(
+        select(Job.batch_index, Job.id)
+        .where(Job.sweep_id == sweep_id, Job.status == JobStatus.queued)
+        .order_by(Job.batch_index, Job.seq)
+        .execution_options(yield_per=10_000))
+    for _, group in itertools.groupby(rows, key=operator.itemgetter(0)):
+        yield QueuedBatch(sweep_id, priority, tuple(job_id for _, job_id in group), suspect=False)
 
 
 @dataclass

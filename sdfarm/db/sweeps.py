@@ -3,15 +3,19 @@ and what earlier sweeps offer it: done images to reuse (resume), measured second
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import re
 import socket
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import ARRAY, ColumnElement, String, any_, bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
 from sdfarm.db.jobs import cancel_jobs
@@ -50,22 +54,23 @@ def image_name(seq: int, seed: int) -> str:
     return f"{seq:05d}-{seed}.png"
 
 
-def grid_numbering(plan: Plan) -> Callable[[int, Cell | None], int]:
-    """The number in each image's file name, from (render index, grid cell): its position in
+def grid_numbering(plan: Plan) -> Callable[[int, Cell | None, int], int]:
+    """The number in each image's file name, from (render index, grid cell, index of its seed
+    in the seed list): its position in
     the grid as the grid shows it (pages in order: prompt, extras, z, seed; then rows, then
     columns), so that a folder listing reads like the grid; the render index without a cell."""
     sizes = {a.slot: len(a.values) for a in plan.axes}
     extras = [sizes[a.slot] for a in plan.axes if a.slot.startswith("extra")]
-    prompts, seeds = len(plan.prompts) or 1, len(plan.seeds) or 1
+    seeds = len(plan.seeds) or 1
     z, y, x = (sizes.get(slot, 1) for slot in ("z", "y", "x"))
 
-    def number(index: int, cell: Cell | None) -> int:
+    def number(index: int, cell: Cell | None, seed: int) -> int:
         if cell is None:
             return index
         n = cell.prompt
         for size, i in zip(reversed(extras), reversed(cell.extra)):  # the last one outermost
             n = n * size + i
-        for size, i in ((z, cell.z), (seeds, cell.seed), (y, cell.y), (x, cell.x)):
+        for size, i in ((z, cell.z), (seeds, seed), (y, cell.y), (x, cell.x)):
             n = n * size + (i or 0)
         return n
 
@@ -86,18 +91,33 @@ class ReusedImage:
 
 #: Keys per ``IN (...)`` query: well under every backend's bound-parameter limit.
 _KEYS_PER_QUERY = 500
+#: Keys per PostgreSQL query, as one array parameter.
+_KEYS_PER_ARRAY = 10_000
+#: Jobs built and inserted at a time: memory stays flat however large the sweep.
+RECORD_CHUNK = 10_000
+
+
+def key_chunks(session: Session, keys: Iterable[str]) -> Iterator[ColumnElement[bool]]:
+    """``Job.key`` among ``keys``, as one condition per chunk of them: ``keys`` is read once,
+    a million keys are never one list. PostgreSQL takes a chunk as one array parameter:
+    compiling 500 bound parameters per query cost more than the queries did."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+    size = _KEYS_PER_ARRAY if postgres else _KEYS_PER_QUERY
+    it = iter(keys)
+    while chunk := list(dict.fromkeys(itertools.islice(it, size))):
+        yield (Job.key == any_(bindparam("keys", chunk, type_=ARRAY(String(32))))
+               if postgres else Job.key.in_(chunk))
 
 
 def reusable_images(session: Session, keys: Iterable[str]) -> dict[str, ReusedImage]:
-    """For each key that has a done job whose file is still on disk: that image (newest first)."""
-    wanted = list(dict.fromkeys(keys))
+    """For each key that has a done job whose file is still on disk: that image (newest first).
+    ``keys`` is read once, in chunks: a million keys are never a list here."""
     found: dict[str, ReusedImage] = {}
-    for start in range(0, len(wanted), _KEYS_PER_QUERY):
+    for wanted in key_chunks(session, keys):
         rows = session.execute(
             select(Job.key, Job.id, Job.reused_from_job_id, Job.output_path, Job.sha256,
                    Job.threads, Job.device)
-            .where(Job.key.in_(wanted[start:start + _KEYS_PER_QUERY]),
-                   Job.status == JobStatus.done)
+            .where(wanted, Job.status == JobStatus.done)
             .order_by(Job.id.desc()))
         for key, job_id, source, path, sha, threads, device in rows:
             if key not in found and os.path.isfile(path):
@@ -115,7 +135,11 @@ def record_plan(session: Session, plan: Plan, output_root: Path, *, kind: str = 
                 reuse: Mapping[int, ReusedImage] | None = None,
                 place: PlaceImage | None = None, executor: Executor = FARM,
                 waiting: Mapping[int, int] | None = None) -> Sweep:
-    """Insert the sweep and all its jobs (bulk); returns the flushed Sweep.
+    """Insert the sweep and all its jobs; returns the flushed Sweep.
+
+    The jobs are built and inserted :data:`RECORD_CHUNK` at a time (PostgreSQL: COPY), inside
+    the caller's transaction: nobody sees a sweep before all its jobs are there, and a failure
+    leaves nothing.
 
     ``reuse`` maps spec indices to earlier images: those jobs are recorded done, with
     ``reused_from_job_id``, and are in no batch (``batch_index`` -1); ``plan.batches`` must
@@ -136,45 +160,106 @@ def record_plan(session: Session, plan: Plan, output_root: Path, *, kind: str = 
     session.flush()
     folder = output_root / f"{slug(job.name)}-{sweep.id}"
     sweep.output_dir = base = str(folder)
+    if not plan.rows:
+        return sweep
     now = utcnow()
-    batch_of = {i: b for b, batch in enumerate(plan.batches) for i in batch}
     next_batch = len(plan.batches)
-    cells = plan.cells or (None,) * len(plan.specs)
-    columns = spec_columns_for(plan.specs)
-    rows = []
+    names = list(spec_columns_for(plan.rows)(plan.rows[0]))  # the spec columns this sweep sets
+    spec_values = attrgetter(*names)
+    seed_at = names.index("seed")
+    columns = [*_JOB_COLUMNS, *names]
+    at = {name: n for n, name in enumerate(columns)}
+    writer = _Writer(session, columns)
+    stamp, extra = writer.value(now), writer.json
+    keys, batch_of = iter(plan.key_list()), plan.batch_indices()
+    seeds = plan.seeds or (None,)
     number = grid_numbering(plan)
-    for i, (spec, key, cell) in enumerate(zip(plan.specs, plan.key_list(), cells, strict=True)):
-        # Joined as text: a Path per row costs more than the rest of the row (10,000 rows).
-        path = f"{base}/{image_name(number(i, cell), spec.seed)}"
-        row = {
-            "sweep_id": sweep.id, "seq": i, "key": key, "status": JobStatus.queued,
-            **columns(spec), "model_config": plan.model_config_of(spec),
-            "batch_index": batch_of.get(i, -1), "output_path": path, "attempts": 0,
-            "created_at": now, "reused_from_job_id": None, "sha256": None, "threads": None,
-            "device": None, "finished_at": None,
-            "grid_x": None, "grid_y": None, "grid_z": None, "grid_prompt": None,
-            "grid_seed": None, "grid_extra": None,
-        }
-        if cell is not None:
-            row.update(grid_x=cell.x, grid_y=cell.y, grid_z=cell.z, grid_prompt=cell.prompt,
-                       grid_seed=cell.seed, grid_extra=list(cell.extra) if cell.extra else None)
-        if waiting and i in waiting:
-            row.update(status=JobStatus.waiting, reused_from_job_id=waiting[i])
-        image = reuse.get(i)
-        if image is not None:
-            placed = place(Path(image.path), Path(path)) if place else Path(image.path)
-            if placed is None:  # deleted since it was found: render it after all
-                row["batch_index"] = next_batch
-                next_batch += 1
-            else:
-                row.update(status=JobStatus.done, reused_from_job_id=image.job_id,
-                           output_path=str(placed), sha256=image.sha256, threads=image.threads,
-                           device=image.device, finished_at=now)
-        rows.append(row)
-    if rows:
-        # Core executemany on the table: the ORM's bulk path costs 3x more for 10,000 rows.
-        session.connection().execute(insert(Job.__table__), rows)
+    waiting = waiting or {}
+    chunk: list[tuple[object, ...]] = []
+    i = 0
+    # Row by row, then seed by seed: what a row's images share is computed once.
+    for r, spec in enumerate(plan.rows):
+        values = list(spec_values(spec))
+        model_config = plan.model_config_of(spec)
+        cell = plan.row_cells[r] if plan.row_cells else None
+        grid = ((cell.x, cell.y, cell.z, cell.prompt, extra(list(cell.extra) if cell.extra else None))
+                if cell is not None else (None,) * 5)
+        for s_index, seed in enumerate(seeds):
+            if seed is not None:
+                values[seed_at] = seed
+            seed_of_image = values[seed_at]
+            # Joined as text: a Path per row costs more than the rest of the row.
+            path = f"{base}/{image_name(number(i, cell, s_index), seed_of_image)}"
+            row = [sweep.id, i, next(keys), _QUEUED, model_config, next(batch_of), path, 0,
+                   stamp, None, None, None, None, None, grid[0], grid[1], grid[2], grid[3],
+                   s_index if cell is not None else None, grid[4], *values]
+            if i in waiting:
+                row[at["status"]], row[at["reused_from_job_id"]] = _WAITING, waiting[i]
+            image = reuse.get(i)
+            if image is not None:
+                placed = place(Path(image.path), Path(path)) if place else Path(image.path)
+                if placed is None:  # deleted since it was found: render it after all
+                    row[at["batch_index"]] = next_batch
+                    next_batch += 1
+                else:
+                    for name, value in (("status", _DONE), ("reused_from_job_id", image.job_id),
+                                        ("output_path", str(placed)), ("sha256", image.sha256),
+                                        ("threads", image.threads), ("device", image.device),
+                                        ("finished_at", stamp)):
+                        row[at[name]] = value
+            chunk.append(tuple(row))
+            i += 1
+            if len(chunk) == RECORD_CHUNK:
+                writer.write(chunk)
+                chunk = []
+    if chunk:
+        writer.write(chunk)
     return sweep
+
+
+#: The job columns a new sweep sets besides the spec's, in the order ``record_plan`` builds them.
+_JOB_COLUMNS = ("sweep_id", "seq", "key", "status", "model_config", "batch_index", "output_path",
+                "attempts", "created_at", "reused_from_job_id", "sha256", "threads", "device",
+                "finished_at", "grid_x", "grid_y", "grid_z", "grid_prompt", "grid_seed",
+                "grid_extra")
+_QUEUED, _DONE, _WAITING = (JobStatus.queued.value, JobStatus.done.value,
+                            JobStatus.waiting.value)
+
+
+class _Writer:
+    """A chunk of job rows into the table, as each backend takes them fastest: COPY on
+    PostgreSQL (psycopg), the driver's executemany on SQLite (SQLAlchemy's per-row parameter
+    processing cost as much as the insert), a Core executemany elsewhere. Always inside the
+    session's transaction."""
+
+    def __init__(self, session: Session, columns: list[str]) -> None:
+        self.connection = session.connection()
+        self.columns = columns
+        dialect = self.connection.dialect
+        self.kind = ("copy" if dialect.name == "postgresql" and dialect.driver == "psycopg"
+                     else "sqlite" if dialect.name == "sqlite" else "core")
+
+    def value(self, when: datetime) -> object:
+        """A timestamp as this writer passes it."""
+        # SQLAlchemy's own SQLite storage format, so that the ORM reads it back unchanged.
+        return when.strftime("%Y-%m-%d %H:%M:%S.%f") if self.kind == "sqlite" else when
+
+    def json(self, value: list[int] | None) -> object:
+        return json.dumps(value) if value is not None and self.kind != "core" else value
+
+    def write(self, rows: list[tuple[object, ...]]) -> None:
+        names = ", ".join(self.columns)
+        if self.kind == "copy":
+            raw = self.connection.connection.driver_connection  # type: ignore[union-attr]
+            with raw.cursor().copy(f"COPY jobs ({names}) FROM STDIN") as out:
+                for row in rows:
+                    out.write_row(row)
+        elif self.kind == "sqlite":
+            marks = ", ".join("?" * len(self.columns))
+            self.connection.exec_driver_sql(f"INSERT INTO jobs ({names}) VALUES ({marks})", rows)
+        else:
+            self.connection.execute(insert(Job.__table__),
+                                    [dict(zip(self.columns, row)) for row in rows])
 
 
 def seconds_per_step(session: Session, groups: Iterable[tuple[str | None, int, int]]) -> dict[tuple[str | None, int, int], float]:

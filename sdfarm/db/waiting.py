@@ -24,9 +24,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, aliased
 
 from sdfarm.db.models import Job, JobStatus, Sweep, utcnow
-
-#: Keys per ``IN (...)`` query: well under every backend's bound-parameter limit.
-_KEYS_PER_QUERY = 500
+from sdfarm.db.sweeps import key_chunks
 
 #: Puts an existing image at a path of the waiting job's sweep; None when it is gone.
 PlaceImage = Callable[[Path, Path], "Path | None"]
@@ -43,13 +41,12 @@ def serialize_submits(session: Session) -> None:
 def jobs_in_flight(session: Session, keys: Iterable[str]) -> dict[str, int]:
     """For each key a farm sweep is rendering now (queued or running): the job rendering it
     (oldest first). A key that is itself waiting points at what it waits for."""
-    wanted = list(dict.fromkeys(keys))
     found: dict[str, int] = {}
-    for start in range(0, len(wanted), _KEYS_PER_QUERY):
+    for wanted in key_chunks(session, keys):
         rows = session.execute(
             select(Job.key, Job.id, Job.status, Job.reused_from_job_id)
             .join(Sweep, Sweep.id == Job.sweep_id)
-            .where(Job.key.in_(wanted[start:start + _KEYS_PER_QUERY]),
+            .where(wanted,
                    Job.status.in_((JobStatus.queued, JobStatus.running, JobStatus.waiting)),
                    Sweep.executor == "farm")
             .order_by(Job.id))

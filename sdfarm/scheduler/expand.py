@@ -15,6 +15,7 @@ Rendering order is ``batching.py``'s business: it sorts this product by cost, st
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import math
@@ -30,7 +31,7 @@ from sdfarm.scheduler.familydefaults import (
     defaulted_params,
     family_changes,
 )
-from sdfarm.scheduler.jobfile import MAX_PROMPTS, JobFile
+from sdfarm.scheduler.jobfile import MAX_IMAGES_LIMIT, MAX_PROMPTS, JobFile
 from sdfarm.scheduler.promptsyntax import is_literal
 from sdfarm.scheduler.seeds import resolve_seeds
 from sdfarm.spec import SPEC_FIELDS, RenderSpec
@@ -53,13 +54,31 @@ class Cell:
 
 @dataclass(frozen=True)
 class Expansion:
-    specs: list[RenderSpec]
-    #: One per spec, same order.
-    cells: list[Cell]
+    """The product without its innermost dimension, the seeds: a million images of a hundred
+    cells and ten thousand seeds are a hundred rows here, not a million objects."""
+
+    #: One spec per (prompt, axes) cell, with seed 0 when :attr:`seeds` sets it.
+    rows: list[RenderSpec]
+    #: The grid cell of each row (seed index 0), same order.
+    row_cells: list[Cell]
     #: (prompt, negative prompt) of each prompt index.
     prompts: tuple[tuple[str, str], ...]
-    #: The seeds every cell is rendered with; empty when a seed axis sets them.
+    #: The seeds every row is rendered with; empty when a seed axis sets them (one image a row).
     seeds: tuple[int, ...]
+
+    @property
+    def specs(self) -> list[RenderSpec]:
+        """Every image, in product order (built: for small plans and tests)."""
+        if not self.seeds:
+            return list(self.rows)
+        return [dataclasses.replace(row, seed=seed) for row in self.rows for seed in self.seeds]
+
+    @property
+    def cells(self) -> list[Cell]:
+        if not self.seeds:
+            return list(self.row_cells)
+        return [dataclasses.replace(cell, seed=s) for cell in self.row_cells
+                for s in range(len(self.seeds))]
 
 
 def expand(job: JobFile, model_hash: str | None = None,
@@ -109,9 +128,8 @@ def expand_job(job: JobFile, model_hash: str | None = None,
         return family_changes(job, model, detected, defaulted)
 
     base = job.base.replace(model_hash=model_hash, **model_changes(job.base.model))
-    seed_items = list(enumerate(seeds)) if seeds else [(0, None)]
 
-    specs: list[RenderSpec] = []
+    rows: list[RenderSpec] = []
     cells: list[Cell] = []
     for p_index, (prompt, negative) in enumerate(prompts):
         prompted = base.replace(prompt=prompt, negative_prompt=negative)
@@ -125,20 +143,13 @@ def expand_job(job: JobFile, model_hash: str | None = None,
                     cell_fields[at] = value
             x, y, z = (coords[position[s]] if s in position else None for s in ("x", "y", "z"))
             extra = tuple(coords[position[a.slot]] for a in extras)
-            for s_index, seed in seed_items:
-                if seed is not None:
-                    cell_fields[_SEED_AT] = seed
-                # Built directly and positionally: dataclasses.replace per image was half of
-                # planning's time. Normalized once the cell is whole (a strength axis may zero
-                # a subseed).
-                specs.append(RenderSpec(*cell_fields).normalized())
-                cells.append(Cell(p_index, s_index, x, y, z, extra))
-    check_families(job, specs)
-    return Expansion(specs, cells, prompts, seeds)
-
-
-#: Where the seed sits among a spec's fields (specs are built positionally, for speed).
-_SEED_AT = SPEC_FIELDS.index("seed")
+            # Built directly and positionally: dataclasses.replace per cell was half of
+            # planning's time. Normalized once the cell is whole (a strength axis may zero a
+            # subseed); the seed does not enter normalization, so a row holds for every seed.
+            rows.append(RenderSpec(*cell_fields).normalized())
+            cells.append(Cell(p_index, 0, x, y, z, extra))
+    check_families(job, rows)
+    return Expansion(rows, cells, prompts, seeds)
 
 
 def _changes(spec: RenderSpec, axis: Axis, value: object, prompt: str,
@@ -203,6 +214,8 @@ def _check_cap(job: JobFile, seeds: int, prompts: int | None) -> None:
         return
     count = f"{total:,}" if prompts is not None else f"at least {total:,}"
     how = " x ".join(f"{n:,} {what}" for n, what in factors)
+    way = ("raise max_images to render them all" if total <= MAX_IMAGES_LIMIT else
+           f"a sweep may have at most {MAX_IMAGES_LIMIT:,}; split it into several job files")
     raise JobFileError(job.path, "max_images",
                        f"the job file describes {count} images ({how}), more than "
-                       f"max_images = {job.max_images:,}; raise max_images to render them all")
+                       f"max_images = {job.max_images:,}; {way}")

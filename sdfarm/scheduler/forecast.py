@@ -38,27 +38,34 @@ Rates = Mapping[tuple[str | None, int, int], float]
 
 def rate_groups(plan: Plan) -> set[tuple[str | None, int, int]]:
     """The (model hash, width, height) groups whose measured rates the estimate needs."""
-    return {(s.model_hash, s.width, s.height) for s in plan.specs}
+    return {(s.model_hash, s.width, s.height) for s in plan.rows}
 
 
 def forecast(plan: Plan, reused: Collection[int], rates: Rates) -> Forecast:
     """What rendering ``plan`` would do, given the indices of its images already rendered
     elsewhere (``reused``) and the measured ``rates``."""
-    todo = [s for i, s in enumerate(plan.specs) if i not in reused]
+    # Row by row: every image of a row has its model, size and steps (a million images of a
+    # hundred rows are a hundred lookups).
+    per_row = plan.per_row
     estimate = 0.0
-    unmeasured = 0
-    for spec in todo:
+    unmeasured = todo = steps = 0
+    for r, spec in enumerate(plan.rows):
+        first = r * per_row
+        images = per_row - sum(1 for i in range(first, first + per_row) if i in reused) \
+            if reused else per_row
+        todo += images
+        steps += images * spec.steps
         rate = rates.get((spec.model_hash, spec.width, spec.height))
         if rate is None:
-            unmeasured += 1
+            unmeasured += images
         else:
-            estimate += rate * spec.steps
+            estimate += rate * spec.steps * images
     # Nothing to render costs nothing; otherwise an estimate needs at least one measurement.
-    known = not todo or len(todo) > unmeasured
+    known = not todo or todo > unmeasured
     return Forecast(
-        images=plan.images, reused=len(reused), to_render=len(todo),
+        images=plan.images, reused=len(reused), to_render=todo,
         batches=len(plan.without(reused).batches) if reused else len(plan.batches),
-        total_steps=plan.total_steps, steps_to_render=sum(s.steps for s in todo),
+        total_steps=plan.total_steps, steps_to_render=steps,
         estimate_seconds=round(estimate, 3) if known else None,
         unmeasured_images=unmeasured,
     )

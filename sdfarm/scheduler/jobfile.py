@@ -24,7 +24,7 @@ from sdfarm.params import (
 )
 from sdfarm.samplers import AUTOMATIC, split_sampler
 from sdfarm.scheduler.axes import Axis, parse_axes
-from sdfarm.scheduler.seeds import resolve_seeds
+from sdfarm.scheduler.seeds import duplicates_warning, written_seeds
 from sdfarm.spec import RenderSpec
 from sdfarm.suggest import did_you_mean
 
@@ -36,8 +36,10 @@ DEFAULT_BATCH_SIZE = 4
 #: Most images a job file may describe unless it raises ``max_images``: a typo in a range
 #: ("1-10000") should be a message, not a night of rendering.
 DEFAULT_MAX_IMAGES = 100_000
-#: Ceiling of ``max_images`` itself: a sweep is recorded in one transaction.
-MAX_IMAGES_LIMIT = 10_000_000
+#: Ceiling of ``max_images`` itself: what was measured to work (``bench/plan.py --cells
+#: 1000000``: planned, recorded in one transaction and submitted in under 200 MB). Ten million
+#: could not be recorded at all (MemoryError at 8 GB, before sweeps streamed).
+MAX_IMAGES_LIMIT = 1_000_000
 #: Where ``__name__`` wildcards are looked up, relative to the job file.
 DEFAULT_WILDCARDS = "wildcards"
 #: Most prompts one template may expand to; beyond it, ask for N random draws instead.
@@ -76,6 +78,9 @@ class JobFile:
     #: The per-image parameters the file sets itself; the others take their defaults, some
     #: of them (``sdfarm.families.FAMILY_DEFAULTS``) from the model's family.
     explicit: frozenset[str] = frozenset()
+    #: What the commands that read the file (plan, render, submit) print on stderr, once
+    #: each: things that are not errors but not what the file says either.
+    warnings: tuple[str, ...] = ()
 
 
 class _Reader:
@@ -186,7 +191,9 @@ def parse_job_file(text: str, path: str = "<job file>") -> JobFile:
 
     values = {p.name: r.param(p) for p in PARAMS.values() if p.name != "seed"}
     seeds = data.get("seeds", {"random": 1})
-    resolve_seeds(seeds, 0, fail=lambda problem: r.fail("seeds", problem))  # validates only
+    written = written_seeds(seeds, 0, fail=lambda problem: r.fail("seeds", problem))
+    repeated = duplicates_warning(written)
+    del written  # validated; expansion resolves the seeds again, with the sweep seed
     default_sweep_seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
     axes = tuple(parse_axes(data.get("axes"), r.fail))
     seed_axis = next((a for a in axes if a.param == "seed"), None)
@@ -209,8 +216,9 @@ def parse_job_file(text: str, path: str = "<job file>") -> JobFile:
         axes=axes,
         prompt_mode=_prompt_mode(r, data.get("prompts", "combinatorial")),
         wildcard_dir=str(Path(path).parent / Path(wildcards).expanduser()),  # type: ignore[arg-type]
-        max_images=r.integer("max_images", DEFAULT_MAX_IMAGES, 1, MAX_IMAGES_LIMIT),
+        max_images=_max_images(r),
         explicit=frozenset(name for name in PARAMS if name in data),
+        warnings=(f"{path}: seeds: {repeated}",) if repeated else (),
     )
 
 
@@ -257,6 +265,15 @@ def _sampling(r: _Reader, values: dict[str, Any], axes: tuple[Axis, ...]) -> tup
                        else sampler_axis.key if sampler_axis is not None else "sampler")
                 raise r.fail(key, text)
     return base, schedule
+
+
+def _max_images(r: _Reader) -> int:
+    value = r.data.get("max_images", DEFAULT_MAX_IMAGES)
+    if isinstance(value, int) and not isinstance(value, bool) and value > MAX_IMAGES_LIMIT:
+        raise r.fail("max_images", f"must be an integer from 1 to {MAX_IMAGES_LIMIT:,} (the largest "
+                                   f"sweep measured to record and submit), got {value:,}; split "
+                                   "the sweep into several job files")
+    return r.integer("max_images", DEFAULT_MAX_IMAGES, 1, MAX_IMAGES_LIMIT)
 
 
 def _prompt_mode(r: _Reader, value: Any) -> PromptMode:

@@ -48,6 +48,11 @@ from dynamicprompts.wildcards import WildcardManager
 from sdfarm.scheduler.jobfile import MAX_PROMPTS, PromptMode
 from sdfarm.scheduler.promptsyntax import is_literal
 
+#: Most options one ``{...}`` variant may have. dynamicprompts' parser takes about a millisecond
+#: per option and its combinatorial sampler compares every option with every other one, so 1,000
+#: options plan in about a second and 20,000 in over a minute and a half; a wildcard file of
+#: 20,000 lines takes half a second.
+MAX_VARIANT_OPTIONS = 1_000
 #: Most names one computed wildcard name (``__colors_{a|b}__``) may stand for.
 _MAX_WILDCARD_NAMES = 1_000
 #: How many wildcard names an error lists before "and N more".
@@ -120,11 +125,32 @@ def _manager(wildcard_dir: Path | None) -> WildcardManager:
 
 
 def _parse(template: str, fail: Fail) -> Command:
+    _check_variant_sizes(template, fail)
     try:
         return parse(template)
     except Exception as exc:  # pyparsing's ParseException, or dynamicprompts' ValueError
         raise fail(f"cannot parse prompt {_short(template)}: {_reason(exc)}; check for an "
                    "unclosed { or __, or a lone $") from None
+
+
+def _check_variant_sizes(template: str, fail: Fail) -> None:
+    """Refuse a ``{...}`` with more than :data:`MAX_VARIANT_OPTIONS` options before the parser
+    spends minutes on it. Counts ``|`` at each brace's own depth, so nested variants count
+    apart (dynamicprompts has no escape for braces: ``\\{`` opens a variant too)."""
+    if template.count("|") < MAX_VARIANT_OPTIONS:  # nothing to count: the common case
+        return
+    options: list[int] = []
+    for char in template:
+        if char == "{":
+            options.append(1)
+        elif char == "|" and options:
+            options[-1] += 1
+        elif char == "}" and options:
+            count = options.pop()
+            if count > MAX_VARIANT_OPTIONS:
+                raise fail(f"a {{...}} variant has {count:,} options; at most "
+                           f"{MAX_VARIANT_OPTIONS:,} per variant (planning slows to minutes past "
+                           "that); put them in a wildcard file, one per line, and write __name__")
 
 
 def _sampled(context: SamplingContext, command: Command, count: int | None, template: str,

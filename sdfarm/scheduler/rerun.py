@@ -21,4 +21,4 @@ def rerun_plan(job_id: int, specs: Sequence[RenderSpec], *, model_config: str | 
                   base=first.replace(seed=0), batch_size=len(specs),
                   seeds=[s.seed for s in specs], sweep_seed=0, model_config=model_config,
                   allow_pickle=allow_pickle)
-    return Plan(job=job, specs=tuple(specs), batches=(tuple(range(len(specs))),))
+    return Plan.one_pass(job, specs)

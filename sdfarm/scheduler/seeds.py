@@ -2,12 +2,17 @@
 
 Every seed is resolved to an int at planning time and stored; random seeds are drawn from the
 recorded sweep seed, so planning again gives the same seeds. Pure.
+
+A seed written twice (``[1, 2, 2]``, overlapping ranges) is rendered once: two jobs with one key
+are the same image twice. ``duplicates_warning`` says so, for the commands to print; random
+seeds are drawn distinct, so ``{random = N}`` always gives N images.
 """
 
 from __future__ import annotations
 
 import random
 import re
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -15,8 +20,11 @@ from sdfarm.params import PARAMS, BadValue
 
 #: Random seeds are drawn from 32 bits, as AUTOMATIC1111 does, so they can be typed back into it.
 RANDOM_SEED_LIMIT = 2**32 - 1
-#: Most seeds one ``{random = N}`` or range may produce.
+#: Most seeds a ``seeds`` value may stand for, in all (counted while parsing, before any list
+#: is built: 200 ranges of a million seeds must be a message, not gigabytes).
 MAX_SEEDS = 1_000_000
+#: How many duplicated seeds a warning names before "and N more".
+_SHOWN_DUPLICATES = 5
 
 _RANGE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
 _SEED = PARAMS["seed"]
@@ -28,8 +36,14 @@ Fail = Callable[[str], Exception]
 
 
 def resolve_seeds(value: Any, sweep_seed: int, *, fail: Fail = ValueError) -> list[int]:
-    """The seeds ``value`` stands for, drawing random ones from ``sweep_seed``. Every seed,
-    however it is written, passes the parameter table's rule for a seed."""
+    """The distinct seeds ``value`` stands for, in written order (a repeat is dropped), drawing
+    random ones from ``sweep_seed``. Every seed, however it is written, passes the parameter
+    table's rule for a seed."""
+    return list(dict.fromkeys(written_seeds(value, sweep_seed, fail=fail)))
+
+
+def written_seeds(value: Any, sweep_seed: int, *, fail: Fail = ValueError) -> list[int]:
+    """The seeds ``value`` stands for, repeats included; at most :data:`MAX_SEEDS`."""
     if isinstance(value, bool):
         raise fail(f"must be {ALLOWED}, got a boolean")
     if isinstance(value, int):
@@ -37,6 +51,8 @@ def resolve_seeds(value: Any, sweep_seed: int, *, fail: Fail = ValueError) -> li
     if isinstance(value, list):
         if not value:
             raise fail(f"must not be empty; allowed: {ALLOWED}")
+        if len(value) > MAX_SEEDS:
+            raise fail(f"lists {len(value):,} seeds; at most {MAX_SEEDS:,} in all")
         return [_checked(item, fail) for item in value]
     if isinstance(value, str):
         return _parse_seed_string(value, fail)
@@ -46,9 +62,36 @@ def resolve_seeds(value: Any, sweep_seed: int, *, fail: Fail = ValueError) -> li
         count = value["random"]
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_SEEDS:
             raise fail(f"random must be a count from 1 to {MAX_SEEDS}, got {count!r}")
-        rng = random.Random(sweep_seed)
-        return [rng.randint(0, RANDOM_SEED_LIMIT) for _ in range(count)]
+        return _draw_distinct(count, sweep_seed)
     raise fail(f"must be {ALLOWED}, got {type(value).__name__}")
+
+
+def _draw_distinct(count: int, sweep_seed: int) -> list[int]:
+    # A repeat is drawn again: the same seeds as plain draws whenever none repeats (so sweeps
+    # planned before stay resumable), and N images for N draws always.
+    rng = random.Random(sweep_seed)
+    drawn: dict[int, None] = {}
+    while len(drawn) < count:
+        drawn[rng.randint(0, RANDOM_SEED_LIMIT)] = None
+    return list(drawn)
+
+
+def duplicates_warning(seeds: list[int]) -> str | None:
+    """What to tell the user about seeds written more than once (``written_seeds``); ``None``
+    when every seed is written once."""
+    counts = Counter(seeds)
+    if len(counts) == len(seeds):
+        return None
+    repeated = [(seed, n) for seed, n in counts.items() if n > 1]
+    said = ", ".join(f"{seed} appears {_times(n)}" for seed, n in repeated[:_SHOWN_DUPLICATES])
+    if len(repeated) > _SHOWN_DUPLICATES:
+        said += f" (and {len(repeated) - _SHOWN_DUPLICATES:,} more seeds)"
+    return (f"{said}; duplicates render the same image, so each seed is rendered once "
+            f"({len(counts):,} seeds, not {len(seeds):,})")
+
+
+def _times(n: int) -> str:
+    return "twice" if n == 2 else f"{n:,} times"
 
 
 def _checked(seed: object, fail: Fail) -> int:
@@ -62,11 +105,14 @@ def _checked(seed: object, fail: Fail) -> int:
 
 def _parse_seed_string(text: str, fail: Fail) -> list[int]:
     seeds: list[int] = []
+    total = 0
     for part in text.split(","):
         part = part.strip()
         if not part:
             raise fail(f"empty item in {text!r}; allowed: {ALLOWED}")
         if part.isdigit():
+            total += 1
+            _bounded(total, part, fail)
             seeds.append(_checked(int(part), fail))
             continue
         if part == "-1":
@@ -77,7 +123,17 @@ def _parse_seed_string(text: str, fail: Fail) -> list[int]:
         start, stop = _checked(int(m[1]), fail), _checked(int(m[2]), fail)
         if stop < start:
             raise fail(f"range {part!r} goes down; write it low-high, e.g. \"{stop}-{start}\"")
-        if stop - start + 1 > MAX_SEEDS:
-            raise fail(f"range {part!r} has {stop - start + 1} seeds; at most {MAX_SEEDS}")
+        total += stop - start + 1
+        _bounded(total, part, fail)
         seeds.extend(range(start, stop + 1))
     return seeds
+
+
+def _bounded(total: int, part: str, fail: Fail) -> None:
+    if total > MAX_SEEDS:
+        raise fail(f"stands for more than {MAX_SEEDS:,} seeds (at least {total:,} up to "
+                   f"{_short(part)}); at most {MAX_SEEDS:,} in all")
+
+
+def _short(part: str) -> str:
+    return repr(part if len(part) <= 40 else part[:37] + "...")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from celery import Celery
@@ -12,7 +12,14 @@ from sdfarm.broker.queue import enqueue
 from sdfarm.config import Settings
 from sdfarm.db.engine import session_factory
 from sdfarm.db.farm_status import sweep_counts
-from sdfarm.db.jobs import Canceled, cancel_jobs, queued_batches, retry_jobs
+from sdfarm.db.jobs import (
+    Canceled,
+    QueuedBatch,
+    cancel_jobs,
+    new_sweep_batches,
+    queued_batches,
+    retry_jobs,
+)
 from sdfarm.db.models import JobStatus
 from sdfarm.db.sweeps import require_jobs, require_sweep
 from sdfarm.db.waiting import Settled, settle_waiting
@@ -40,16 +47,23 @@ def submit(settings: Settings, plan: Plan, *, priority: int = 0, force: bool = F
     """Record the sweep (one transaction), then enqueue one task per batch. Should this process
     die between the two, the jobs are queued in the database and ``recover`` sends them."""
     sweep_id = record(settings, plan, priority=priority, force=force)
+    queued = 0
+
+    def counted(batches: Iterator[QueuedBatch]) -> Iterator[QueuedBatch]:
+        nonlocal queued
+        for batch in batches:
+            queued += len(batch.job_ids)
+            yield batch
+
+    # Read from the database as they are published: memory stays flat for a million jobs.
     with session_factory(settings.database_url)() as session:
-        batches = queued_batches(session, [sweep_id])
+        try:
+            sent = enqueue(settings, counted(new_sweep_batches(session, sweep_id)), app=app)
+        except BrokerUnavailable as exc:
+            raise BrokerUnavailable(f"sweep {sweep_id} is recorded but not queued: {exc}") from None
         counts = sweep_counts(session, sweep_id)
     waiting = counts.counts[JobStatus.waiting.value] if counts else 0
-    try:
-        enqueue(settings, batches, app=app)
-    except BrokerUnavailable as exc:
-        raise BrokerUnavailable(f"sweep {sweep_id} is recorded but not queued: {exc}") from None
-    return Submitted(sweep_id=sweep_id, images=plan.images,
-                     queued=sum(len(b.job_ids) for b in batches), batches=len(batches),
+    return Submitted(sweep_id=sweep_id, images=plan.images, queued=queued, batches=sent,
                      waiting=waiting)
 
 

@@ -18,8 +18,8 @@ def record(settings: Settings, plan: Plan, *, kind: str = "render",
     Resume: a job whose key already has a done image on disk is recorded done, its image
     linked into the new sweep's folder, and is not queued; the rest are batched again. A
     rerun, or ``force``, renders every job. A farm sweep's job whose key another farm sweep is
-    rendering now waits for that job instead (``sdfarm.db.waiting``). ``executor`` says who renders it: only the farm's
-    sweeps ever reach the broker.
+    rendering now waits for that job instead (``sdfarm.db.waiting``). ``executor`` says who
+    renders it: only the farm's sweeps ever reach the broker.
     """
     factory = session_factory(settings.database_url)
     with factory.begin() as session:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,8 @@ def load_plan(settings: Settings, job_file: str | Path, *, build_builtins: bool 
     """Validate ``job_file`` and expand it. ``build_builtins`` builds the built-in models it
     names first, so that their hashes enter every job's key (rendering needs them anyway)."""
     job, mref = resolve_model(load_job_file(job_file), settings.model_dir)
+    for warning in job.warnings:  # plan, render and submit all start here
+        print(f"Warning: {warning}", file=sys.stderr)
     if build_builtins:
         from sdfarm.worker.builtin import ensure_builtin
 

@@ -18,8 +18,8 @@ import time
 import traceback
 import uuid
 from collections.abc import Sequence
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from sdfarm.config import Settings

@@ -138,9 +138,33 @@ def test_a_bad_extra_axis_is_named_by_its_position():
     ('prompts = "random"', "prompts", 'must be "combinatorial" (every expansion) or { random = N }'),
     ('prompts = { random = 0 }', "prompts.random", "from 1 to 100000, got 0"),
     ('prompts = { count = 3 }', "prompts", "takes only 'random'"),
-    ('max_images = 0', "max_images", "from 1 to 10000000, got 0"),
+    ('max_images = 0', "max_images", "from 1 to 1000000, got 0"),
     ('wildcards = ""', "wildcards", "must not be empty"),
 ])
 def test_bad_grid_keys_are_one_line_errors(extra, key, fragment):
     message = error_of(PLAIN + extra + "\n")
     assert f"jobs/test.toml: {key}: " in message and fragment in message
+
+
+def test_duplicate_seeds_leave_a_warning_for_the_commands_to_print():
+    job = parse_job_file(GOOD.replace("seeds = [1, 5, 9]", "seeds = [1, 5, 5, 9]"), "dup.toml")
+    assert job.warnings == ("dup.toml: seeds: 5 appears twice; duplicates render the same "
+                            "image, so each seed is rendered once (3 seeds, not 4)",)
+    assert parse_job_file(GOOD, "ok.toml").warnings == ()
+
+
+def test_max_images_admits_the_million_measured_to_work_and_says_why_not_more():
+    assert parse_job_file(GOOD + "max_images = 1000000\n", "a.toml").max_images == 1_000_000
+    with pytest.raises(JobFileError) as caught:
+        parse_job_file(GOOD + "max_images = 10000000\n", "a.toml")
+    assert str(caught.value) == (
+        "a.toml: max_images: must be an integer from 1 to 1,000,000 (the largest sweep measured "
+        "to record and submit), got 10,000,000; split the sweep into several job files")
+
+
+def test_a_plan_beyond_the_ceiling_says_to_split_it_not_to_raise_max_images():
+    text = GOOD.replace("seeds = [1, 5, 9]", 'seeds = "1-1000"') + (
+        "max_images = 1000000\n[axes]\nx = { cfg = \"1-25 [1001]\" }\n")
+    with pytest.raises(JobFileError, match=r"describes at least 1,001,000 images .* a sweep may "
+                                           r"have at most 1,000,000; split it"):
+        make_plan(parse_job_file(text, "a.toml"))

@@ -16,6 +16,8 @@ from dynamicprompts.generators import (
 from dynamicprompts.wildcards import WildcardManager
 
 from sdfarm.errors import JobFileError
+from sdfarm.scheduler.jobfile import parse_job_file
+from sdfarm.scheduler.plan import make_plan
 from sdfarm.scheduler.prompts import check_wildcards, expand_prompts
 
 FILE = "jobs/prompts.toml"
@@ -319,3 +321,34 @@ def test_a_template_dynamicprompts_fails_to_enumerate_is_one_error_with_a_way_ou
     message = error_of(template, wildcards)
     assert "dynamicprompts failed on it" in message and "prompts = { random = N }" in message
     assert len(expand(template, wildcards, mode=3)) == 3
+
+
+# Slow cases (issue 13, item E): dynamicprompts parses a {...} at ~1 ms per option and its
+# combinatorial sampler compares every option with every other (103 s for 20,000 options).
+
+def _variant(n: int) -> str:
+    return "a {" + "|".join(f"o{i}" for i in range(n)) + "} cat"
+
+
+def test_a_variant_of_20000_options_is_one_error_line_naming_the_limit_and_the_way_out():
+    job = parse_job_file(f'model = "m"\nprompt = "{_variant(20_000)}"\n', "huge.toml")
+    with pytest.raises(JobFileError) as caught:
+        make_plan(job)
+    assert str(caught.value) == (
+        "huge.toml: prompt: a {...} variant has 20,000 options; at most 1,000 per variant "
+        "(planning slows to minutes past that); put them in a wildcard file, one per line, "
+        "and write __name__")
+
+
+def test_the_limit_counts_each_nested_variant_apart_and_admits_1000_options():
+    assert len(expand(_variant(1_000))) == 1_000
+    nested = "{x|" + "|".join(f"{{a{i}|b{i}}}" for i in range(1_000)) + "}"  # 1,001 outer options
+    with pytest.raises(JobFileError, match="has 1,001 options"):
+        expand(nested)
+    pipes_outside = "a | b " * 2_000 + "{x|y}"  # a bar outside braces is no option
+    assert expand(pipes_outside) == ["a | b " * 2_000 + "x", "a | b " * 2_000 + "y"]
+
+
+def test_20000_options_in_a_wildcard_file_expand(tmp_path):
+    (tmp_path / "many.txt").write_text("\n".join(f"o{i}" for i in range(20_000)))
+    assert len(expand("a __many__ cat", tmp_path)) == 20_000
