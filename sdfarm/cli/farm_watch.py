@@ -25,7 +25,9 @@ def watch_sweep(settings: Settings, sweep_id: int, interval: float = 1.0,
     running; returns the last reading. With stdout not a terminal (a log file), plain lines
     on stdout instead (see :mod:`sdfarm.cli.progresslog`)."""
     if console is None and not Console().is_terminal:
-        return _log_sweep(settings, sweep_id, interval, click.echo)
+        p = _log_sweep(settings, sweep_id, interval, click.echo)
+        wait_for_grid(settings, sweep_id, Console(), interval)
+        return p
     console = console or Console(stderr=True)
     p = sweep_progress_of(settings, sweep_id)
     bar = Progress(TextColumn(f"[bold]sweep {sweep_id}"), BarColumn(), MofNCompleteColumn(),

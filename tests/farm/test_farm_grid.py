@@ -97,7 +97,7 @@ def test_the_worker_that_ends_a_sweep_writes_its_grid_once(farm, tmp_path):
     assert all(assert_grid_shows(farm, sweep_id).values())
     assert 'class="missing"' not in (folder / "index.html").read_text()
     # ...and watch said where it is
-    assert f"grid: {folder}/index.html" in watched.stderr
+    assert f"grid: {folder}/index.html" in watched.stdout  # a pipe: the log lines go there
     # ...written by one worker only, and marked with the sweep's newest finish
     assert grid_writes(farm, sweep_id) == 1
     assert grid_mark(farm, sweep_id) == max(j.finished_at for j in jobs)

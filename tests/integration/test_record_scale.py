@@ -5,6 +5,7 @@ half-recorded sweep is never visible and never dispatched."""
 from __future__ import annotations
 
 import tracemalloc
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -15,6 +16,10 @@ from sdfarm.db.models import Job, JobStatus, Sweep
 from sdfarm.scheduler.jobfile import parse_job_file
 from sdfarm.scheduler.plan import make_plan
 from sdfarm.usecases.record import record
+
+#: As `sdfarm render` records: a farm submit would make a second recording of queued jobs
+#: wait for the first's (sdfarm.db.waiting) instead of queueing them.
+LOCAL = sweeps.Executor("local", "test-host", 1)
 
 GRID = ('model = "builtin:tiny"\nprompt = "a {{cat|dog}}"\nseeds = "{seeds}"\nbatch_size = 3\n'
         'max_images = 1000000\n[axes]\nx = {{ cfg = [4, 8] }}\ny = {{ steps = [3, 2] }}\n')
@@ -39,7 +44,7 @@ def jobs_of(settings, sweep_id) -> list[Job]:
 def test_a_sweep_recorded_in_many_chunks_holds_every_job_as_planned(db_settings, tmp_path, monkeypatch):
     monkeypatch.setattr(sweeps, "RECORD_CHUNK", 7)  # 72 jobs: ten full chunks and a partial one
     plan = plan_of(tmp_path)
-    sweep_id = record(db_settings, plan)
+    sweep_id = record(db_settings, plan, executor=LOCAL)
     jobs = jobs_of(db_settings, sweep_id)
     assert [j.seq for j in jobs] == list(range(72))
     assert [j.key for j in jobs] == list(plan.keys)
@@ -52,13 +57,16 @@ def test_a_sweep_recorded_in_many_chunks_holds_every_job_as_planned(db_settings,
         by_batch.setdefault(j.batch_index, []).append(j.seq)
     assert [tuple(by_batch[n]) for n in sorted(by_batch)] == list(plan.batches)
     assert all(j.status == JobStatus.queued and j.created_at is not None for j in jobs)
-    assert jobs[0].output_path.endswith(f"-{sweep_id}/00000-{jobs[0].seed}.png")
+    # Files are numbered by grid position: every number once, in the sweep's folder.
+    assert sorted(Path(j.output_path).name.split("-")[0] for j in jobs) == [
+        f"{n:05d}" for n in range(72)]
+    assert all(Path(j.output_path).parent.name.endswith(f"-{sweep_id}") for j in jobs)
 
 
 def test_resuming_across_chunks_reuses_the_done_images_and_batches_the_rest(db_settings, tmp_path, monkeypatch):
     monkeypatch.setattr(sweeps, "RECORD_CHUNK", 5)
     plan = plan_of(tmp_path)
-    first = jobs_of(db_settings, record(db_settings, plan))
+    first = jobs_of(db_settings, record(db_settings, plan, executor=LOCAL))
     done = first[::4]  # every fourth image rendered, in several chunks
     folder = tmp_path / "rendered"
     folder.mkdir()
@@ -68,7 +76,7 @@ def test_resuming_across_chunks_reuses_the_done_images_and_batches_the_rest(db_s
             path.write_bytes(b"png")
             row = session.get(Job, j.id)
             row.status, row.output_path = JobStatus.done, str(path)
-    again = jobs_of(db_settings, record(db_settings, plan))
+    again = jobs_of(db_settings, record(db_settings, plan, executor=LOCAL))
     reused = [j.seq for j in again if j.status == JobStatus.done]
     assert reused == [j.seq for j in done]
     assert all(j.batch_index == -1 for j in again if j.status == JobStatus.done)
@@ -100,7 +108,7 @@ def test_recording_fifty_thousand_jobs_keeps_memory_flat(db_settings, tmp_path):
     get_engine(db_settings.database_url)
     tracemalloc.start()
     try:
-        sweep_id = record(db_settings, plan)
+        sweep_id = record(db_settings, plan, executor=LOCAL)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
