@@ -17,6 +17,8 @@ import socket
 import time
 from pathlib import Path
 
+from sdfarm.processes import pid_alive
+
 #: The errors of the machine's disk rather than of what is written: a job that meets one is
 #: not at fault, and the next write there fails the same way until someone frees the disk.
 DISK_FAULTS = {errno.ENOSPC: "ENOSPC", errno.EDQUOT: "EDQUOT", errno.EROFS: "EROFS",
@@ -30,15 +32,6 @@ _TEMP = re.compile(r"^\.(?P<dest>.+)\.(?P<pid>\d+)@(?P<host>[^@/]*)\.tmp$")
 _LEGACY_TEMP = re.compile(r"^\..+\.\d+\.tmp$")  # before the owner's host was in the name
 
 
-def _alive(pid: int) -> bool:
-    # As sdfarm.processes.pid_alive, which the pure core may not import.
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
 
 
 def _host() -> str:
@@ -82,7 +75,7 @@ def remove_stale_temporaries(folder: Path, *, now: float | None = None) -> list[
         except FileNotFoundError:  # its writer renamed or removed it meanwhile
             continue
         orphan = (match is not None and match["host"] == host
-                  and int(match["pid"]) != os.getpid() and not _alive(int(match["pid"])))
+                  and int(match["pid"]) != os.getpid() and not pid_alive(int(match["pid"])))
         if old or orphan:
             try:
                 os.unlink(entry.path)

@@ -15,7 +15,7 @@ from sdfarm.metadata.reading import (
     is_set,
     lora_list,
 )
-from sdfarm.metadata.samplernames import from_k_diffusion
+from sdfarm.metadata.samplernames import read_k_diffusion
 
 WHERE = "Fooocus 'parameters' JSON"
 _RESOLUTION = re.compile(r"^\(\s*'?(\d+)'?\s*,\s*'?(\d+)'?\s*\)$")
@@ -48,12 +48,7 @@ def read_fooocus(data: dict) -> Reading:
     size = _RESOLUTION.match(str(data.get("resolution", "")).strip())
     if size is not None:
         r.values["width"], r.values["height"] = int(size.group(1)), int(size.group(2))
-    if isinstance(data.get("sampler"), str):
-        scheduler = data.get("scheduler")
-        r.values["sampler"], schedule = from_k_diffusion(
-            data["sampler"], scheduler if isinstance(scheduler, str) else None)
-        if schedule is not None:
-            r.values["schedule"] = schedule
+    read_k_diffusion(data, r.values)
     if isinstance(data.get("base_model"), str):
         r.values["model"] = checkpoint_name(data["base_model"])
     digest = data.get("base_model_hash")

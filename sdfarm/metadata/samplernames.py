@@ -46,6 +46,19 @@ def from_k_diffusion(sampler: str, scheduler: str | None = None) -> tuple[str, s
     return K_DIFFUSION.get(base, name), schedule
 
 
+def read_k_diffusion(data: dict, values: dict[str, object], sampler_key: str = "sampler",
+                     scheduler_key: str = "scheduler") -> None:
+    """Into ``values``: the sampler (and schedule) a JSON object names in ComfyUI's words
+    (Fooocus, SwarmUI), when it names them as text."""
+    sampler, scheduler = data.get(sampler_key), data.get(scheduler_key)
+    if not isinstance(sampler, str):
+        return
+    values["sampler"], schedule = from_k_diffusion(
+        sampler, scheduler if isinstance(scheduler, str) else None)
+    if schedule is not None:
+        values["schedule"] = schedule
+
+
 def from_invokeai(scheduler: str) -> tuple[str, str | None]:
     name = scheduler.strip()
     base, karras = (name[:-2], True) if name.endswith("_k") else (name, False)

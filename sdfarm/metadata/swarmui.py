@@ -12,7 +12,7 @@ from sdfarm.metadata.reading import (
     is_set,
     lora_list,
 )
-from sdfarm.metadata.samplernames import from_k_diffusion
+from sdfarm.metadata.samplernames import read_k_diffusion
 
 KEY = "sui_image_params"
 WHERE = "SwarmUI 'sui_image_params'"
@@ -30,12 +30,7 @@ def read_swarmui(data: dict) -> Reading:
     names = {"prompt": "prompt", "negativeprompt": "negative_prompt", "seed": "seed",
              "steps": "steps", "cfgscale": "cfg", "width": "width", "height": "height"}
     r.values.update({ours: params[theirs] for theirs, ours in names.items() if theirs in params})
-    if isinstance(params.get("sampler"), str):
-        scheduler = params.get("scheduler")
-        r.values["sampler"], schedule = from_k_diffusion(
-            params["sampler"], scheduler if isinstance(scheduler, str) else None)
-        if schedule is not None:
-            r.values["schedule"] = schedule
+    read_k_diffusion(params, r.values)
     if isinstance(params.get("model"), str):
         r.values["model"] = checkpoint_name(params["model"].replace("/", "\\"))
     layer = params.get("clipstopatlayer")

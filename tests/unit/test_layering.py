@@ -50,7 +50,7 @@ LAZY_EXCEPTIONS = {("modelref.py", "huggingface_hub")}
 #: folders. ``sdfarm/__init__.py`` is in it because importing any sdfarm module runs it.
 PURE_TOP_LEVEL_FILES = {"__init__.py", "spec.py", "samplers.py", "errors.py", "files.py",
                         "modelref.py", "params.py", "families.py", "checkpoints.py",
-                        "modeldetect.py", "suggest.py"}
+                        "modeldetect.py", "suggest.py", "processes.py"}
 PURE_FOLDERS = {"scheduler", "metadata"}
 
 #: The package of a top-level module (``sdfarm/spec.py`` ...) in the package graph.
