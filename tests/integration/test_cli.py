@@ -172,15 +172,15 @@ def test_show_of_a_failed_job_prints_its_whole_error_and_the_traceback_only_when
     job = write_job(tmp_path, 'name = "broken"\nmodel = "broken.ckpt"\nallow_pickle = true\n'
                     'family = "sd1"\nprompt = "a cat"\nseeds = [1]\nsteps = 2\n'
                     'width = 64\nheight = 64\n')
-    rendered = sdfarm(cli_env, "render", "-q", job, check=False)
-    assert rendered.returncode == 1 and "see `sdfarm show 1`" in rendered.stderr
+    rendered = CliRunner().invoke(cli, ["render", "-q", str(job)], env=cli_env)
+    assert rendered.exit_code == 1 and "see `sdfarm show 1`" in rendered.stderr
     assert rendered.stdout == ""  # no folder was made: none is printed
 
-    shown = sdfarm(cli_env, "show", "1").stdout
+    shown = run(cli_env, "show", "1")
     error = next(line for line in shown.splitlines() if line.startswith("error"))
     assert "was refused" in error and error.rstrip().endswith(
         "Convert it to .safetensors on a machine you trust  (`--traceback` shows where it was raised)")
     assert "Traceback" not in shown
-    assert "Traceback (most recent call last):" in sdfarm(cli_env, "show", "1", "--traceback").stdout
-    as_json = json.loads(sdfarm(cli_env, "show", "1", "--json").stdout)
+    assert "Traceback (most recent call last):" in run(cli_env, "show", "1", "--traceback")
+    as_json = json.loads(run(cli_env, "show", "1", "--json"))
     assert as_json["error"].startswith("ModelError: pickle checkpoint") and "traceback" not in as_json
