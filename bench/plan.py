@@ -160,8 +160,8 @@ def enqueue_sweep(settings: Settings, sweep_id: int) -> int:
     """What ``submit`` does after recording: read the queued batches back as they are
     published."""
     from sdfarm.broker.queue import enqueue
+    from sdfarm.db.batches import new_sweep_batches
     from sdfarm.db.engine import session_factory
-    from sdfarm.db.jobs import new_sweep_batches
 
     with session_factory(settings.database_url)() as session:
         return enqueue(settings, new_sweep_batches(session, sweep_id))

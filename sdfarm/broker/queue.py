@@ -24,8 +24,9 @@ from celery import Celery
 from sdfarm.broker.app import RENDER_TASK, celery_priority, make_app, render_queue
 from sdfarm.broker.messages import MessageSender
 from sdfarm.config import Settings
+from sdfarm.db.batches import QueuedBatch, queued_batches
 from sdfarm.db.engine import session_factory
-from sdfarm.db.jobs import QueuedBatch, Requeued, queued_batches, requeue_expired, requeue_gone
+from sdfarm.db.jobs import Requeued, requeue_expired, requeue_gone
 from sdfarm.db.sweeps import LeftByLocalRenders, settle_local_renders
 from sdfarm.db.waiting import settle_waiting
 from sdfarm.db.workers import gone_holders

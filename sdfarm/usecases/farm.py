@@ -10,16 +10,10 @@ from celery import Celery
 
 from sdfarm.broker.queue import enqueue
 from sdfarm.config import Settings
+from sdfarm.db.batches import QueuedBatch, new_sweep_batches, queued_batches
 from sdfarm.db.engine import session_factory
 from sdfarm.db.farm_status import sweep_counts
-from sdfarm.db.jobs import (
-    Canceled,
-    QueuedBatch,
-    cancel_jobs,
-    new_sweep_batches,
-    queued_batches,
-    retry_jobs,
-)
+from sdfarm.db.jobs import Canceled, cancel_jobs, retry_jobs
 from sdfarm.db.models import JobStatus
 from sdfarm.db.sweeps import require_jobs, require_sweep
 from sdfarm.db.waiting import Settled, settle_waiting

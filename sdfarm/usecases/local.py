@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sdfarm.config import Settings
+from sdfarm.db.batches import queued_batches
 from sdfarm.db.engine import session_factory
-from sdfarm.db.jobs import queued_batches
 
 
 @dataclass

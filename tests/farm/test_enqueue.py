@@ -10,8 +10,8 @@ import redis
 
 from sdfarm.broker.app import RENDER_TASK, celery_priority, make_app, render_queue
 from sdfarm.broker.queue import _job_ids_of, enqueue, job_ids_in_queue
+from sdfarm.db.batches import QueuedBatch, queued_batches
 from sdfarm.db.engine import session_factory
-from sdfarm.db.jobs import QueuedBatch, queued_batches
 from sdfarm.usecases.farm import submit
 from sdfarm.usecases.render import load_plan
 from tests.conftest import write_job
