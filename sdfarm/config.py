@@ -76,6 +76,14 @@ class Settings:
     worker_name: str | None = None
     #: Celery queue of the farm: farms sharing one Redis keep apart by using different ones.
     queue: str = "sdfarm"
+    # issue 11: LoRA
+    #: Where ``<lora:name:weight>`` names are looked up (``name.safetensors``, subfolders too);
+    #: ``None``: ``loras/`` beside the model folder (:attr:`lora_folder`).
+    lora_dir: Path | None = None
+
+    @property
+    def lora_folder(self) -> Path:
+        return self.lora_dir if self.lora_dir is not None else self.model_dir.parent / "loras"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -108,6 +116,8 @@ class Settings:
                                       base.heartbeat_seconds, minimum=0.1),
             worker_name=env.get("SDFARM_WORKER_NAME") or base.worker_name,
             queue=env.get("SDFARM_QUEUE") or base.queue,
+            lora_dir=Path(env["SDFARM_LORA_DIR"]).expanduser().resolve()
+            if env.get("SDFARM_LORA_DIR") else None,
         )
 
     def with_(self, **changes: object) -> Settings:

@@ -75,6 +75,12 @@ class RenderSpec:
     shift: float | None = _default("shift")
     #: A1111 short hash of the weights; ``None`` while the weights are not on this machine.
     model_hash: str | None = None
+    # issue 11: LoRA. Not parameters of the table: both follow from the prompt's
+    # <lora:name:weight> tags (sdfarm.scheduler.loras), which are what a user writes.
+    #: The LoRA set, canonical ("a:0.5,b:1", sorted by name): what a forward pass shares.
+    loras: str = ""
+    #: A1111's ``Lora hashes`` ("a: 0123456789ab, b: ..."): which files, in prompt order.
+    lora_hashes: str = ""
 
     @property
     def key(self) -> str:
@@ -102,6 +108,8 @@ class RenderSpec:
             for param, value in zip(_ADDED_KEY, added):
                 if value != param.default and not (legacy and param.name == "schedule"):
                     payload.append([param.name, param.canonical(value)])
+        if self.loras or self.lora_hashes:  # issue 11: LoRA; keys without one stay as they were
+            payload.append(["loras", self.loras, self.lora_hashes])
         return _KEY_JSON.encode(payload)
 
     @property
@@ -114,7 +122,8 @@ class RenderSpec:
         for i in _BATCH_NULLABLE:
             if rest[i] is None:
                 rest = (*rest[:i], -1.0, *rest[i + 1:])
-        return (self.model, self.model_hash or "", *rest)
+        # The LoRA set last (issue 11): set_adapters between passes costs milliseconds.
+        return (self.model, self.model_hash or "", *rest, self.loras)
 
     def normalized(self) -> RenderSpec:
         """This spec with what cannot change its pixels set to the default, so its key and its

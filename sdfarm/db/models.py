@@ -43,10 +43,19 @@ def spec_columns_for(specs: Sequence[RenderSpec]) -> Callable[[RenderSpec], dict
     layout that every spec leaves at its default is left out, for the column's own default to
     fill (every bound value costs, and most sweeps set none of them)."""
     names = [name for name in SPEC_FIELDS
-             if name not in PARAMS or PARAMS[name].key_rank < FIRST_ADDED_KEY_RANK
-             or any(getattr(s, name) != PARAMS[name].default for s in specs)]
+             if (name not in PARAMS and name not in _ADDED_TEXT_FIELDS)
+             or (name in PARAMS and PARAMS[name].key_rank < FIRST_ADDED_KEY_RANK)
+             or any(getattr(s, name) != _default_of(name) for s in specs)]
     values = attrgetter(*names)
     return lambda spec: dict(zip(names, values(spec)))
+
+
+#: Spec fields outside the parameter table added later, empty by default (issue 11: LoRA).
+_ADDED_TEXT_FIELDS = frozenset({"loras", "lora_hashes"})
+
+
+def _default_of(name: str) -> object:
+    return "" if name in _ADDED_TEXT_FIELDS else PARAMS[name].default
 
 
 def utcnow() -> datetime:
@@ -151,6 +160,10 @@ class Job(Base):
     #: Flux's distilled guidance and a flow-matching shift; ``None``: the model's own.
     guidance: Mapped[float | None] = mapped_column(Float)
     shift: Mapped[float | None] = mapped_column(Float)
+    # issue 11: LoRA (migration 0011_loras). From the prompt's <lora:...> tags: the canonical
+    # set ("a:0.5,b:1", what ``history --lora`` searches) and A1111's "Lora hashes".
+    loras: Mapped[str] = mapped_column(Text, server_default="")
+    lora_hashes: Mapped[str] = mapped_column(Text, server_default="")
 
     # Where it sits: the planned batch, and grid coordinates when the sweep has axes.
     batch_index: Mapped[int] = mapped_column(Integer, default=0)

@@ -22,8 +22,9 @@ from fractions import Fraction
 from pathlib import PurePosixPath
 from typing import Any
 
-from sdfarm.params import PARAMS, BadValue, describe
+from sdfarm.params import PARAMS, BadValue, Param, describe
 from sdfarm.samplers import split_sampler
+from sdfarm.scheduler.loras import MAX_WEIGHT, LoraError, check_name, format_weight, set_weight
 from sdfarm.spec import RenderSpec
 from sdfarm.suggest import did_you_mean
 
@@ -33,7 +34,18 @@ _COMPOSITE: dict[str, tuple[int, str]] = {
     "size": (65, 'width x height, as "512x768"'),
     "prompt_sr": (100, "Prompt S/R: the first value is searched in the prompt, each value "
                        "replaces it"),
+    # issue 11: LoRA. Both rewrite the prompt's <lora:...> tags (sdfarm.scheduler.loras).
+    "lora_weight": (5, f'{{ name = "NAME", values = ... }}: the weight of LoRA NAME, numbers '
+                       f"from -{MAX_WEIGHT:g} to {MAX_WEIGHT:g}"),
+    "lora": (6, 'LoRA names, each "name" (weight 1) or "name:weight", or "none"'),
 }
+#: The weight of a lora_weight axis, checked like a float parameter of the table.
+_LORA_WEIGHT = Param("lora_weight", "float", 1.0, "LoRA weight", "LoRA weight",
+                     low=-MAX_WEIGHT, high=MAX_WEIGHT)
+#: The lora axis value that adds no LoRA (the base model's column of a grid).
+NO_LORA = "none"
+#: Axes that rewrite the prompt, applied to it in this order when a cell has several.
+PROMPT_AXES = ("prompt_sr", "lora", "lora_weight")
 #: What each axis parameter varies, the most used first; the error for an unknown parameter
 #: lists them.
 AXIS_PARAMS: dict[str, str] = {
@@ -88,6 +100,12 @@ def axis_label(param: str, value: Any) -> str:
     """The grid label of one value; a Prompt S/R label is the replacement text, as in A1111."""
     if param == "prompt_sr":
         return value
+    if param == "lora_weight":
+        if isinstance(value, tuple):
+            return f"{value[0]}: {format_weight(value[1])}"
+        return f"LoRA weight: {format_weight(value)}"
+    if param == "lora":
+        return f"LoRA: {value.removesuffix(':1')}"
     if param == "size":
         return f"Size: {value[0]}x{value[1]}"
     if param == "model":
@@ -141,8 +159,28 @@ def _parse_axis(slot: str, key: str, axis_table: object, fail: Fail) -> Axis:
     if param not in AXIS_PARAMS:
         raise fail(f"{key}.{param}", f"unknown axis parameter{did_you_mean(param, AXIS_PARAMS)}; "
                                      f"allowed: {', '.join(AXIS_PARAMS)}")
+    if param == "lora_weight":
+        return _lora_weight_axis(slot, f"{key}.{param}", raw, fail)
     values = parse_values(param, raw, lambda problem: fail(f"{key}.{param}", problem))
     return Axis(slot, param, values, tuple(axis_label(param, v) for v in values))
+
+
+def _lora_weight_axis(slot: str, key: str, raw: object, fail: Fail) -> Axis:
+    """``{ name = "ghibli", values = "0-1 (+0.25)" }``: values (name, weight)."""
+    if not isinstance(raw, dict) or set(raw) != {"name", "values"}:
+        raise fail(key, 'must be a table { name = "NAME", values = ... } with the LoRA\'s name '
+                        f"and its weights, got {describe(raw)}")
+    name = raw["name"]
+    if not isinstance(name, str):
+        raise fail(f"{key}.name", f"must be a LoRA name (a string), got {describe(name)}")
+    try:
+        check_name(name.strip(), "name")
+    except LoraError as exc:
+        raise fail(f"{key}.name", str(exc)) from None
+    weights = parse_values("lora_weight", raw["values"],
+                           lambda problem: fail(f"{key}.values", problem))
+    values = tuple((name.strip(), w) for w in weights)
+    return Axis(slot, "lora_weight", values, tuple(axis_label("lora_weight", v) for v in values))
 
 
 def _check_no_overlap(axes: list[Axis], fail: Fail) -> None:
@@ -150,6 +188,8 @@ def _check_no_overlap(axes: list[Axis], fail: Fail) -> None:
     claimed: dict[str, Axis] = {}
     for axis in axes:
         fields = ("width", "height") if axis.param == "size" else (axis.param,)
+        if axis.param == "lora_weight":  # one weight axis per LoRA
+            fields = (f"LoRA {axis.values[0][0]!r}",)
         for name in fields:
             other = claimed.get(name)
             if other is not None:
@@ -227,7 +267,7 @@ def _expand_item(param: str, item: str, fail_problem: FailProblem) -> list:
     m = _ITEM.fullmatch(item)
     if m is None:
         raise fail_problem(f"{item!r} is not a value or a range; {_syntax(param)}")
-    is_float = PARAMS[param].kind == "float"
+    is_float = _param(param).kind == "float"
     for name in ("start", "end", "step"):
         if m[name] and "." in m[name] and not is_float:
             raise fail_problem(f"{item!r} has a fractional number; {_syntax(param)}")
@@ -277,7 +317,12 @@ def _number(value: Decimal, is_float: bool) -> int | float:
 
 def _is_text(param: str) -> bool:
     """Whether an axis string is a list of texts (csv) rather than of numbers and ranges."""
-    return param in _COMPOSITE or PARAMS[param].kind not in ("int", "float")
+    return param != "lora_weight" and (param in _COMPOSITE
+                                       or PARAMS[param].kind not in ("int", "float"))
+
+
+def _param(param: str) -> Param:
+    return _LORA_WEIGHT if param == "lora_weight" else PARAMS[param]
 
 
 def _check_value(param: str, value: object, fail_problem: FailProblem) -> object:
@@ -288,8 +333,10 @@ def _check_value(param: str, value: object, fail_problem: FailProblem) -> object
             raise fail_problem(f"prompt_sr value {value!r} is not a string; "
                                f"prompt_sr takes {AXIS_PARAMS[param]}")
         return value
+    if param == "lora":
+        return _check_lora_name(value, fail_problem)
     try:
-        checked = PARAMS[param].check(value)
+        checked = _param(param).check(value)
     except BadValue as exc:
         raise fail_problem(_value_problem(exc)) from None
     return round(checked, FLOAT_DECIMALS) if isinstance(checked, float) else checked
@@ -311,6 +358,28 @@ def _value_problem(exc: BadValue) -> str:
         kind = "an integer" if param.kind == "int" else "a string"
         return f"{param.name} value {value!r} is not {kind}; {takes}"
     return f"{param.name} value {value} is out of range; {takes}"
+
+
+def _check_lora_name(value: object, fail_problem: FailProblem) -> str:
+    """A lora axis value as "name:weight" (the weight written as tags write it), or "none"."""
+    if not isinstance(value, str):
+        raise fail_problem(f"lora value {value!r} is not a string; lora takes "
+                           f"{AXIS_PARAMS['lora']}")
+    text = value.strip()
+    if text.casefold() == NO_LORA:
+        return NO_LORA
+    name, sep, weight = text.partition(":")
+    try:
+        check_name(name.strip(), "lora")
+        number = float(weight) if sep else 1.0
+    except LoraError as exc:
+        raise fail_problem(str(exc)) from None
+    except ValueError:
+        raise fail_problem(f"lora value {value!r}: weight {weight!r} is not a number") from None
+    if not abs(number) <= MAX_WEIGHT:
+        raise fail_problem(f"lora value {value!r}: the weight must be a number from "
+                           f"-{MAX_WEIGHT:g} to {MAX_WEIGHT:g}")
+    return f"{name.strip()}:{format_weight(round(number, FLOAT_DECIMALS))}"
 
 
 def _check_size(value: object, fail_problem: FailProblem) -> tuple[int, int]:
@@ -360,8 +429,8 @@ def apply_axis_value(spec: RenderSpec, axis: Axis, value: Any, original_prompt: 
     param = axis.param
     if param == "size":
         return spec.replace(width=value[0], height=value[1])
-    if param == "prompt_sr":
-        return spec.replace(prompt=original_prompt.replace(axis.values[0], value))
+    if param in PROMPT_AXES:
+        return spec.replace(prompt=rewrite_prompt(axis, value, original_prompt))
     if param == "model":
         # The base spec's hash belongs to the base model; the caller hashes this one.
         return spec.replace(model=value, model_hash=None)
@@ -370,3 +439,18 @@ def apply_axis_value(spec: RenderSpec, axis: Axis, value: Any, original_prompt: 
         sampler, schedule = split_sampler(value)
         return spec.replace(sampler=sampler, **({"schedule": schedule} if schedule else {}))
     return spec.replace(**{param: value})
+
+
+def rewrite_prompt(axis: Axis, value: Any, prompt: str) -> str:
+    """``prompt`` as one value of a prompt-rewriting axis (:data:`PROMPT_AXES`) makes it:
+    Prompt S/R replaces its search term; a LoRA weight axis sets that LoRA's tag (rewritten
+    where it stands, appended when the prompt has none); a lora axis adds its LoRA's tag
+    ("none" adds nothing)."""
+    if axis.param == "prompt_sr":
+        return prompt.replace(axis.values[0], value)
+    if axis.param == "lora_weight":
+        return set_weight(prompt, value[0], value[1])
+    if value == NO_LORA:
+        return prompt
+    name, _, weight = value.rpartition(":")
+    return set_weight(prompt, name, float(weight))

@@ -24,7 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sdfarm.errors import JobFileError
-from sdfarm.scheduler.axes import Axis, apply_axis_value, check_prompt_sr
+from sdfarm.scheduler.axes import (
+    PROMPT_AXES,
+    Axis,
+    apply_axis_value,
+    check_prompt_sr,
+    rewrite_prompt,
+)
 from sdfarm.scheduler.familydefaults import (
     Detected,
     check_families,
@@ -32,6 +38,7 @@ from sdfarm.scheduler.familydefaults import (
     family_changes,
 )
 from sdfarm.scheduler.jobfile import MAX_IMAGES_LIMIT, MAX_PROMPTS, JobFile
+from sdfarm.scheduler.loras import LoraError, LoraFields, lora_fields
 from sdfarm.scheduler.promptsyntax import is_literal
 from sdfarm.scheduler.seeds import resolve_seeds
 from sdfarm.spec import SPEC_FIELDS, RenderSpec
@@ -81,11 +88,17 @@ class Expansion:
                 for s in range(len(self.seeds))]
 
 
+#: A LoRA's A1111 short hash by name (``LoraFolder.hash_of``): raises ``LoraError`` for a
+#: name it cannot find.
+LoraHashes = Callable[[str], str]
+
+
 def expand(job: JobFile, model_hash: str | None = None,
            model_hashes: Mapping[str, str | None] | None = None,
-           families: Mapping[str, Detected] | None = None) -> list[RenderSpec]:
+           families: Mapping[str, Detected] | None = None,
+           lora_hashes: LoraHashes | None = None) -> list[RenderSpec]:
     """Every image ``job`` describes, in the documented product order."""
-    return expand_job(job, model_hash, model_hashes, families).specs
+    return expand_job(job, model_hash, model_hashes, families, lora_hashes).specs
 
 
 def sub_seed(sweep_seed: int, purpose: str) -> int:
@@ -97,13 +110,16 @@ def sub_seed(sweep_seed: int, purpose: str) -> int:
 
 def expand_job(job: JobFile, model_hash: str | None = None,
                model_hashes: Mapping[str, str | None] | None = None,
-               families: Mapping[str, Detected] | None = None) -> Expansion:
+               families: Mapping[str, Detected] | None = None,
+               lora_hashes: LoraHashes | None = None) -> Expansion:
     """The product, with the grid cell of every image.
 
     ``model_hash`` is the base model's; ``model_hashes`` maps each model axis value to its
     hash (``None`` where the weights are not on this machine yet). ``families`` maps models
     (the base model and each model axis value) to their detected (family, prediction); each
-    image takes its model's family defaults (``familydefaults``).
+    image takes its model's family defaults (``familydefaults``). ``lora_hashes`` finds the
+    LoRAs the final prompts name (a missing one is an error here, at plan time); without it
+    their hashes are left empty.
     """
     axes = job.axes
     seed_axis = any(a.param == "seed" for a in axes)
@@ -128,6 +144,10 @@ def expand_job(job: JobFile, model_hash: str | None = None,
         return family_changes(job, model, detected, defaulted)
 
     base = job.base.replace(model_hash=model_hash, **model_changes(job.base.model))
+    # issue 11: LoRA. Several axes rewriting the prompt compose, in PROMPT_AXES order.
+    prompt_axes = sorted((n for n, a in enumerate(nested) if a.param in PROMPT_AXES),
+                         key=lambda n: PROMPT_AXES.index(nested[n].param))
+    with_loras = _lora_setter(job, nested, lora_hashes)
 
     rows: list[RenderSpec] = []
     cells: list[Cell] = []
@@ -146,10 +166,41 @@ def expand_job(job: JobFile, model_hash: str | None = None,
             # Built directly and positionally: dataclasses.replace per cell was half of
             # planning's time. Normalized once the cell is whole (a strength axis may zero a
             # subseed); the seed does not enter normalization, so a row holds for every seed.
-            rows.append(RenderSpec(*cell_fields).normalized())
+            if len(prompt_axes) > 1:
+                cell_prompt = prompt
+                for n in prompt_axes:
+                    cell_prompt = rewrite_prompt(nested[n], nested[n].values[coords[n]],
+                                                 cell_prompt)
+                cell_fields[_PROMPT_AT] = cell_prompt
+            row = RenderSpec(*cell_fields).normalized()
+            rows.append(with_loras(row) if "<" in row.prompt else row)
             cells.append(Cell(p_index, 0, x, y, z, extra))
     check_families(job, rows)
     return Expansion(rows, cells, prompts, seeds)
+
+
+_PROMPT_AT = SPEC_FIELDS.index("prompt")
+
+
+def _lora_setter(job: JobFile, nested: list[Axis],
+                 lora_hashes: LoraHashes | None) -> Callable[[RenderSpec], RenderSpec]:
+    """Sets a row's LoRA fields from its prompt's tags, once per distinct prompt."""
+    known: dict[str, LoraFields] = {}
+    rewriting = [a for a in nested if a.param in PROMPT_AXES]
+    key = rewriting[0].key if len(rewriting) == 1 else "prompt"
+
+    def setter(row: RenderSpec) -> RenderSpec:
+        fields = known.get(row.prompt)
+        if fields is None:
+            try:
+                fields = known[row.prompt] = lora_fields(row.prompt, lora_hashes)
+            except LoraError as exc:
+                raise JobFileError(job.path, key, str(exc)) from None
+        if not fields.loras:
+            return row
+        return row.replace(loras=fields.loras, lora_hashes=fields.lora_hashes)
+
+    return setter
 
 
 def _changes(spec: RenderSpec, axis: Axis, value: object, prompt: str,

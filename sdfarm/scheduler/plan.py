@@ -20,7 +20,7 @@ from typing import Any, TypeVar, overload
 
 from sdfarm.scheduler.axes import Axis
 from sdfarm.scheduler.batching import order_specs
-from sdfarm.scheduler.expand import Cell, expand_job
+from sdfarm.scheduler.expand import Cell, LoraHashes, expand_job
 from sdfarm.scheduler.gridformat import grid_json
 from sdfarm.scheduler.jobfile import JobFile
 from sdfarm.spec import SPEC_FIELDS, RenderSpec, key_of
@@ -303,9 +303,10 @@ class _Batches(_Computed[tuple[int, ...]]):
 def make_plan(job: JobFile, model_hash: str | None = None,
               model_hashes: Mapping[str, str | None] | None = None,
               model_configs: Mapping[str, str | None] | None = None,
-              families: Mapping[str, tuple[str, str]] | None = None) -> Plan:
+              families: Mapping[str, tuple[str, str]] | None = None,
+              lora_hashes: LoraHashes | None = None) -> Plan:
     """Expand ``job`` and put the images in render order, in batches."""
-    expansion = expand_job(job, model_hash, model_hashes, families)
+    expansion = expand_job(job, model_hash, model_hashes, families, lora_hashes)
     groups = [s.batch_group for s in expansion.rows]  # once: sorting and cutting both need them
     order = order_specs(expansion.rows, groups)
     rows = tuple(expansion.rows[i] for i in order)

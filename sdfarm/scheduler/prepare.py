@@ -20,6 +20,7 @@ from sdfarm.modelref import (
 )
 from sdfarm.scheduler.axes import Axis
 from sdfarm.scheduler.jobfile import JobFile
+from sdfarm.scheduler.loras import LoraFolder
 from sdfarm.scheduler.plan import Plan, make_plan
 
 
@@ -65,9 +66,12 @@ def _abs(job: JobFile, path: str | None) -> str | None:
     return str((Path(job.path).parent / Path(path).expanduser()).resolve())
 
 
-def plan_job(job: JobFile, mref: ModelRef, model_dir: Path) -> Plan:
+def plan_job(job: JobFile, mref: ModelRef, model_dir: Path,
+             lora_dir: Path | None = None) -> Plan:
     """Expand; the model hash enters each job's key when the weights are on this machine, and
-    each model's family (detected from its files) sets the defaults of its images."""
+    each model's family (detected from its files) sets the defaults of its images. The LoRAs
+    the prompts name are looked up in ``lora_dir`` (default: ``loras/`` beside ``model_dir``)
+    and their hashes enter the keys; a missing one is an error naming it and the folder."""
     hashes: dict[str, str | None] = {}
     configs: dict[str, str | None] = {}
     families = {job.base.model: _family(job, mref, "model")}
@@ -79,7 +83,9 @@ def plan_job(job: JobFile, mref: ModelRef, model_dir: Path) -> Plan:
                 configs[value] = str(axis_ref.config) if axis_ref.config else None
                 families[value] = _family(job, axis_ref, axis.key)
     known = {m: (d.family, d.prediction) for m, d in families.items() if d is not None}
-    return make_plan(job, model_hash(mref, model_dir), hashes, configs, known)
+    loras = LoraFolder(lora_dir if lora_dir is not None else model_dir.parent / "loras",
+                       model_dir / "hashes.json")
+    return make_plan(job, model_hash(mref, model_dir), hashes, configs, known, loras.hash_of)
 
 
 def _family(job: JobFile, mref: ModelRef, key: str) -> Detection | None:

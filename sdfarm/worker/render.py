@@ -18,6 +18,7 @@ from PIL import Image
 
 from sdfarm.config import Settings
 from sdfarm.errors import ImageFailed, SdfarmError
+from sdfarm.scheduler.extranets import strip_extra_networks
 from sdfarm.spec import RenderSpec
 
 StepHook = Callable[[], None]
@@ -63,6 +64,9 @@ class DiffusersRenderer:
         self.load_seconds = 0.0
         #: How many times each model was loaded (a model evicted and needed again loads again).
         self.loads: Counter[str] = Counter()
+        from sdfarm.worker.loras import LoraSlots  # issue 11: LoRA
+
+        self.loras = LoraSlots(settings.lora_folder, settings.model_dir / "hashes.json")
 
     def set_threads(self, threads: int) -> None:
         import torch
@@ -94,6 +98,7 @@ class DiffusersRenderer:
         while len(self._pipelines) >= max(1, self.settings.pipeline_cache_size):
             _, (evicted, _config) = self._pipelines.popitem(last=False)
             self._sampler_of.pop(id(evicted), None)
+            self.loras.forget(evicted)
             del evicted
             self._free_memory()
         loading = time.perf_counter()
@@ -126,6 +131,7 @@ class DiffusersRenderer:
         first = specs[0]
         pipe, base_config = self.pipeline(first.model, model_config, allow_pickle, first.family,
                                           first.prediction)
+        self.load_seconds += self.loras.apply(pipe, first)  # issue 11: the pass's LoRA set
         flow = first.prediction == "flow"
         sampling = (first.sampler, first.schedule, first.shift)
         if self._sampler_of.get(id(pipe)) != sampling:
@@ -160,7 +166,7 @@ class DiffusersRenderer:
             on_step()
             return tensors
 
-        prompts = [s.prompt for s in specs]
+        prompts = [strip_extra_networks(s.prompt) for s in specs]  # tags never reach CLIP
         negatives = [s.negative_prompt for s in specs]
         text: dict[str, object] = {"prompt": prompts, "negative_prompt": negatives}
         if first.family == "flux-dev" or first.family == "flux-schnell":
