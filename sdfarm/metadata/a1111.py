@@ -13,6 +13,7 @@ from pathlib import PurePosixPath
 from sdfarm.params import ETA_DDIM
 from sdfarm.params import PARAMS as P
 from sdfarm.samplers import SAMPLERS
+from sdfarm.scheduler.loras import LORA_HASHES
 from sdfarm.spec import RenderSpec
 
 #: Name of sdfarm's own tEXt chunk.
@@ -85,6 +86,8 @@ def infotext_settings(spec: RenderSpec, version: str | None = None) -> list[tupl
         if (param.infotext and param.name not in _ALWAYS_WRITTEN
                 and (value != param.default or set_with)):
             items.append((_infotext_key(param.name, spec), param.format(value)))
+    if spec.lora_hashes:  # issue 11: LoRA, where A1111 puts its extra generation params
+        items.append((LORA_HASHES, spec.lora_hashes))
     if version:
         items.append(("Version", version))
     return items  # type: ignore[return-value]

@@ -33,6 +33,7 @@ from sdfarm.metadata.swarmui import read_swarmui
 from sdfarm.params import ETA_DDIM, Param
 from sdfarm.params import PARAMS as P
 from sdfarm.samplers import AUTOMATIC, canonical_schedule, split_sampler
+from sdfarm.scheduler.loras import LORA_HASHES, LoraError, canonical_set, lora_uses
 from sdfarm.spec import SPEC_FIELDS, RenderSpec
 
 #: Settings every A1111-style writer puts in the settings line; without them there is no job.
@@ -47,7 +48,7 @@ REQUIRED_VALUES = ("prompt", "seed", "steps", "cfg", "width", "height")
 #: The table's parameters by infotext key: each becomes a column.
 _BY_INFOTEXT = P.by_infotext()
 #: Settings that become columns; every other one is kept in :attr:`ImageGeneration.extra`.
-MAPPED = frozenset({*REQUIRED, *_BY_INFOTEXT, SCHEDULE_TYPE, ETA_DDIM, MODEL_HASH})
+MAPPED = frozenset({*REQUIRED, *_BY_INFOTEXT, SCHEDULE_TYPE, ETA_DDIM, MODEL_HASH, LORA_HASHES})
 #: What an imported image may hold, beyond what sdfarm renders: other tools write seeds from
 #: the whole signed 64-bit range (the column's), and steps and CLIP skip past our limits.
 #: Indexing records what happened; a rerun is where a value sdfarm cannot render is refused.
@@ -178,6 +179,7 @@ def generation_from_infotext(info: Infotext) -> ImageGeneration:
     spec = RenderSpec(**values, model_hash=model_hash, prompt=info.prompt,
                       negative_prompt=info.negative_prompt, width=int(size.group(1)),
                       height=int(size.group(2)))
+    spec = _with_loras(spec, p.get(LORA_HASHES, ""))
     return _checked(spec.normalized(), "'parameters' text", "parameters", None, extra)
 
 
@@ -207,6 +209,17 @@ def generation_from_reading(r: Reading) -> ImageGeneration:
         model_hash = None
     spec = RenderSpec(**values, model_hash=model_hash)  # type: ignore[arg-type]
     return _checked(spec.normalized(), r.where, r.tool, None, dict(r.extra))
+
+
+def _with_loras(spec: RenderSpec, hashes: str) -> RenderSpec:
+    """issue 11: LoRA. The image's LoRA set from its prompt's tags, and its ``Lora hashes`` as
+    written. Tags sdfarm cannot apply (a hypernetwork) leave the set empty: indexing records
+    what the image says; a rerun is where a LoRA is looked for."""
+    try:
+        loras = canonical_set(lora_uses(spec.prompt))
+    except LoraError:
+        loras = ""
+    return spec.replace(loras=loras, lora_hashes=hashes.strip())
 
 
 def _checked(spec: RenderSpec, where: str, source: str, config: str | None,

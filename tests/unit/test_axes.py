@@ -212,8 +212,8 @@ def test_labels_read_name_colon_value_and_prompt_sr_shows_the_text():
     ('x = { sampler = [1] }', "axes.x.sampler", ["sampler value 1 is not a string"]),
     ('x = { model = ["a", " "] }', "axes.x.model", ["empty model value"]),
     ('x = { prompt_sr = ["", "dog"] }', "axes.x.prompt_sr", ["search term", "must not be empty"]),
-    ('x = { colour = [1] }', "axes.x.colour", ["unknown axis parameter", "allowed: cfg, steps, sampler"]),
-    ('x = {}', "axes.x", ["exactly one parameter, got 0", "allowed: cfg"]),
+    ('x = { colour = [1] }', "axes.x.colour", ["unknown axis parameter", "allowed: lora_weight, lora, cfg, steps, sampler"]),
+    ('x = {}', "axes.x", ["exactly one parameter, got 0", "allowed: lora_weight, lora, cfg"]),
     ('x = { cfg = 7, steps = 20 }', "axes.x", ["exactly one parameter, got 2 (cfg, steps)"]),
     ('x = [1, 2]', "axes.x", ["must be a table with one parameter"]),
     ('w = { cfg = [7] }', "axes.w", ["unknown axis; allowed: x, y, z, extra"]),
@@ -235,7 +235,7 @@ def test_axes_that_is_not_a_table_is_an_error():
 
 
 def test_every_axis_param_is_described_for_error_messages():
-    assert set(AXIS_PARAMS) == {"cfg", "steps", "sampler", "seed", "width", "height", "size",
+    assert set(AXIS_PARAMS) == {"lora_weight", "lora", "cfg", "steps", "sampler", "seed", "width", "height", "size",
                                 "clip_skip", "model", "negative_prompt", "prompt_sr", "subseed",
                                 "subseed_strength", "ensd", "schedule", "eta", "guidance",
                                 "shift"}

@@ -113,7 +113,7 @@ def test_axes_prompt_mode_wildcards_and_cap_are_read_from_the_file():
     ('x = { cfg = "4, 4" }', "axes.x.cfg", "repeats the value 'CFG: 4'"),
     ('x = { cfg = "" }', "axes.x.cfg", "has no values"),
     ('x = { steps = true }', "axes.x.steps", "must be a list or a string of values, got a boolean"),
-    ('x = { colour = [1] }', "axes.x.colour", "unknown axis parameter; allowed: cfg, steps, sampler"),
+    ('x = { colour = [1] }', "axes.x.colour", "allowed: lora_weight, lora, cfg, steps, sampler"),
     ('w = { cfg = [1] }', "axes.w", "unknown axis; allowed: x, y, z, extra"),
     ('x = { cfg = [1], steps = [2] }', "axes.x", "an axis varies exactly one parameter, got 2"),
     ('x = { width = [64] }\ny = { size = ["64x64"] }', "axes.y.size", "already varied by axes.x.width"),

@@ -21,7 +21,8 @@ BASE = RenderSpec(model="builtin:tiny", prompt="a lighthouse at dusk", seed=1234
 
 
 def test_render_spec_has_exactly_the_table_parameters_with_the_table_defaults():
-    assert set(SPEC_FIELDS) == {*PARAMS, "model_hash"}
+    # Besides the model hash, the LoRA fields (issue 11) follow from the prompt's tags.
+    assert set(SPEC_FIELDS) == {*PARAMS, "model_hash", "loras", "lora_hashes"}
     for field in dataclasses.fields(RenderSpec):
         if field.name in PARAMS and field.default is not dataclasses.MISSING:
             assert field.default == PARAMS[field.name].default, field.name
@@ -65,7 +66,7 @@ def test_the_batch_group_sorts_the_most_expensive_switch_first():
 
 def test_every_axis_parameter_comes_from_the_table_or_is_a_named_composite():
     table_axes = {p.name for p in PARAMS.values() if p.axis_rank is not None}
-    assert set(AXIS_PARAMS) == table_axes | {"size", "prompt_sr"}
+    assert set(AXIS_PARAMS) == table_axes | {"size", "prompt_sr", "lora_weight", "lora"}
 
 
 def test_every_parameter_but_the_seed_is_a_job_file_key():
