@@ -51,6 +51,8 @@ def _console() -> Console:
 @click.option("--size", type=Size(), help="Width x height, e.g. 512x768.")
 @click.option("--family", type=click.Choice(P["family"].choices, case_sensitive=False),
               help=f"Only this {P['family'].description}.")
+@click.option("--lora", metavar="NAME", help="Only jobs with this LoRA (<lora:NAME:...> in the "
+                                             "prompt), at any weight.")
 @click.option("--sweep", "sweep_id", type=int, metavar="ID", help="Only jobs of this sweep.")
 @click.option("--status", "statuses", multiple=True,
               type=click.Choice([s.value for s in JobStatus]), help="Only this status (repeatable).")
@@ -67,13 +69,13 @@ def _console() -> Console:
               help="Print only image paths, one per line (implies --status done).")
 @click.pass_obj
 def history(settings: Settings, prompt, negative, seed, model, sampler, schedule, cfg, steps,
-            size, family, sweep_id, statuses, since, until, missing, limit, offset, as_json, paths) -> None:
+            size, family, lora, sweep_id, statuses, since, until, missing, limit, offset, as_json, paths) -> None:
     """Find past jobs: newest first, or by relevance when searching prompt words."""
     if paths and not statuses:
         statuses = (JobStatus.done.value,)
     query = HistoryQuery(prompt=prompt, negative=negative, seed=seed, model=model,
                          sampler=sampler, schedule=schedule, cfg=cfg, steps=steps, size=size,
-                         family=family and family.lower(), sweep_id=sweep_id, statuses=tuple(JobStatus(s) for s in statuses), since=since, until=until)
+                         family=family and family.lower(), lora=lora, sweep_id=sweep_id, statuses=tuple(JobStatus(s) for s in statuses), since=since, until=until)
     found = find(settings, query, limit=limit or None, offset=offset, missing=missing)
     rows, hint = found.rows, found.hint
     if paths:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import PurePath
 
-from sqlalchemy import ColumnElement, and_, delete, false, or_, select, text
+from sqlalchemy import ColumnElement, and_, delete, false, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from sdfarm.db import textsearch
@@ -60,6 +60,9 @@ class HistoryQuery:
     size: tuple[int, int] | None = None
     #: Model family (``sdfarm.families``).
     family: str | None = None
+    # issue 11: LoRA
+    #: A LoRA name: jobs whose LoRA set holds it (at any weight), case-insensitive.
+    lora: str | None = None
     sweep_id: int | None = None
     statuses: tuple[JobStatus, ...] = ()
     #: Naive UTC, as stored: ``since`` inclusive, ``until`` exclusive.
@@ -161,6 +164,8 @@ def _conditions(session: Session, q: HistoryQuery):
             out.append(c(Job.sampler) == sampler)
         if q.family is not None:
             out.append(c(Job.family) == q.family)
+        if q.lora is not None:
+            out.append(lora_condition(c(Job.loras), q.lora))
         if len(schedules) > 1:
             out.append(false())
         elif schedules:
@@ -177,6 +182,12 @@ def _conditions(session: Session, q: HistoryQuery):
         return out
 
     return build
+
+
+def lora_condition(loras: ColumnElement, name: str) -> ColumnElement:
+    """issue 11: LoRA. The canonical set ("a:0.5,b:1") names ``name``: ``,a:`` in ``,`` + set."""
+    escaped = name.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return func.lower("," + loras).like(f"%,{escaped}:%", escape="\\")
 
 
 def _sampler_name(name: str) -> tuple[str, str | None]:

@@ -25,6 +25,7 @@ from sdfarm.params import check_combination
 from sdfarm.samplers import SAMPLERS, SCHEDULES
 from sdfarm.scheduler.overrides import apply_overrides
 from sdfarm.scheduler.prepare import detect_family
+from sdfarm.scheduler.loras import LoraError, LoraFolder, lora_fields, parse_set
 from sdfarm.scheduler.rerun import rerun_plan
 from sdfarm.spec import RenderSpec
 from sdfarm.usecases.local import render_sweep_locally
@@ -80,6 +81,7 @@ def rerun_job(settings: Settings, job_id: int, changes: dict[str, object],
             specs = [_as_detected(s, model_config, job.sweep.allow_pickle, settings)
                      for s in specs]
         _check_family(job_id, specs[0])
+        specs = [_with_loras(job_id, s, settings, "prompt" in changes) for s in specs]
         position = [j.id for j in companions].index(rendered.id)
         threads = rendered.threads or settings.threads
         plan = rerun_plan(job_id, specs, model_config=model_config,
@@ -141,6 +143,21 @@ def _as_detected(spec: RenderSpec, model_config: str | None, allow_pickle: bool,
     except FamilyUnknown:
         return spec
     return spec.replace(family=found.family, prediction=found.prediction)
+
+
+def _with_loras(job_id: int, spec: RenderSpec, settings: Settings, new_prompt: bool) -> RenderSpec:
+    """issue 11: LoRA. Fail before recording anything when a LoRA of the job is not in the
+    LoRA folder here; a changed prompt brings its own LoRA set and hashes."""
+    folder = LoraFolder(settings.lora_folder, settings.model_dir / "hashes.json")
+    try:
+        if new_prompt:
+            fields = lora_fields(spec.prompt, folder.hash_of)
+            return spec.replace(loras=fields.loras, lora_hashes=fields.lora_hashes)
+        for use in parse_set(spec.loras):
+            folder.hash_of(use.name)
+    except LoraError as exc:
+        raise LoraError(f"job {job_id}: {exc}") from None
+    return spec
 
 
 def _check_sampling(job_id: int, spec: RenderSpec) -> None:
