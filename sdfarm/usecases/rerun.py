@@ -25,7 +25,13 @@ from sdfarm.params import check_combination
 from sdfarm.samplers import SAMPLERS, SCHEDULES
 from sdfarm.scheduler.overrides import apply_overrides
 from sdfarm.scheduler.prepare import detect_family
-from sdfarm.scheduler.loras import LoraError, LoraFolder, lora_fields, parse_set
+from sdfarm.scheduler.loras import (
+    LoraError,
+    LoraFolder,
+    lora_fields,
+    parse_hashes,
+    parse_set,
+)
 from sdfarm.scheduler.rerun import rerun_plan
 from sdfarm.spec import RenderSpec
 from sdfarm.usecases.local import render_sweep_locally
@@ -153,8 +159,13 @@ def _with_loras(job_id: int, spec: RenderSpec, settings: Settings, new_prompt: b
         if new_prompt:
             fields = lora_fields(spec.prompt, folder.hash_of)
             return spec.replace(loras=fields.loras, lora_hashes=fields.lora_hashes)
+        recorded = parse_hashes(spec.lora_hashes)
         for use in parse_set(spec.loras):
-            folder.hash_of(use.name)
+            here = folder.hash_of(use.name)
+            if recorded.get(use.name, here) != here:
+                raise LoraError(f"LoRA {use.name!r} was {recorded[use.name]} when it rendered; "
+                                f"the file in {settings.lora_folder} is {here}: put the "
+                                "original back, or rerun with --set prompt=... to use this one")
     except LoraError as exc:
         raise LoraError(f"job {job_id}: {exc}") from None
     return spec
