@@ -127,8 +127,12 @@ class LoraSlots:
 
 def _quietly(load, *args, **kwargs) -> None:
     """``load_lora_weights`` without transformers' per-load report of the text encoder's
-    (expectedly) missing base weights."""
+    (expectedly) missing base weights, nor peft's warning that a second adapter is one more
+    adapter (it is meant to be)."""
+    import warnings
+
     from sdfarm.worker.builtin import quiet_libraries
 
-    with quiet_libraries():
+    with quiet_libraries(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
         load(*args, **kwargs)

@@ -26,6 +26,12 @@ TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 def write_tiny_lora(path: Path, model_dir: Path, *, builtin: str = "tiny",
                     layout: Layout = "diffusers", seed: int = 0, rank: int = 4) -> Path:
     """Write a random LoRA for ``builtin:<builtin>`` to ``path`` (a ``.safetensors`` file)."""
+    return write_tiny_loras({path: layout}, model_dir, builtin=builtin, seed=seed, rank=rank)[0]
+
+
+def write_tiny_loras(paths: dict[Path, Layout], model_dir: Path, *, builtin: str = "tiny",
+                     seed: int = 0, rank: int = 4) -> list[Path]:
+    """One random LoRA written to several files, each in its layout (one model load)."""
     import torch
     from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model
 
@@ -45,12 +51,13 @@ def write_tiny_lora(path: Path, model_dir: Path, *, builtin: str = "tiny",
     parts = {"unet": get_peft_model_state_dict(pipe.unet)}
     for n, encoder in enumerate(encoders):
         parts["text_encoder" if n == 0 else "text_encoder_2"] = get_peft_model_state_dict(encoder)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if layout == "kohya":
-        _save_kohya(parts, path)
-    else:
-        _save_diffusers(type(pipe), parts, path)
-    return path
+    for path, layout in paths.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if layout == "kohya":
+            _save_kohya(parts, path)
+        else:
+            _save_diffusers(type(pipe), parts, path)
+    return list(paths)
 
 
 def _save_diffusers(pipeline_class, parts: dict, path: Path) -> None:
