@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from sdfarm.config import Settings
 from sdfarm.db.engine import session_factory
@@ -21,7 +21,7 @@ from sdfarm.db.models import Job, JobStatus
 from sdfarm.errors import JobFileError
 from sdfarm.metadata.chunks import read_png_text
 from sdfarm.scheduler.jobfile import parse_job_file
-from sdfarm.scheduler.loras import LoraFolder, lora_fields
+from sdfarm.scheduler.loras import LoraError, LoraFolder, lora_fields
 from sdfarm.scheduler.plan import make_plan
 from sdfarm.spec import RenderSpec
 from sdfarm.usecases.history import index_images
@@ -190,3 +190,43 @@ def test_a_missing_lora_is_a_plan_time_error_and_nothing_is_recorded(lora_settin
     assert f"{path}: prompt: LoRA 'ghost_v1.5' not found" in str(caught.value)
     assert str(lora_dir) in str(caught.value)
     assert not Path(lora_settings.database_url.removeprefix("sqlite:///")).exists()
+
+
+def test_on_sdxl_weight_0_is_the_base_and_both_layouts_agree(renderer, model_dir, tmp_path):
+    # Given a tiny random LoRA for the tiny SDXL (both text encoders), in both layouts
+    folder = renderer.loras.folder
+    write_tiny_loras({folder / "xl.safetensors": "diffusers",
+                      folder / "xl_kohya.safetensors": "kohya"}, model_dir,
+                     builtin="tiny-sdxl", seed=3)
+
+    def xl(prompt: str) -> np.ndarray:
+        s = spec(folder, prompt).replace(model="builtin:tiny-sdxl", family="sdxl")
+        return render(renderer, s)[0]
+
+    base, zero, half, kohya = (xl(p) for p in ("a cat", "a cat <lora:xl:0>", "a cat <lora:xl:0.5>",
+                                               "a cat <lora:xl_kohya:0.5>"))
+    assert np.array_equal(zero, base)
+    assert np.abs(half - base).max() > 0
+    assert np.array_equal(kohya, half)
+
+
+def test_an_imported_image_whose_lora_is_not_here_is_refused_before_anything_is_recorded(
+        lora_settings, tmp_path):
+    # Given an A1111 image made with a LoRA this machine does not have
+    info = PngInfo()
+    info.add_text("parameters", 'a red boat <lora:film:0.8>\nSteps: 2, Sampler: Euler, CFG '
+                                'scale: 7, Seed: 3, Size: 64x64, Model: builtin:tiny, '
+                                'Lora hashes: "film: 0123456789ab", Version: v1.10.1')
+    folder = tmp_path / "a1111"
+    folder.mkdir()
+    Image.new("RGB", (8, 8)).save(folder / "boat.png", pnginfo=info)
+    report = index_images(lora_settings, folder)
+    [job] = jobs_of(lora_settings, report.sweep_id)
+    assert (job.loras, job.lora_hashes) == ("film:0.8", "film: 0123456789ab")
+    # When it is rerun, the error names the job, the LoRA and the folder, and records nothing
+    with pytest.raises(LoraError) as caught:
+        rerun_job(lora_settings, job.id, {})
+    assert str(caught.value).startswith(f"job {job.id}: LoRA 'film' not found")
+    assert str(lora_settings.lora_folder) in str(caught.value)
+    with session_factory(lora_settings.database_url)() as session:
+        assert session.scalar(select(func.count()).select_from(Job)) == 1
