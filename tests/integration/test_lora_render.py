@@ -6,14 +6,17 @@ grid loads it once, a rerun is exact, and the infotext's ``Lora hashes`` comes b
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 from sqlalchemy import func, select
 
+from sdfarm.cli.main import cli
 from sdfarm.config import Settings
 from sdfarm.db.engine import session_factory
 from sdfarm.db.history import HistoryQuery, search_jobs
@@ -129,7 +132,8 @@ def test_prompt_sr_over_a_lora_tag_renders_the_swapped_lora(renderer, lora_dir):
     plan = make_plan(job, lora_hashes=LoraFolder(lora_dir).hash_of)
     by_set = {s.loras: render(renderer, s)[0] for s in plan.specs}
     assert set(by_set) == {"x:0.5", "y:0.5"}
-    assert np.array_equal(by_set["y:0.5"], render(renderer, spec(lora_dir, "a cat <lora:y:0.5>"))[0])
+    [alone] = render(renderer, spec(lora_dir, "a cat <lora:y:0.5>"))
+    assert np.array_equal(by_set["y:0.5"], alone)
 
 
 JOB = """
@@ -180,6 +184,11 @@ def test_a_lora_job_reruns_bit_identically_and_its_hashes_come_back_through_inde
         found = search_jobs(session, HistoryQuery(lora="X"), limit=None)
         assert len(found) == 5 and all(j.loras == "x:0.5" for j in found)
         assert search_jobs(session, HistoryQuery(lora="y"), limit=None) == []
+    # And so does the command, as a user types it
+    typed = CliRunner().invoke(cli, ["history", "--lora", "x", "--json", "--limit", "0"],
+                               env={"SDFARM_DATABASE_URL": lora_settings.database_url})
+    assert typed.exit_code == 0, typed.output
+    assert len(json.loads(typed.stdout)) == 5
 
 
 def test_a_missing_lora_is_a_plan_time_error_and_nothing_is_recorded(lora_settings, lora_dir,

@@ -235,8 +235,8 @@ def test_axes_that_is_not_a_table_is_an_error():
 
 
 def test_every_axis_param_is_described_for_error_messages():
-    assert set(AXIS_PARAMS) == {"lora_weight", "lora", "cfg", "steps", "sampler", "seed", "width", "height", "size",
-                                "clip_skip", "model", "negative_prompt", "prompt_sr", "subseed",
+    assert set(AXIS_PARAMS) == {"lora_weight", "lora", "cfg", "steps", "sampler", "seed",
+                                "width", "height", "size", "clip_skip", "model", "negative_prompt", "prompt_sr", "subseed",
                                 "subseed_strength", "ensd", "schedule", "eta", "guidance",
                                 "shift"}
 
