@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 import click
@@ -14,6 +15,7 @@ from sdfarm.errors import Interrupted
 from sdfarm.families import FAMILIES, family_defaults
 from sdfarm.scheduler.familydefaults import defaulted_params
 from sdfarm.scheduler.forecast import Forecast, format_duration
+from sdfarm.scheduler.loras import parse_hashes
 from sdfarm.scheduler.plan import Plan
 from sdfarm.usecases.render import load_plan, plan_outlook
 
@@ -70,6 +72,18 @@ def _model_line(model: str, family: str, prediction: str, defaults: dict[str, ob
     return f"    {model}: {what}" + (f"; defaults {', '.join(shown)}" if shown else "")
 
 
+def _lora_lines(plan: Plan) -> list[str]:
+    """Each LoRA the plan uses, with its file's hash and how many images use it."""
+    images: Counter[tuple[str, str]] = Counter()
+    for row in plan.rows:
+        for name, digest in parse_hashes(row.lora_hashes).items():
+            images[(name, digest)] += plan.per_row
+    if not images:
+        return []
+    return ["  loras:", *(f"    {name} ({digest}): {n} image{'s' if n != 1 else ''}"
+                          for (name, digest), n in sorted(images.items()))]
+
+
 def _plan_lines(plan: Plan, outlook: Forecast) -> list[str]:
     job = plan.job
     shape = " x ".join([f"{len(plan.prompts)} prompt{'s' if len(plan.prompts) != 1 else ''}"]
@@ -84,6 +98,7 @@ def _plan_lines(plan: Plan, outlook: Forecast) -> list[str]:
         f"  denoising steps: {outlook.steps_to_render} to render (of {plan.total_steps})",
         "  models:",
         *(_model_line(model, *info) for model, info in model_families(plan).items()),
+        *_lora_lines(plan),  # issue 11: LoRA
     ]
     if outlook.estimate_seconds is None:
         lines.append("  estimate:        unknown (no image of this model and size measured yet)")

@@ -224,3 +224,22 @@ def test_a_bad_lora_axis_is_a_one_line_error_naming_the_axis(axis, fragment):
     with pytest.raises(JobFileError) as caught:
         parse_job_file(f'model = "builtin:tiny"\nprompt = "a cat"\n[axes]\n{axis}\n', "g.toml")
     assert str(caught.value).startswith("g.toml: axes.") and fragment in str(caught.value)
+
+
+def test_plan_lists_each_lora_with_its_hash_and_images(tmp_path, lora_dir):
+    from click.testing import CliRunner
+
+    from sdfarm.cli.main import cli
+
+    job = tmp_path / "job.toml"
+    job.write_text('model = "builtin:tiny"\nprompt = "a cat <lora:ghibli:0.5>"\nseeds = [1, 2]\n'
+                   '[axes]\nx = { lora = "none, pixel" }\n', encoding="utf-8")
+    result = CliRunner().invoke(cli, ["plan", str(job)], env={
+        "SDFARM_DATABASE_URL": f"sqlite:///{tmp_path / 'none.db'}",
+        "SDFARM_MODEL_DIR": str(tmp_path / "models"), "SDFARM_LORA_DIR": str(lora_dir)})
+    assert result.exit_code == 0, result.output
+    ghibli = hashlib.sha256(b"ghibli weights").hexdigest()[:12]
+    pixel = hashlib.sha256(b"pixel weights").hexdigest()[:12]
+    assert f"  loras:\n    ghibli ({ghibli}): 4 images\n    pixel ({pixel}): 2 images\n" \
+        in result.output
+    assert not (tmp_path / "none.db").exists()
