@@ -94,6 +94,7 @@ class LoraSlots:
             try:
                 _quietly(pipe.load_lora_weights, str(path), adapter_name=adapter)
             except (ValueError, KeyError, RuntimeError) as exc:
+                _drop_partial(pipe, adapter)
                 raise ModelError(f"LoRA {name!r} ({path}) does not load into this model: "
                                  f"{str(exc).splitlines()[0] if str(exc) else exc!r}") from exc
             self.load_seconds += time.perf_counter() - started
@@ -119,10 +120,20 @@ class LoraSlots:
         return path, known[2]
 
     def _evict(self, pipe, state: _Loaded, keep: set[str]) -> None:
-        while len(state.adapters) > MAX_LOADED:
-            adapter = next(a for a in state.adapters if a not in keep)
+        # A pass using more LoRAs than that keeps them all.
+        unused = [a for a in state.adapters if a not in keep]
+        while len(state.adapters) > MAX_LOADED and unused:
+            adapter = unused.pop(0)
             pipe.delete_adapters([adapter])
             del state.adapters[adapter]
+
+
+def _drop_partial(pipe, adapter: str) -> None:
+    """Remove what a failed load may have injected, so the pipeline stays the base model."""
+    try:
+        pipe.delete_adapters([adapter])
+    except Exception:  # nothing was injected: nothing to remove
+        pass
 
 
 def _quietly(load, *args, **kwargs) -> None:
