@@ -95,7 +95,8 @@ class LoraSlots:
                 _quietly(pipe.load_lora_weights, str(path), adapter_name=adapter)
             except (ValueError, KeyError, RuntimeError) as exc:
                 _drop_partial(pipe, adapter)
-                raise ModelError(f"LoRA {name!r} ({path}) does not load into this model: "
+                raise ModelError(f"LoRA {name!r} ({path}) does not load into this model (is it "
+                                 "for another model family?): "
                                  f"{str(exc).splitlines()[0] if str(exc) else exc!r}") from exc
             self.load_seconds += time.perf_counter() - started
             self.loads[name] += 1

@@ -21,7 +21,7 @@ from sdfarm.config import Settings
 from sdfarm.db.engine import session_factory
 from sdfarm.db.history import HistoryQuery, search_jobs
 from sdfarm.db.models import Job, JobStatus
-from sdfarm.errors import JobFileError
+from sdfarm.errors import JobFileError, ModelError
 from sdfarm.metadata.chunks import read_png_text
 from sdfarm.scheduler.jobfile import parse_job_file
 from sdfarm.scheduler.loras import LoraError, LoraFolder, lora_fields
@@ -217,6 +217,12 @@ def test_on_sdxl_weight_0_is_the_base_and_both_layouts_agree(renderer, model_dir
     assert np.array_equal(zero, base)
     assert np.abs(half - base).max() > 0
     assert np.array_equal(kohya, half)
+    # And the SDXL LoRA on the SD 1.x model fails its pass, naming it, and leaves that model
+    # rendering its base pixels
+    [sd1] = render(renderer, spec(folder, "a cat"))
+    with pytest.raises(ModelError, match="LoRA 'xl' .* does not load into this model"):
+        render(renderer, spec(folder, "a cat <lora:xl:1>"))
+    assert np.array_equal(render(renderer, spec(folder, "a cat"))[0], sd1)
 
 
 def test_an_imported_image_whose_lora_is_not_here_is_refused_before_anything_is_recorded(
