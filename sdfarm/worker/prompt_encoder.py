@@ -70,15 +70,15 @@ def special_tokens(tokenizer: Any) -> SpecialTokens:
 
 def chunk_prompt(pipe: Any, tokenizer: Any, prompt: str) -> ChunkedPrompt:
     """``prompt``'s chunks for ``tokenizer`` (one of ``pipe``'s)."""
+    # Token ids past 77 are what chunking is for: keep transformers' "longer than the maximum
+    # sequence length" warning (logged once per tokenizer) out of the worker's output.
+    getattr(tokenizer, "deprecation_warnings", {})[
+        "sequence-length-is-longer-than-the-specified-maximum"] = True
     text = strip_extra_networks(prompt)
     if hasattr(pipe, "maybe_convert_prompt"):
         # Textual inversion: a multi-vector embedding's name becomes its vectors' tokens.
         text = pipe.maybe_convert_prompt(text, tokenizer)
     fragments = parse_attention(text)
-    # Token ids past 77 are what chunking is for: keep transformers' "longer than the maximum
-    # sequence length" warning (logged once per tokenizer) out of the worker's output.
-    getattr(tokenizer, "deprecation_warnings", {})[
-        "sequence-length-is-longer-than-the-specified-maximum"] = True
     ids = tokenizer([f.text for f in fragments], truncation=False,
                     add_special_tokens=False)["input_ids"]
     return chunk_tokens(fragments, ids, special_tokens(tokenizer))
