@@ -26,6 +26,9 @@ from dataclasses import dataclass
 
 from sdfarm.errors import SdfarmError
 
+#: Families whose prompts are read with this syntax (their CLIP encoders); Flux and SD 3 keep
+#: their pipeline's own encoding, where T5 reads the prompt (emphasis does not apply there).
+SYNTAX_FAMILIES = frozenset({"sd1", "sd2", "sdxl"})
 #: Prompt tokens per chunk (CLIP's 77 less its start and end tokens).
 CHUNK_TOKENS = 75
 #: A1111's ``comma_padding_backtrack``: how far back from a full chunk's end a comma may be

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sdfarm.scheduler.emphasis import (
+    SYNTAX_FAMILIES,
     Chunk,
     ChunkedPrompt,
     SpecialTokens,
@@ -49,7 +50,7 @@ RenderPart = Callable[[list["RenderSpec"], Callable[[], None]], list]
 
 #: Families whose prompts this module encodes; the others (Flux, SD 3) keep their pipeline's
 #: own encoding (planning says that emphasis does not apply there).
-ENCODED_FAMILIES = frozenset({"sd1", "sd2", "sdxl"})
+ENCODED_FAMILIES = SYNTAX_FAMILIES
 
 
 def _pairs(pipe: Any, family: str) -> list[tuple[Any, Any]]:
@@ -69,13 +70,14 @@ def special_tokens(tokenizer: Any) -> SpecialTokens:
 
 
 def chunk_prompt(pipe: Any, tokenizer: Any, prompt: str) -> ChunkedPrompt:
-    """``prompt``'s chunks for ``tokenizer`` (one of ``pipe``'s)."""
+    """``prompt``'s chunks for ``tokenizer`` (one of ``pipe``'s; no pipeline at plan time,
+    where textual-inversion names stay words)."""
     # Token ids past 77 are what chunking is for: keep transformers' "longer than the maximum
     # sequence length" warning (logged once per tokenizer) out of the worker's output.
     getattr(tokenizer, "deprecation_warnings", {})[
         "sequence-length-is-longer-than-the-specified-maximum"] = True
     text = strip_extra_networks(prompt)
-    if hasattr(pipe, "maybe_convert_prompt"):
+    if pipe is not None and hasattr(pipe, "maybe_convert_prompt"):
         # Textual inversion: a multi-vector embedding's name becomes its vectors' tokens.
         text = pipe.maybe_convert_prompt(text, tokenizer)
     fragments = parse_attention(text)

@@ -156,3 +156,51 @@ def test_clip_skip_keeps_a1111_numbering(renderer):
         expected = getattr(encoder, "text_model", encoder).final_layer_norm(hidden[-2])
     ours = encode_prompts(pipe, "sd1", ["a cat"], [""], clip_skip=2)["prompt_embeds"]
     assert torch.equal(ours, expected)
+
+
+# --- plan time -------------------------------------------------------------------------------
+
+def plan_stderr(cli_env, tmp_path, body: str) -> tuple[int, str, str]:
+    from click.testing import CliRunner
+
+    from sdfarm.cli.main import cli
+    from tests.conftest import write_job
+
+    path = write_job(tmp_path, body)
+    result = CliRunner().invoke(cli, ["plan", str(path)], env=cli_env)
+    return result.exit_code, result.stderr, str(path)
+
+
+def test_plan_says_when_a_prompt_is_chunked_and_how_many_tokens_it_has(cli_env, tmp_path):
+    prompt = f"{HEAD}, {HEAD}, castle"
+    code, stderr, path = plan_stderr(cli_env, tmp_path, f'model = "builtin:tiny"\n'
+                                     f'prompt = "{prompt}"\nnegative_prompt = "(blurry:1.2)"\n'
+                                     'seeds = [1]\n')
+    assert code == 0
+    assert stderr.splitlines() == [
+        f"Warning: {path}: prompt: longer than the 75 tokens CLIP reads at once, encoded in "
+        f"chunks of 75 as A1111 does: 'masterpiece, best, quality, cat, dog, fo...' has 121 "
+        "tokens (2 chunks)"]
+
+
+def test_plan_of_short_prompts_says_nothing(cli_env, tmp_path):
+    code, stderr, _ = plan_stderr(cli_env, tmp_path, 'model = "builtin:tiny"\n'
+                                  'prompt = "a (cat:1.2) BREAK a [dog]"\nseeds = [1]\n')
+    assert code == 0 and stderr == ""
+
+
+def test_plan_says_flux_does_not_read_emphasis(cli_env, tmp_path):
+    code, stderr, path = plan_stderr(cli_env, tmp_path, 'model = "builtin:tiny-flux"\n'
+                                     'prompt = "a (cat:1.2)"\nseeds = [1]\n')
+    assert code == 0
+    assert stderr.splitlines() == [
+        f"Warning: {path}: prompt: Flux.1-dev models do not read A1111 emphasis or BREAK; "
+        "'a (cat:1.2)' is encoded as written, brackets and all"]
+
+
+def test_an_emphasis_weight_that_is_no_number_fails_the_plan_naming_the_key(cli_env, tmp_path):
+    code, stderr, path = plan_stderr(cli_env, tmp_path, 'model = "builtin:tiny"\n'
+                                     'prompt = "a (cat:1.2.3)"\nseeds = [1]\n')
+    assert code != 0
+    assert f"{path}: prompt: 'a (cat:1.2.3)': emphasis weight '1.2.3'" in stderr
+    assert "Traceback" not in stderr

@@ -29,7 +29,7 @@ def test_render_spec_has_exactly_the_table_parameters_with_the_table_defaults():
 
 def test_the_key_is_pinned_so_a_change_of_its_layout_is_seen():
     # Changing this value means every earlier image stops being reused: bump KEY_VERSION.
-    assert BASE.key == "6d3b68b8ff0badbb38a7fe13f9928b4c"
+    assert BASE.key == "55a6b28367c9c4e952104e2da349d024"
 
 
 def test_an_integer_cfg_and_its_float_are_one_key_and_one_batch():
