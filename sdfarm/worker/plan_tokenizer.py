@@ -54,3 +54,28 @@ def plan_tokenizer(model: str, model_dir: Path, model_config: str | None = None)
         return real_clip_tokenizer()
     except (ModelError, OSError, ValueError):
         return None
+
+
+#: Where a Flux or SD 3 diffusers folder keeps its T5 tokenizer.
+T5_FOLDERS = {"flux-dev": "tokenizer_2", "flux-schnell": "tokenizer_2", "sd3": "tokenizer_3"}
+
+
+def plan_t5_tokenizer(model: str, family: str, model_dir: Path,
+                      model_config: str | None = None) -> Any | None:
+    """The T5 tokenizer of a Flux or SD 3 ``model``, or ``None`` when it is not here."""
+    try:
+        mref = parse_model_ref(model, model_dir, model_config=model_config, allow_pickle=True)
+        if mref.kind == "builtin":
+            from sdfarm.worker.t5_vocab import t5_tokenizer
+
+            return t5_tokenizer()
+        folder = {"folder": mref.path, "file": mref.config}.get(mref.kind)
+        if mref.kind == "hub":
+            folder = cached_hub_folder(mref.ref)
+        if folder is None or not (folder / T5_FOLDERS[family]).is_dir():
+            return None
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(folder / T5_FOLDERS[family])
+    except (ModelError, OSError, ValueError, KeyError):
+        return None

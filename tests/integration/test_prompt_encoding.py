@@ -204,3 +204,13 @@ def test_an_emphasis_weight_that_is_no_number_fails_the_plan_naming_the_key(cli_
     assert code != 0
     assert f"{path}: prompt: 'a (cat:1.2.3)': emphasis weight '1.2.3'" in stderr
     assert "Traceback" not in stderr
+
+
+def test_plan_says_when_t5_cuts_an_sd3_prompt(cli_env, tmp_path):
+    words = ", ".join(["castle"] * 150)
+    code, stderr, path = plan_stderr(cli_env, tmp_path, 'model = "builtin:tiny-sd3"\n'
+                                     f'prompt = "{words}"\nseeds = [1]\n')
+    assert code == 0
+    (line,) = stderr.splitlines()
+    assert line.startswith(f"Warning: {path}: prompt: longer than the 256 tokens the T5 "
+                           "encoder of SD 3.x models reads, and cut there: 'castle, castle,")
