@@ -21,8 +21,8 @@ plan time).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from sdfarm.errors import SdfarmError
 
@@ -166,6 +166,9 @@ class SpecialTokens:
     pad: int
     #: The id of ``,`` as a word of its own (``,</w>``); ``None``: no comma backtrack.
     comma: int | None
+    #: Multi-vector textual-inversion embeddings: the token ids of each one's vectors, by
+    #: its first id. A chunk never splits one (A1111 moves it to the next chunk whole).
+    embeddings: Mapping[int, tuple[int, ...]] = field(default_factory=dict)
 
 
 def chunk_tokens(fragments: Sequence[Fragment], token_ids: Sequence[Sequence[int]],
@@ -194,7 +197,9 @@ def chunk_tokens(fragments: Sequence[Fragment], token_ids: Sequence[Sequence[int
             close()
             continue
         count += len(ids)
-        for token in ids:
+        position = 0
+        while position < len(ids):
+            token = ids[position]
             if token == special.comma:
                 last_comma = len(body)
             elif (len(body) == CHUNK_TOKENS and last_comma != -1
@@ -206,8 +211,15 @@ def chunk_tokens(fragments: Sequence[Fragment], token_ids: Sequence[Sequence[int
                 body, weights = moved, moved_weights
             if len(body) == CHUNK_TOKENS:
                 close()
-            body.append(token)
-            weights.append(fragment.weight)
+            run = special.embeddings.get(token)
+            span = 1
+            if run is not None and tuple(ids[position:position + len(run)]) == run:
+                span = len(run)
+                if len(body) + span > CHUNK_TOKENS:
+                    close()
+            body.extend(ids[position:position + span])
+            weights.extend([fragment.weight] * span)
+            position += span
     if body or not chunks:
         close()
     return ChunkedPrompt(tuple(chunks), count)

@@ -66,7 +66,22 @@ def special_tokens(tokenizer: Any) -> SpecialTokens:
     if comma is None or comma == tokenizer.unk_token_id:
         comma = None
     return SpecialTokens(tokenizer.bos_token_id, tokenizer.eos_token_id,
-                         tokenizer.pad_token_id, comma)
+                         tokenizer.pad_token_id, comma, _embedding_runs(tokenizer))
+
+
+def _embedding_runs(tokenizer: Any) -> dict[int, tuple[int, ...]]:
+    """diffusers' ``load_textual_inversion`` adds an embedding of n vectors as the tokens
+    ``name``, ``name_1`` ... ``name_{n-1}`` (``maybe_convert_prompt`` writes them all for
+    ``name``): each multi-vector run's ids, by its first id."""
+    added = getattr(tokenizer, "added_tokens_encoder", None) or {}
+    runs: dict[int, tuple[int, ...]] = {}
+    for name, first in added.items():
+        ids = [first]
+        while f"{name}_{len(ids)}" in added:
+            ids.append(added[f"{name}_{len(ids)}"])
+        if len(ids) > 1:
+            runs[first] = tuple(ids)
+    return runs
 
 
 def chunk_prompt(pipe: Any, tokenizer: Any, prompt: str) -> ChunkedPrompt:

@@ -157,3 +157,17 @@ def test_break_closes_a_chunk_even_an_empty_one():
 def test_the_empty_prompt_is_one_chunk_of_padding():
     assert empty_chunk(SPECIAL).tokens == (START, END, *[PAD] * 75)
     assert empty_chunk(SPECIAL).plain
+
+
+def test_a_multi_vector_embedding_is_never_split_across_chunks():
+    # An embedding of 4 vectors (ids 500-503) that would straddle the 75th token moves to the
+    # next chunk whole, as A1111 moves it; elsewhere it is tokens like any other.
+    special = SpecialTokens(START, END, PAD, COMMA, {500: (500, 501, 502, 503)})
+    ids = words(73) + [500, 501, 502, 503] + words(2, 100)
+    result = chunk_tokens([Fragment("x", 1.0)], [ids], special)
+    assert bodies(result) == [words(73), [500, 501, 502, 503] + words(2, 100)]
+    # the same ids without the embedding registered are cut at 75
+    assert bodies(chunk(ids))[0] == words(73) + [500, 501]
+    # a run that is not the whole embedding (its first token alone) is one token
+    assert bodies(chunk_tokens([Fragment("x", 1.0)], [words(3) + [500]], special)) == [
+        words(3) + [500]]
