@@ -214,3 +214,27 @@ def test_plan_says_when_t5_cuts_an_sd3_prompt(cli_env, tmp_path):
     (line,) = stderr.splitlines()
     assert line.startswith(f"Warning: {path}: prompt: longer than the 256 tokens the T5 "
                            "encoder of SD 3.x models reads, and cut there: 'castle, castle,")
+
+
+def test_a_textual_inversion_embedding_is_expanded_and_kept_in_one_chunk(model_dir):
+    # A pipeline of its own: loading an embedding changes its tokenizer and encoder.
+    from sdfarm.modelref import parse_model_ref
+    from sdfarm.worker.models import load_pipeline
+
+    pipe = load_pipeline(parse_model_ref("builtin:tiny", model_dir), model_dir, device="cpu",
+                         dtype=torch.float32)
+    width = pipe.text_encoder.get_input_embeddings().weight.shape[1]
+    vectors = torch.randn(4, width, generator=torch.Generator().manual_seed(0))
+    pipe.load_textual_inversion({"zzemb": vectors}, token="zzemb")
+    # HEAD is 59 tokens; 14 more make 73, so the embedding's 4 vectors would straddle 75
+    prompt = f"{HEAD} " + " ".join(["cat"] * 14) + " zzemb dog"
+    first, second = chunk_prompt(pipe, pipe.tokenizer, prompt).chunks
+    ids = [pipe.tokenizer.convert_tokens_to_ids(t) for t in ("zzemb", "zzemb_1", "zzemb_2", "zzemb_3")]
+    assert first.used == 73
+    assert list(second.tokens[1:6]) == [*ids, pipe.tokenizer.convert_tokens_to_ids("dog</w>")]
+    # and the embedding's vectors reach the encoder: the prompt differs from the word's
+    with_embedding = encode_prompts(pipe, "sd1", ["a zzemb cat"], [""])["prompt_embeds"]
+    pipe.unload_textual_inversion()
+    assert with_embedding.shape == (1, 77, width)
+    assert not torch.equal(with_embedding,
+                           encode_prompts(pipe, "sd1", ["a zzemb cat"], [""])["prompt_embeds"])
