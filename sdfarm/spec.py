@@ -17,7 +17,9 @@ from sdfarm.params import FIRST_ADDED_KEY_RANK, PARAMS
 from sdfarm.samplers import AUTOMATIC, legacy_name
 
 #: Bumped when the meaning of a parameter changes, so old keys stop matching new renders.
-KEY_VERSION = 1
+# issue 11: prompt syntax. 2: prompts are read as A1111 reads them (emphasis, BREAK, chunks
+# past 75 tokens, extra-network tags left out of the encoded text).
+KEY_VERSION = 2
 
 _KEY_PARAMS = PARAMS.ranked("key_rank")
 # The key is computed for every image of a plan, so its parts are read in one call each: the

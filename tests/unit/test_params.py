@@ -14,7 +14,7 @@ from sdfarm.samplers import LEGACY_COMBINED
 from sdfarm.scheduler.axes import AXIS_PARAMS
 from sdfarm.scheduler.jobfile import KNOWN_KEYS, parse_job_file
 from sdfarm.scheduler.overrides import apply_overrides, parse_assignments
-from sdfarm.spec import SPEC_FIELDS, RenderSpec
+from sdfarm.spec import KEY_VERSION, SPEC_FIELDS, RenderSpec
 
 BASE = RenderSpec(model="builtin:tiny", prompt="a lighthouse at dusk", seed=1234,
                   model_hash="0123456789")
@@ -29,7 +29,7 @@ def test_render_spec_has_exactly_the_table_parameters_with_the_table_defaults():
 
 def test_the_key_is_pinned_so_a_change_of_its_layout_is_seen():
     # Changing this value means every earlier image stops being reused: bump KEY_VERSION.
-    assert BASE.key == "6d3b68b8ff0badbb38a7fe13f9928b4c"
+    assert BASE.key == "55a6b28367c9c4e952104e2da349d024"
 
 
 def test_an_integer_cfg_and_its_float_are_one_key_and_one_batch():
@@ -146,7 +146,7 @@ def test_set_reads_numbers_as_numbers_and_text_as_written():
 
 def test_given_the_noise_controls_at_their_defaults_when_keyed_then_the_key_is_todays():
     at_defaults = BASE.replace(subseed=0, subseed_strength=0.0, ensd=0)
-    assert at_defaults.key == "6d3b68b8ff0badbb38a7fe13f9928b4c" == BASE.key
+    assert at_defaults.key == "55a6b28367c9c4e952104e2da349d024" == BASE.key
 
 
 def test_given_a_variation_seed_at_strength_0_when_normalized_then_it_is_no_variation_seed():
@@ -206,12 +206,14 @@ def test_given_a_job_file_with_noise_controls_then_they_are_keys_with_table_erro
 # --- schedule and eta: added later, so every earlier key stays valid ------------------------
 
 def _key_before_schedules(spec: RenderSpec, sampler_name: str) -> str:
-    """The key as computed before schedule and eta were parameters (the v1 payload list)."""
+    """The key as computed before schedule and eta were parameters (the v1 payload list, at
+    today's KEY_VERSION: what is checked is the layout, the version only says what a prompt
+    means)."""
     import hashlib
     import json
 
     model = f"hash:{spec.model_hash}" if spec.model_hash else f"ref:{spec.model}"
-    payload = [1, model, spec.prompt, spec.negative_prompt, spec.seed, sampler_name,
+    payload = [KEY_VERSION, model, spec.prompt, spec.negative_prompt, spec.seed, sampler_name,
                spec.steps, float(spec.cfg), spec.width, spec.height, spec.clip_skip]
     text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
