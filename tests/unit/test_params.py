@@ -4,6 +4,7 @@ parameter agrees with it."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
@@ -14,7 +15,7 @@ from sdfarm.samplers import LEGACY_COMBINED
 from sdfarm.scheduler.axes import AXIS_PARAMS
 from sdfarm.scheduler.jobfile import KNOWN_KEYS, parse_job_file
 from sdfarm.scheduler.overrides import apply_overrides, parse_assignments
-from sdfarm.spec import KEY_VERSION, SPEC_FIELDS, RenderSpec
+from sdfarm.spec import KEY_VERSION, PLAIN_KEY_VERSION, SPEC_FIELDS, RenderSpec
 
 BASE = RenderSpec(model="builtin:tiny", prompt="a lighthouse at dusk", seed=1234,
                   model_hash="0123456789")
@@ -29,7 +30,23 @@ def test_render_spec_has_exactly_the_table_parameters_with_the_table_defaults():
 
 def test_the_key_is_pinned_so_a_change_of_its_layout_is_seen():
     # Changing this value means every earlier image stops being reused: bump KEY_VERSION.
-    assert BASE.key == "55a6b28367c9c4e952104e2da349d024"
+    # A plain short prompt keeps the first version's key (it encodes bit-identically).
+    assert BASE.key == "6d3b68b8ff0badbb38a7fe13f9928b4c"
+
+
+@pytest.mark.parametrize("prompt, negative", [
+    ("(a lighthouse:1.2) at dusk", ""), ("a lighthouse at dusk", "[blurry]"),
+    ("a lighthouse BREAK at dusk", ""), ("a lighthouse <lora:ghibli:0.5>", ""),
+    ("a lighthouse at dusk, " * 4, ""), ("a lighthouse at dusk \\ escaped", ""),
+    ("un phare à l'aube", ""),
+])
+def test_a_prompt_that_a1111_syntax_reads_differently_takes_the_new_key_version(prompt, negative):
+    # Given a prompt with syntax, a tag, more than 75 characters or non-ASCII text: what it
+    # renders changed when prompts began to be read as A1111 reads them
+    spec = BASE.replace(prompt=prompt, negative_prompt=negative)
+    # Then its key is of the new version, so no image rendered before is reused for it
+    assert json.loads(spec.key_text())[0] == KEY_VERSION != PLAIN_KEY_VERSION
+    assert json.loads(BASE.key_text())[0] == PLAIN_KEY_VERSION
 
 
 def test_an_integer_cfg_and_its_float_are_one_key_and_one_batch():
@@ -146,7 +163,7 @@ def test_set_reads_numbers_as_numbers_and_text_as_written():
 
 def test_given_the_noise_controls_at_their_defaults_when_keyed_then_the_key_is_todays():
     at_defaults = BASE.replace(subseed=0, subseed_strength=0.0, ensd=0)
-    assert at_defaults.key == "55a6b28367c9c4e952104e2da349d024" == BASE.key
+    assert at_defaults.key == "6d3b68b8ff0badbb38a7fe13f9928b4c" == BASE.key
 
 
 def test_given_a_variation_seed_at_strength_0_when_normalized_then_it_is_no_variation_seed():
@@ -206,14 +223,12 @@ def test_given_a_job_file_with_noise_controls_then_they_are_keys_with_table_erro
 # --- schedule and eta: added later, so every earlier key stays valid ------------------------
 
 def _key_before_schedules(spec: RenderSpec, sampler_name: str) -> str:
-    """The key as computed before schedule and eta were parameters (the v1 payload list, at
-    today's KEY_VERSION: what is checked is the layout, the version only says what a prompt
-    means)."""
+    """The key as computed before schedule and eta were parameters (the v1 payload list)."""
     import hashlib
     import json
 
     model = f"hash:{spec.model_hash}" if spec.model_hash else f"ref:{spec.model}"
-    payload = [KEY_VERSION, model, spec.prompt, spec.negative_prompt, spec.seed, sampler_name,
+    payload = [PLAIN_KEY_VERSION, model, spec.prompt, spec.negative_prompt, spec.seed, sampler_name,
                spec.steps, float(spec.cfg), spec.width, spec.height, spec.clip_skip]
     text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
