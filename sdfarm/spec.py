@@ -17,7 +17,33 @@ from sdfarm.params import FIRST_ADDED_KEY_RANK, PARAMS
 from sdfarm.samplers import AUTOMATIC, legacy_name
 
 #: Bumped when the meaning of a parameter changes, so old keys stop matching new renders.
-KEY_VERSION = 1
+#: 2: prompts are read as A1111 reads them (emphasis, BREAK, chunks past 75 tokens,
+#: extra-network tags left out of the encoded text). A prompt pair that reads the same both
+#: ways keeps :data:`PLAIN_KEY_VERSION`: see :func:`prompt_key_version`.
+KEY_VERSION = 2
+#: The version of keys whose prompts encode exactly as before version 2.
+PLAIN_KEY_VERSION = 1
+#: Characters without which a prompt has no A1111 syntax and no extra-network tag.
+_SYNTAX_CHARS = frozenset("()[]\\<")
+#: Fewer characters than this cannot make more than 75 CLIP tokens: every token of CLIP's BPE
+#: covers at least one non-space ASCII character.
+_SHORT = 76
+
+
+def _reads_as_written(text: str) -> bool:
+    return (len(text) < _SHORT and text.isascii() and "BREAK" not in text
+            and not _SYNTAX_CHARS.intersection(text))
+
+
+def prompt_key_version(prompt: str, negative_prompt: str) -> int:
+    """The key version of a prompt pair: :data:`PLAIN_KEY_VERSION` when both surely encode as
+    they did before prompts were read as A1111 reads them (short ASCII text without brackets,
+    escapes, ``BREAK`` or tags: bit-identical, tested), so the images of sweeps made before
+    the upgrade are still reused; :data:`KEY_VERSION` otherwise. Conservative: a long plain
+    prompt of at most 75 tokens takes the new version though its pixels did not change."""
+    if _reads_as_written(prompt) and _reads_as_written(negative_prompt):
+        return PLAIN_KEY_VERSION
+    return KEY_VERSION
 
 _KEY_PARAMS = PARAMS.ranked("key_rank")
 # The key is computed for every image of a plan, so its parts are read in one call each: the
@@ -102,7 +128,8 @@ class RenderSpec:
         if legacy is not None:
             values[_KEY_SAMPLER_AT] = legacy
         model = f"hash:{self.model_hash}" if self.model_hash else f"ref:{self.model}"
-        payload: list[object] = [KEY_VERSION, model, *values]
+        payload: list[object] = [prompt_key_version(self.prompt, self.negative_prompt), model,
+                                   *values]
         added = _ADDED_KEY_VALUES(self)
         if added != _ADDED_KEY_DEFAULTS:  # most images leave them all at their defaults
             for param, value in zip(_ADDED_KEY, added):

@@ -27,6 +27,7 @@ from sdfarm.scheduler.jobfile import load_job_file
 from sdfarm.scheduler.plan import Plan
 from sdfarm.scheduler.prepare import model_refs, plan_job, resolve_model
 from sdfarm.usecases.local import LocalResult, render_sweep_locally
+from sdfarm.usecases.prompt_checks import prompt_warnings
 from sdfarm.usecases.record import record
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,10 @@ def load_plan(settings: Settings, job_file: str | Path, *, build_builtins: bool 
         for ref in model_refs(job, mref, settings.model_dir):
             if ref.kind == "builtin":
                 ensure_builtin(ref.ref.removeprefix("builtin:"), settings.model_dir)
-    return plan_job(job, mref, settings.model_dir, settings.lora_folder)
+    plan = plan_job(job, mref, settings.model_dir, settings.lora_folder)
+    for warning in prompt_warnings(plan, settings.model_dir):
+        print(f"Warning: {warning}", file=sys.stderr)
+    return plan
 
 
 def plan_outlook(settings: Settings, plan: Plan, *, force: bool = False) -> Forecast:

@@ -20,6 +20,7 @@ from sdfarm.config import Settings
 from sdfarm.errors import ImageFailed, SdfarmError
 from sdfarm.scheduler.extranets import strip_extra_networks
 from sdfarm.spec import RenderSpec
+from sdfarm.worker.prompt_encoder import ENCODED_FAMILIES, encode_prompts, split_by_chunk_count
 
 StepHook = Callable[[], None]
 
@@ -131,6 +132,10 @@ class DiffusersRenderer:
         first = specs[0]
         pipe, base_config = self.pipeline(first.model, model_config, allow_pickle, first.family,
                                           first.prediction)
+        split = split_by_chunk_count(pipe, specs, on_step)
+        if split is not None:  # prompts of different lengths: one pass per chunk count
+            return split(lambda part, hook: self.render(part, model_config=model_config,
+                                                        allow_pickle=allow_pickle, on_step=hook))
         self.load_seconds += self.loras.apply(pipe, first)  # issue 11: the pass's LoRA set
         flow = first.prediction == "flow"
         sampling = (first.sampler, first.schedule, first.shift)
@@ -166,8 +171,8 @@ class DiffusersRenderer:
             on_step()
             return tensors
 
-        prompts = [strip_extra_networks(s.prompt) for s in specs]  # tags never reach CLIP
-        negatives = [s.negative_prompt for s in specs]
+        prompts = [strip_extra_networks(s.prompt) for s in specs]
+        negatives = [strip_extra_networks(s.negative_prompt) for s in specs]
         text: dict[str, object] = {"prompt": prompts, "negative_prompt": negatives}
         if first.family == "flux-dev" or first.family == "flux-schnell":
             # Flux is guidance-distilled: cfg is real CFG (true_cfg_scale), on above 1 only,
@@ -179,11 +184,9 @@ class DiffusersRenderer:
                 extra["guidance_scale"] = first.guidance if first.guidance is not None else 3.5
         else:
             extra["guidance_scale"] = first.cfg
-        if first.clip_skip > 1:
-            # diffusers 0.42's own clip_skip path reaches for `text_encoder.text_model`, which
-            # transformers 5 removed; encoding here also pins A1111's numbering explicitly.
-            text = {"prompt_embeds": _clip_skip_embeddings(pipe, prompts, first.clip_skip),
-                    "negative_prompt_embeds": _clip_skip_embeddings(pipe, negatives, first.clip_skip)}
+        if first.family in ENCODED_FAMILIES:  # A1111 prompt syntax, long prompts, clip skip
+            text = encode_prompts(pipe, first.family, [s.prompt for s in specs],
+                                  [s.negative_prompt for s in specs], first.clip_skip)
         result = pipe(
             **text,
             num_inference_steps=first.steps,
@@ -333,21 +336,6 @@ def slerp(t: float, low, high):
         so = torch.sin(omega)
         mixed = (torch.sin((1.0 - t) * omega) / so) * lo + (torch.sin(t * omega) / so) * hi
     return mixed.to(low.dtype)
-
-
-def _clip_skip_embeddings(pipe, texts: list[str], clip_skip: int):
-    """Prompt embeddings from the CLIP layer A1111's CLIP skip names (2 = penultimate), with the
-    final layer norm applied as A1111 and diffusers both do."""
-    import torch
-
-    tokens = pipe.tokenizer(texts, padding="max_length", max_length=pipe.tokenizer.model_max_length,
-                            truncation=True, return_tensors="pt")
-    encoder = pipe.text_encoder
-    with torch.no_grad():
-        out = encoder(tokens.input_ids.to(encoder.device), output_hidden_states=True)
-        hidden = out.hidden_states[-clip_skip]
-        norm = getattr(encoder, "text_model", encoder).final_layer_norm
-        return norm(hidden).to(dtype=encoder.dtype)
 
 
 #: Test-only hook, read by :func:`make_renderer` for the fake renderer only: a fake render

@@ -135,8 +135,10 @@ def test_a_message_delivered_twice_renders_its_jobs_once(farm, tmp_path):
 
 def test_cancel_stops_the_sweep_and_retry_brings_it_back(farm, tmp_path):
     # Given a worker in the middle of a sweep
-    farm.start_worker("w@test", SDFARM_RENDERER="fake:0.3")
-    sweep_id = submit_file(farm, sweep_file(tmp_path, seeds="1-16", batch_size=2, steps=10))
+    # (the images cost more on a loaded machine, where the `cancel` command starts slower: jobs
+    # must still be queued when it lands)
+    farm.start_worker("w@test", SDFARM_RENDERER=f"fake:{deadline(0.3):g}")
+    sweep_id = submit_file(farm, sweep_file(tmp_path, seeds="1-24", batch_size=2, steps=10))
     wait_until(lambda: farm.statuses(sweep_id).get("done", 0) >= 2 and farm.running_on("w@test"),
                "a batch done and one running", farm=farm)
     # When the sweep is canceled
@@ -150,7 +152,7 @@ def test_cancel_stops_the_sweep_and_retry_brings_it_back(farm, tmp_path):
     jobs = farm.jobs(sweep_id)
     done = [j for j in jobs if j.status == JobStatus.done]
     canceled = [j for j in jobs if j.status == JobStatus.canceled]
-    assert len(done) + len(canceled) == 16 and len(canceled) >= queued
+    assert len(done) + len(canceled) == 24 and len(canceled) >= queued
     assert all(not Path(j.output_path).exists() for j in canceled)
     assert all(j.started_at is None or j.started_at < canceled_at for j in jobs)
     # When the sweep is retried

@@ -197,12 +197,12 @@ def test_clip_skip_uses_a1111_numbering_and_changes_the_image(settings, tiny_mod
 
     from sdfarm.spec import RenderSpec
     from sdfarm.worker.batch import process_renderer
-    from sdfarm.worker.render import _clip_skip_embeddings
+    from sdfarm.worker.prompt_encoder import encode_prompts
 
     renderer = process_renderer(settings)
     pipe, _ = renderer.pipeline("builtin:tiny", None, False)
     # CLIP skip 1 is the text encoder's normal output, exactly what the pipeline encodes.
-    ours = _clip_skip_embeddings(pipe, ["a cat"], 1)
+    ours = encode_prompts(pipe, "sd1", ["a cat"], [""], 1)["prompt_embeds"]
     theirs, _ = pipe.encode_prompt("a cat", "cpu", 1, False)
     assert torch.equal(ours, theirs)
     base = RenderSpec(model="builtin:tiny", prompt="a cat", seed=3, steps=4, width=64, height=64)

@@ -4,6 +4,7 @@ parameter agrees with it."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
@@ -14,7 +15,7 @@ from sdfarm.samplers import LEGACY_COMBINED
 from sdfarm.scheduler.axes import AXIS_PARAMS
 from sdfarm.scheduler.jobfile import KNOWN_KEYS, parse_job_file
 from sdfarm.scheduler.overrides import apply_overrides, parse_assignments
-from sdfarm.spec import SPEC_FIELDS, RenderSpec
+from sdfarm.spec import KEY_VERSION, PLAIN_KEY_VERSION, SPEC_FIELDS, RenderSpec
 
 BASE = RenderSpec(model="builtin:tiny", prompt="a lighthouse at dusk", seed=1234,
                   model_hash="0123456789")
@@ -30,7 +31,23 @@ def test_render_spec_has_exactly_the_table_parameters_with_the_table_defaults():
 
 def test_the_key_is_pinned_so_a_change_of_its_layout_is_seen():
     # Changing this value means every earlier image stops being reused: bump KEY_VERSION.
+    # A plain short prompt keeps the first version's key (it encodes bit-identically).
     assert BASE.key == "6d3b68b8ff0badbb38a7fe13f9928b4c"
+
+
+@pytest.mark.parametrize("prompt, negative", [
+    ("(a lighthouse:1.2) at dusk", ""), ("a lighthouse at dusk", "[blurry]"),
+    ("a lighthouse BREAK at dusk", ""), ("a lighthouse <lora:ghibli:0.5>", ""),
+    ("a lighthouse at dusk, " * 4, ""), ("a lighthouse at dusk \\ escaped", ""),
+    ("un phare à l'aube", ""),
+])
+def test_a_prompt_that_a1111_syntax_reads_differently_takes_the_new_key_version(prompt, negative):
+    # Given a prompt with syntax, a tag, more than 75 characters or non-ASCII text: what it
+    # renders changed when prompts began to be read as A1111 reads them
+    spec = BASE.replace(prompt=prompt, negative_prompt=negative)
+    # Then its key is of the new version, so no image rendered before is reused for it
+    assert json.loads(spec.key_text())[0] == KEY_VERSION != PLAIN_KEY_VERSION
+    assert json.loads(BASE.key_text())[0] == PLAIN_KEY_VERSION
 
 
 def test_an_integer_cfg_and_its_float_are_one_key_and_one_batch():
@@ -212,7 +229,7 @@ def _key_before_schedules(spec: RenderSpec, sampler_name: str) -> str:
     import json
 
     model = f"hash:{spec.model_hash}" if spec.model_hash else f"ref:{spec.model}"
-    payload = [1, model, spec.prompt, spec.negative_prompt, spec.seed, sampler_name,
+    payload = [PLAIN_KEY_VERSION, model, spec.prompt, spec.negative_prompt, spec.seed, sampler_name,
                spec.steps, float(spec.cfg), spec.width, spec.height, spec.clip_skip]
     text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
