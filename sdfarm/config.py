@@ -76,6 +76,14 @@ class Settings:
     worker_name: str | None = None
     #: Celery queue of the farm: farms sharing one Redis keep apart by using different ones.
     queue: str = "sdfarm"
+    # issue 11: embeddings.
+    #: Textual inversion embeddings, found by file name (``SDFARM_EMBEDDING_DIR``); ``None``:
+    #: ``embeddings/`` in the model dir (:attr:`embedding_folder`).
+    embedding_dir: Path | None = None
+
+    @property
+    def embedding_folder(self) -> Path:
+        return self.embedding_dir if self.embedding_dir is not None else self.model_dir / "embeddings"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -108,6 +116,8 @@ class Settings:
                                       base.heartbeat_seconds, minimum=0.1),
             worker_name=env.get("SDFARM_WORKER_NAME") or base.worker_name,
             queue=env.get("SDFARM_QUEUE") or base.queue,
+            embedding_dir=Path(env["SDFARM_EMBEDDING_DIR"]).expanduser().resolve()
+            if env.get("SDFARM_EMBEDDING_DIR") else None,
         )
 
     def with_(self, **changes: object) -> Settings:

@@ -75,6 +75,10 @@ class RenderSpec:
     shift: float | None = _default("shift")
     #: A1111 short hash of the weights; ``None`` while the weights are not on this machine.
     model_hash: str | None = None
+    # issue 11: VAE and embeddings.
+    vae: str = _default("vae")
+    vae_hash: str = _default("vae_hash")
+    ti_hashes: str = _default("ti_hashes")
 
     @property
     def key(self) -> str:

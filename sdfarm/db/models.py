@@ -151,6 +151,13 @@ class Job(Base):
     #: Flux's distilled guidance and a flow-matching shift; ``None``: the model's own.
     guidance: Mapped[float | None] = mapped_column(Float)
     shift: Mapped[float | None] = mapped_column(Float)
+    # issue 11: VAE and embeddings (migration 0012_vae_embeddings); "" for earlier jobs, which
+    # used the model's own VAE and no embeddings.
+    #: The VAE file (absolute path; an imported image's file name), its A1111 hash, and the
+    #: embeddings the prompts use as A1111's "TI hashes" ("name: hash, ...").
+    vae: Mapped[str] = mapped_column(String(1024), server_default="")
+    vae_hash: Mapped[str] = mapped_column(String(16), server_default="")
+    ti_hashes: Mapped[str] = mapped_column(Text, server_default="")
 
     # Where it sits: the planned batch, and grid coordinates when the sweep has axes.
     batch_index: Mapped[int] = mapped_column(Integer, default=0)

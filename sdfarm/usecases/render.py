@@ -47,7 +47,7 @@ def load_plan(settings: Settings, job_file: str | Path, *, build_builtins: bool 
         for ref in model_refs(job, mref, settings.model_dir):
             if ref.kind == "builtin":
                 ensure_builtin(ref.ref.removeprefix("builtin:"), settings.model_dir)
-    return plan_job(job, mref, settings.model_dir)
+    return plan_job(job, mref, settings.model_dir, settings.embedding_folder)
 
 
 def plan_outlook(settings: Settings, plan: Plan, *, force: bool = False) -> Forecast:
