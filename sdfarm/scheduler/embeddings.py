@@ -135,10 +135,10 @@ def spelled_as_loaded(prompt: str, names: Iterable[str]) -> str:
     """``prompt`` with each use of these embedding names written as the loaded token (the
     name, lower-cased). CLIP lower-cases all text, so the encoding is the same; but diffusers
     expands a multi-vector embedding's token by plain text replacement, which sees case."""
-    wanted = {pieces(n): n.lower() for n in names}
-    if not wanted:
+    tokens = sorted({n.lower() for n in names}, key=len, reverse=True)
+    if not tokens:
         return prompt
-    pattern = re.compile("|".join(
-        r"(?<![^\W\d_])" + re.escape(token) + r"(?![^\W\d_])"
-        for token in sorted(wanted.values(), key=len, reverse=True)), re.IGNORECASE)
+    # Not inside a longer run of letters, as a name is matched (see ``pieces``).
+    pattern = re.compile("|".join(rf"(?<![^\W\d_]){re.escape(t)}(?![^\W\d_])" for t in tokens),
+                         re.IGNORECASE)
     return pattern.sub(lambda m: m.group(0).lower(), prompt)

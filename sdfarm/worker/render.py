@@ -19,6 +19,8 @@ from PIL import Image
 from sdfarm.config import Settings
 from sdfarm.errors import ImageFailed, SdfarmError
 from sdfarm.spec import RenderSpec
+from sdfarm.worker.embeddings import EmbeddingSet
+from sdfarm.worker.vae import VaeSwitch
 
 StepHook = Callable[[], None]
 
@@ -63,6 +65,9 @@ class DiffusersRenderer:
         self.load_seconds = 0.0
         #: How many times each model was loaded (a model evicted and needed again loads again).
         self.loads: Counter[str] = Counter()
+        # issue 11: each pass's VAE and embeddings, swapped in without reloading the model.
+        self.vaes = VaeSwitch(settings.model_dir)
+        self.embeddings = EmbeddingSet(settings.embedding_folder, settings.model_dir)
 
     def set_threads(self, threads: int) -> None:
         import torch
@@ -94,6 +99,8 @@ class DiffusersRenderer:
         while len(self._pipelines) >= max(1, self.settings.pipeline_cache_size):
             _, (evicted, _config) = self._pipelines.popitem(last=False)
             self._sampler_of.pop(id(evicted), None)
+            self.vaes.forget(evicted)
+            self.embeddings.forget(evicted)
             del evicted
             self._free_memory()
         loading = time.perf_counter()
@@ -126,6 +133,10 @@ class DiffusersRenderer:
         first = specs[0]
         pipe, base_config = self.pipeline(first.model, model_config, allow_pickle, first.family,
                                           first.prediction)
+        loading = time.perf_counter()  # a VAE or embedding load is load time, too
+        self.vaes.use(pipe, first.vae, first.vae_hash)
+        specs = self.embeddings.use(pipe, specs)
+        self.load_seconds += time.perf_counter() - loading
         flow = first.prediction == "flow"
         sampling = (first.sampler, first.schedule, first.shift)
         if self._sampler_of.get(id(pipe)) != sampling:
