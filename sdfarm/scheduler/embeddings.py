@@ -6,7 +6,12 @@ writing the name as a word. A1111 matches names on CLIP's tokens, so matching he
 same pieces CLIP's tokenizer splits text into (runs of letters, single digits, runs of other
 signs), lower-cased: "EasyNegative," and "(easynegative:1.2)" use ``easynegative``,
 "easynegatives" does not. Extra-network tags (``<lora:...>``) are not text, so a LoRA of the
-same name is no use of the embedding.
+same name is no use of the embedding (a tag separates the words around it).
+
+The worker loads an embedding under the token ``<name>`` (lower-cased) and writes that token
+where the prompt uses the name (:func:`spelled_as_loaded`): a name that is also a word of
+CLIP's vocabulary loads too (diffusers refuses to add a token the vocabulary has), and the
+token never matches inside another word, as a bare ``spark`` would inside "sparkle".
 
 A1111's hash of an embedding is the first 12 hex digits of its file's sha256. ``TI hashes`` is
 A1111's: the positive prompt's embeddings in the order they are first used, then the negative
@@ -21,11 +26,11 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sdfarm.scheduler.extranets import strip_extra_networks
+from sdfarm.scheduler.extranets import EXTRA_NETWORK
 
 #: What an embedding file must be: pickles (.pt, .bin) can run code when loaded.
 EMBEDDING_SUFFIX = ".safetensors"
@@ -39,6 +44,47 @@ _PIECE = re.compile(r"[^\W\d_]+|\d|(?:[^\s\w]|_)+")
 def pieces(text: str) -> tuple[str, ...]:
     """``text`` as CLIP's tokenizer splits it before its byte-pair merges, lower-cased."""
     return tuple(_PIECE.findall(text.lower()))
+
+
+def embedding_token(name: str) -> str:
+    """The token an embedding is loaded under (see the module's docstring)."""
+    return f"<{name.lower()}>"
+
+
+def _spans(prompt: str) -> list[tuple[str, int, int]]:
+    """The prompt's pieces, lower-cased, with where each stands; tags left out."""
+    out: list[tuple[str, int, int]] = []
+    start = 0
+    for stop, resume in [*((m.start(), m.end()) for m in EXTRA_NETWORK.finditer(prompt)),
+                         (len(prompt), len(prompt))]:
+        out += [(m.group().lower(), m.start(), m.end())
+                for m in _PIECE.finditer(prompt, start, stop)]
+        start = resume
+    return out
+
+
+def _find(prompt: str, starts: Mapping[str, Sequence[tuple[str, ...]]]
+          ) -> Iterator[tuple[tuple[str, ...], int, int]]:
+    """Each use of a name: (its pieces, start, end in ``prompt``). ``starts`` maps a first
+    piece to the names that begin with it, longest first (A1111 tries the longest first)."""
+    spans = _spans(prompt)
+    words = [w for w, _, _ in spans]
+    i = 0
+    while i < len(words):
+        for key in starts.get(words[i], ()):
+            if tuple(words[i:i + len(key)]) == key:
+                yield key, spans[i][1], spans[i + len(key) - 1][2]
+                i += len(key)
+                break
+        else:
+            i += 1
+
+
+def _starts(keys: Iterable[tuple[str, ...]]) -> dict[str, tuple[tuple[str, ...], ...]]:
+    grouped: dict[str, list[tuple[str, ...]]] = {}
+    for key in keys:
+        grouped.setdefault(key[0], []).append(key)
+    return {k: tuple(sorted(v, key=len, reverse=True)) for k, v in grouped.items()}
 
 
 def infotext_name(name: str) -> str:
@@ -77,28 +123,13 @@ class EmbeddingFolder:
                 key = pieces(path.stem)
                 if key:
                     found.setdefault(key, []).append(path)
-        starts: dict[str, list[tuple[str, ...]]] = {}
-        for key in found:
-            starts.setdefault(key[0], []).append(key)
-        return cls(folder, {k: tuple(v) for k, v in found.items()},
-                   {k: tuple(sorted(v, key=len, reverse=True)) for k, v in starts.items()})
+        return cls(folder, {k: tuple(v) for k, v in found.items()}, _starts(found))
 
     def used_in(self, prompt: str) -> list[tuple[str, ...]]:
         """The names (as pieces) ``prompt`` uses, in order of first use, each once."""
         if not self.by_pieces:
             return []
-        words = pieces(strip_extra_networks(prompt))
-        used: dict[tuple[str, ...], None] = {}
-        i = 0
-        while i < len(words):
-            for key in self._starts.get(words[i], ()):
-                if words[i:i + len(key)] == key:
-                    used[key] = None
-                    i += len(key)
-                    break
-            else:
-                i += 1
-        return list(used)
+        return list(dict.fromkeys(key for key, _, _ in _find(prompt, self._starts)))
 
     def file(self, key: tuple[str, ...]) -> EmbeddingFile:
         """The one ``.safetensors`` file of a used name; ``ValueError`` with the reason when
@@ -132,13 +163,12 @@ def parse_ti_hashes(text: str) -> list[tuple[str, str]]:
 
 
 def spelled_as_loaded(prompt: str, names: Iterable[str]) -> str:
-    """``prompt`` with each use of these embedding names written as the loaded token (the
-    name, lower-cased). CLIP lower-cases all text, so the encoding is the same; but diffusers
-    expands a multi-vector embedding's token by plain text replacement, which sees case."""
-    tokens = sorted({n.lower() for n in names}, key=len, reverse=True)
+    """``prompt`` with each use of these embedding names replaced by its loaded token."""
+    tokens = {pieces(n): embedding_token(n) for n in names if pieces(n)}
     if not tokens:
         return prompt
-    # Not inside a longer run of letters, as a name is matched (see ``pieces``).
-    pattern = re.compile("|".join(rf"(?<![^\W\d_]){re.escape(t)}(?![^\W\d_])" for t in tokens),
-                         re.IGNORECASE)
-    return pattern.sub(lambda m: m.group(0).lower(), prompt)
+    out, at = [], 0
+    for key, start, end in _find(prompt, _starts(tokens)):
+        out += [prompt[at:start], tokens[key]]
+        at = end
+    return "".join([*out, prompt[at:]])

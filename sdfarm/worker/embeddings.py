@@ -8,9 +8,10 @@ pass's pixels a function of its jobs: the tokenizer matches an added token anywh
 ("xylo" inside "xylophone"), so a token left over from an earlier pass would change the
 encoding of a prompt that does not use it.
 
-Each token is the name, lower-cased (CLIP lower-cases text); a multi-vector embedding adds
-``name_1``, ``name_2``, ... after it, which diffusers' ``maybe_convert_prompt`` spells out in
-the prompt. SDXL embeddings hold a ``clip_l`` and a ``clip_g`` tensor, one per text encoder.
+Each token is ``<name>``, lower-cased (CLIP lower-cases text), written into the prompts of
+the pass where they use the name (``scheduler.embeddings.spelled_as_loaded``); a multi-vector
+embedding adds ``<name>_1``, ``<name>_2``, ... after it, which diffusers'
+``maybe_convert_prompt`` spells out in the prompt. SDXL embeddings hold a ``clip_l`` and a ``clip_g`` tensor, one per text encoder.
 The file is found by name in the embedding folder here and must have the hash it was planned
 with.
 """
@@ -28,6 +29,7 @@ from sdfarm.scheduler.embeddings import (
     EMBEDDING_SUFFIX,
     SHORT_HASH,
     EmbeddingFolder,
+    embedding_token,
     infotext_name,
     parse_ti_hashes,
     spelled_as_loaded,
@@ -57,9 +59,9 @@ class EmbeddingSet:
                                               text_encoder=encoder)
         for name, digest in wanted.items():
             if name not in loaded:
-                    with quiet_libraries():  # transformers tells how it initializes new rows
+                with quiet_libraries():  # transformers tells how it initializes new rows
                     loaded[name] = (digest, self._load(pipe, name, digest, specs[0].family))
-                    self.loads[name] += 1
+                self.loads[name] += 1
         if not wanted:
             return list(specs)
         return [s.replace(prompt=spelled_as_loaded(s.prompt, wanted),
@@ -78,7 +80,7 @@ class EmbeddingSet:
         except Exception as exc:
             raise ModelError(f"cannot read embedding {str(path)!r}: "
                              f"{one_line(exc, named=False)}") from exc
-        token = name.lower()
+        token = embedding_token(name)
         if family == "sdxl":
             targets = [("clip_l", pipe.tokenizer, pipe.text_encoder),
                        ("clip_g", pipe.tokenizer_2, pipe.text_encoder_2)]

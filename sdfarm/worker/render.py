@@ -345,6 +345,7 @@ def _clip_skip_embeddings(pipe, texts: list[str], clip_skip: int):
     final layer norm applied as A1111 and diffusers both do."""
     import torch
 
+    texts = pipe.maybe_convert_prompt(texts, pipe.tokenizer)  # multi-vector embeddings (issue 11)
     tokens = pipe.tokenizer(texts, padding="max_length", max_length=pipe.tokenizer.model_max_length,
                             truncation=True, return_tensors="pt")
     encoder = pipe.text_encoder
