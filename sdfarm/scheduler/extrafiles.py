@@ -49,16 +49,22 @@ class ExtraFiles:
     """Sets each planned image's ``vae_hash`` and ``ti_hashes`` from its files (a callable
     over specs, for ``make_plan``); each file is hashed once per plan."""
 
-    def __init__(self, job: JobFile, model_dir: Path, embedding_dir: Path) -> None:
-        self.job, self.model_dir = job, model_dir
-        self.vae_keys = {job.base.vae: "vae"}
-        for axis in job.axes:
-            if axis.param == "vae":
-                self.vae_keys.update({v: axis.key for v in axis.values})
+    def __init__(self, where: str, vae_keys: dict[str, str], model_dir: Path,
+                 embedding_dir: Path) -> None:
+        #: What errors name: the job file (or ``--set``), and the key of each VAE.
+        self.where, self.vae_keys, self.model_dir = where, vae_keys, model_dir
         self.embeddings = EmbeddingFolder.scan(embedding_dir)
         self._hashes: dict[Path, str] = {}
         self._vae_checked: dict[tuple[str, str], str] = {}
         self._ti: dict[tuple[str, str, str], str] = {}
+
+    @classmethod
+    def for_job(cls, job: JobFile, model_dir: Path, embedding_dir: Path) -> ExtraFiles:
+        vae_keys = {job.base.vae: "vae"}
+        for axis in job.axes:
+            if axis.param == "vae":
+                vae_keys.update({v: axis.key for v in axis.values})
+        return cls(job.path, vae_keys, model_dir, embedding_dir)
 
     def __call__(self, spec: RenderSpec) -> RenderSpec:
         vae_hash = self._vae_hash(spec.vae, spec.family) if spec.vae else ""
@@ -72,7 +78,7 @@ class ExtraFiles:
             try:
                 self._hashes[path] = cached_sha256(path, self.model_dir)
             except OSError as exc:
-                raise JobFileError(self.job.path, key, f"cannot read {str(path)!r}: "
+                raise JobFileError(self.where, key, f"cannot read {str(path)!r}: "
                                                        f"{exc.strerror or exc}") from None
         return self._hashes[path]
 
@@ -82,7 +88,7 @@ class ExtraFiles:
             key = self.vae_keys.get(vae, "vae")
             problem = family_problem(Path(vae), vae, family)
             if problem is not None:
-                raise JobFileError(self.job.path, key, problem)
+                raise JobFileError(self.where, key, problem)
             found = self._vae_checked[(vae, family)] = self._hash(Path(vae), key)[:VAE_HASH]
         return found
 
@@ -102,15 +108,15 @@ class ExtraFiles:
         try:
             file = self.embeddings.file(name)
         except ValueError as exc:
-            raise JobFileError(self.job.path, key, str(exc)) from None
+            raise JobFileError(self.where, key, str(exc)) from None
         if family not in EMBEDDING_TENSORS:
-            raise JobFileError(self.job.path, key, (
+            raise JobFileError(self.where, key, (
                 f"uses embedding {file.name!r}, but textual inversion embeddings apply to "
                 f"SD 1.x, SD 2.x and SDXL models, not {FAMILIES[family].title}; take "
                 f"{file.name!r} out of the prompt, or rename {str(file.path)!r}"))
         problem = _embedding_problem(file.path, family)
         if problem is not None:
-            raise JobFileError(self.job.path, key, f"embedding {file.name!r} "
+            raise JobFileError(self.where, key, f"embedding {file.name!r} "
                                                    f"({str(file.path)!r}) {problem}")
         return file.name, self._hash(file.path, key)[:SHORT_HASH]
 

@@ -84,7 +84,7 @@ def plan_job(job: JobFile, mref: ModelRef, model_dir: Path,
                 configs[value] = str(axis_ref.config) if axis_ref.config else None
                 families[value] = _family(job, axis_ref, axis.key)
     known = {m: (d.family, d.prediction) for m, d in families.items() if d is not None}
-    extra = ExtraFiles(job, model_dir, embedding_dir or model_dir / "embeddings")
+    extra = ExtraFiles.for_job(job, model_dir, embedding_dir or model_dir / "embeddings")
     return make_plan(job, model_hash(mref, model_dir), hashes, configs, known, derive=extra)
 
 

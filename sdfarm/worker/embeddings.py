@@ -3,10 +3,9 @@ text encoder with the pipeline's own ``load_textual_inversion``.
 
 Planning lists the embeddings each image's prompts use in its ``ti_hashes`` (a part of the
 batch group, so one pass has one set). The pipeline then holds exactly that set: an embedding
-stays loaded while passes use it, and one they do not is unloaded first. This is what keeps a
-pass's pixels a function of its jobs: the tokenizer matches an added token anywhere in the text
-("xylo" inside "xylophone"), so a token left over from an earlier pass would change the
-encoding of a prompt that does not use it.
+stays loaded while passes use it, and one they do not is unloaded first, so a pass's pixels
+never depend on what earlier passes loaded (unloading restores the text encoder's weights
+exactly).
 
 Each token is ``<name>``, lower-cased (CLIP lower-cases text), written into the prompts of
 the pass where they use the name (``scheduler.embeddings.spelled_as_loaded``); a multi-vector
