@@ -91,17 +91,21 @@ class EmbeddingSet:
                 raise ModelError(f"embedding {str(path)!r} holds {len(tensors)} tensors; an "
                                  f"embedding for this model holds one")
             targets = [(next(iter(tensors)), pipe.tokenizer, pipe.text_encoder)]
-        added = []
+        added: list[tuple[Any, Any, list[str]]] = []
         for key, tokenizer, encoder in targets:
             before = set(tokenizer.added_tokens_encoder)
             try:
                 pipe.load_textual_inversion(tensors[key], token=token, tokenizer=tokenizer,
                                             text_encoder=encoder)
-            except ValueError as exc:  # another width; a name that is a word of the vocabulary
-                raise ModelError(f"embedding {str(path)!r} cannot be loaded into the model's "
-                                 f"text encoder: {one_line(exc, named=False)}") from exc
+            except ValueError as exc:  # a width that is not the text encoder's
+                for done_tokenizer, done_encoder, tokens in added:  # SDXL: the first encoder's
+                    pipe.unload_textual_inversion(tokens=tokens, tokenizer=done_tokenizer,
+                                                  text_encoder=done_encoder)
+                raise ModelError(f"embedding {str(path)!r} ({key}) cannot be loaded into the "
+                                 f"model's text encoder: {one_line(exc, named=False)}") from exc
             added.append((tokenizer, encoder,
                           sorted(set(tokenizer.added_tokens_encoder) - before)))
+            _pool_at_end_of_text(encoder, tokenizer)
         return added
 
     def _file(self, name: str, digest: str) -> Path:
@@ -120,3 +124,18 @@ class EmbeddingSet:
                              "plan the job again")
         raise ModelError(f"embedding {name!r} is not in {str(self.folder)!r} on this machine "
                          "(SDFARM_EMBEDDING_DIR); copy it there")
+
+
+def _pool_at_end_of_text(encoder: Any, tokenizer: Any) -> None:
+    """Make the encoder pool at the end-of-text token, not at the highest token id.
+
+    Configs written before transformers#24773 (SDXL's second encoder on the hub says
+    ``eos_token_id: 2``) make CLIP take its pooled output at the highest token id, which is the
+    end of text only while no token was added; with an embedding's token it would be the
+    embedding's position. Pointing it at the real end-of-text id changes nothing for prompts
+    without added tokens (the end of text is then the highest id) and pools SDXL's prompt
+    vector where it belongs with them."""
+    model = getattr(encoder, "text_model", encoder)
+    eos = getattr(tokenizer, "eos_token_id", None)
+    if getattr(model, "eos_token_id", None) == 2 and eos is not None and eos != 2:
+        model.eos_token_id = eos

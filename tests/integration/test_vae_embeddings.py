@@ -269,21 +269,48 @@ def test_given_an_embedding_job_when_rerun_then_every_pixel_matches(settings, cl
     assert "identical: every pixel matches the original" in result.output, result.output
 
 
-@pytest.mark.parametrize("file, prompt, key, words", [
-    ("xl.safetensors", "a cat, xl", "prompt", "is an SDXL embedding (clip_l and clip_g)"),
-    ("old.pt", "a cat", "negative_prompt", "is a pickle file"),
+def test_an_sdxl_embedding_loads_into_both_text_encoders_and_changes_the_pixels(
+        settings, tmp_path):
+    import torch
+
+    # Given an SDXL embedding (one tensor per text encoder: builtin:tiny-sdxl's are 16 and 32
+    # wide) used in the prompt of an SDXL model
+    folder = tmp_path / "embeddings"
+    emb = tiny_embedding(folder / "xlstyle.safetensors", 0, clip_l=torch.randn(2, 16),
+                         clip_g=torch.randn(2, 32))
+    job = write_job(tmp_path, JOB.format(prompt="a cat, xlstyle").replace(
+        "builtin:tiny", "builtin:tiny-sdxl"))
+    # When it renders with the embedding, and without it
+    with_it = render(settings.with_(embedding_dir=folder), job)
+    without = render(settings.with_(embedding_dir=tmp_path / "none"), job)
+    # Then the pixels differ, and the hash is recorded
+    assert not np.array_equal(pixels(with_it[0]), pixels(without[0]))
+    assert with_it[0].ti_hashes == f"xlstyle: {sha256_file(emb)[:12]}"
+
+
+@pytest.mark.parametrize("model, file, prompt, key, words", [
+    ("builtin:tiny", "xl.safetensors", "a cat, xl", "prompt",
+     "is an SDXL embedding (clip_l and clip_g)"),
+    ("builtin:tiny-sdxl", "one.safetensors", "a cat, one", "prompt",
+     "is not an embedding for SDXL: it needs tensors clip_g and clip_l, it holds emb_params"),
+    ("builtin:tiny-flux", "one.safetensors", "a cat, one", "prompt",
+     "textual inversion embeddings apply to SD 1.x, SD 2.x and SDXL models, not Flux.1-dev"),
+    ("builtin:tiny", "old.pt", "a cat", "negative_prompt", "is a pickle file"),
 ])
 def test_an_embedding_that_cannot_load_is_a_plan_error_naming_the_prompt(
-        settings, tmp_path, file, prompt, key, words):
+        settings, tmp_path, model, file, prompt, key, words):
     import torch
 
     folder = tmp_path / "embeddings"
     if file.endswith(".pt"):
         folder.mkdir()
         (folder / file).write_bytes(b"pickle")
-    else:
+    elif file == "xl.safetensors":
         tiny_embedding(folder / file, 0, clip_l=torch.zeros(1, 32), clip_g=torch.zeros(1, 64))
-    job = write_job(tmp_path, JOB.format(prompt=prompt).replace('"blurry"', '"blurry, old"'))
+    else:
+        tiny_embedding(folder / file, 0)
+    job = write_job(tmp_path, JOB.format(prompt=prompt).replace('"blurry"', '"blurry, old"')
+                    .replace("builtin:tiny", model) + ("cfg = 3.5\n" if "flux" in model else ""))
     with pytest.raises(JobFileError) as caught:
         load_plan(settings.with_(embedding_dir=folder), job)
     assert caught.value.key == key and words in caught.value.problem, str(caught.value)
