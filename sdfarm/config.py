@@ -83,7 +83,9 @@ class Settings:
 
     @property
     def embedding_folder(self) -> Path:
-        return self.embedding_dir if self.embedding_dir is not None else self.model_dir / "embeddings"
+        if self.embedding_dir is not None:
+            return self.embedding_dir
+        return self.model_dir / "embeddings"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

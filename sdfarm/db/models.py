@@ -42,8 +42,10 @@ def spec_columns_for(specs: Sequence[RenderSpec]) -> Callable[[RenderSpec], dict
     """:func:`spec_columns` for a bulk insert of ``specs``: a parameter added after the first
     layout that every spec leaves at its default is left out, for the column's own default to
     fill (every bound value costs, and most sweeps set none of them)."""
+    # A parameter outside the key (the VAE's path: its hash is the key's) counts as added.
     names = [name for name in SPEC_FIELDS
-             if name not in PARAMS or (PARAMS[name].key_rank or FIRST_ADDED_KEY_RANK) < FIRST_ADDED_KEY_RANK
+             if name not in PARAMS
+             or (PARAMS[name].key_rank or FIRST_ADDED_KEY_RANK) < FIRST_ADDED_KEY_RANK
              or any(getattr(s, name) != PARAMS[name].default for s in specs)]
     values = attrgetter(*names)
     return lambda spec: dict(zip(names, values(spec)))

@@ -8,8 +8,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from sdfarm.errors import JobFileError, ModelError
 from sdfarm.checkpoints import read_header
+from sdfarm.errors import JobFileError, ModelError
 from sdfarm.families import FAMILIES
 from sdfarm.modelref import cached_sha256
 from sdfarm.scheduler.embeddings import SHORT_HASH, EmbeddingFolder, format_ti_hashes

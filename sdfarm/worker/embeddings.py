@@ -10,9 +10,9 @@ exactly).
 Each token is ``<name>``, lower-cased (CLIP lower-cases text), written into the prompts of
 the pass where they use the name (``scheduler.embeddings.spelled_as_loaded``); a multi-vector
 embedding adds ``<name>_1``, ``<name>_2``, ... after it, which diffusers'
-``maybe_convert_prompt`` spells out in the prompt. SDXL embeddings hold a ``clip_l`` and a ``clip_g`` tensor, one per text encoder.
-The file is found by name in the embedding folder here and must have the hash it was planned
-with.
+``maybe_convert_prompt`` spells out in the prompt. SDXL embeddings hold a ``clip_l`` and a
+``clip_g`` tensor, one per text encoder. The file is found by name in the embedding folder
+here and must have the hash it was planned with.
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ class EmbeddingSet:
     def forget(self, pipe: Any) -> None:
         self._loaded.pop(id(pipe), None)
 
-    def _load(self, pipe: Any, name: str, digest: str, family: str) -> list[tuple[Any, Any, list[str]]]:
+    def _load(self, pipe: Any, name: str, digest: str,
+              family: str) -> list[tuple[Any, Any, list[str]]]:
         from safetensors.torch import load_file
 
         path = self._file(name, digest)
