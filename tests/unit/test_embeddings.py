@@ -141,3 +141,48 @@ def test_a_spec_without_vae_or_embeddings_keeps_its_key_and_with_them_it_changes
     # Two paths to one file are one VAE: the path itself does not enter the key
     assert base.replace(vae="/a/v.safetensors", vae_hash="735e4c3a44").key == base.replace(
         vae="/b/v.safetensors", vae_hash="735e4c3a44").key
+
+
+# --- planning ---------------------------------------------------------------------------------
+
+
+def plan_of(text: str, tmp_path: Path, embedding_dir: Path):
+    from sdfarm.scheduler.jobfile import parse_job_file
+    from sdfarm.scheduler.prepare import plan_job, resolve_model
+
+    job = parse_job_file(text, str(tmp_path / "job.toml"))
+    job, mref = resolve_model(job, tmp_path / "models")
+    return plan_job(job, mref, tmp_path / "models", embedding_dir)
+
+
+def test_a_prompt_sr_axis_over_an_embedding_keys_each_cell_by_what_it_uses(folder, tmp_path):
+    # Given a Prompt S/R axis swapping one embedding for another and for a plain word
+    plan = plan_of('model = "builtin:tiny"\nprompt = "a cat, spark"\nseeds = [1, 2]\n'
+                   '[axes]\nx = { prompt_sr = "spark, easynegative, glitter" }\n',
+                   tmp_path, folder.folder)
+    # Then each cell lists what its prompt uses, and no pass mixes embedding sets
+    used = {s.prompt: s.ti_hashes.split(":")[0] for s in plan.specs}
+    assert used == {"a cat, spark": "spark", "a cat, easynegative": "EasyNegative",
+                    "a cat, glitter": ""}
+    for batch in plan.batches:
+        assert len({plan.specs[i].ti_hashes for i in batch}) == 1
+    assert len(set(plan.keys)) == 6
+
+
+def test_a_vae_axis_is_planned_with_each_files_hash_and_labelled_by_its_name(tmp_path):
+    import hashlib
+
+    a = safetensors(tmp_path / "a.safetensors", {"decoder.conv_in.weight": [8, 4, 3, 3]})
+    safetensors(tmp_path / "b.safetensors", {"vae.decoder.conv_in.weight": [8, 4, 3, 3]})
+    plan = plan_of('model = "builtin:tiny"\nprompt = "a cat"\nseeds = [1]\n'
+                   '[axes]\nx = { vae = ["", "a.safetensors", "b.safetensors"] }\n',
+                   tmp_path, tmp_path / "none")
+    by_x = {cell.x: spec for cell, spec in zip(plan.cells, plan.specs)}
+    assert [by_x[x].vae for x in range(3)] == ["", str(a), str(tmp_path / "b.safetensors")]
+    assert by_x[1].vae_hash == hashlib.sha256(a.read_bytes()).hexdigest()[:10]
+    assert plan.axes[0].labels == ("VAE: (model's own)", "VAE: a.safetensors",
+                                   "VAE: b.safetensors")
+    # The model's own VAE keeps the key a job file without vae had
+    plain = plan_of('model = "builtin:tiny"\nprompt = "a cat"\nseeds = [1]\n', tmp_path,
+                    tmp_path / "none")
+    assert plan.keys[list(plan.specs).index(by_x[0])] == plain.keys[0]
