@@ -163,7 +163,9 @@ def generation_from_infotext(info: Infotext) -> ImageGeneration:
         values["vae_hash"] = str(values["vae_hash"]).strip().lower()
         if len(values["vae_hash"]) > MAX_HASH or not _HEX.match(values["vae_hash"]):
             extra[P["vae_hash"].infotext] = str(values.pop("vae_hash"))  # type: ignore[index]
-    if len(str(values.get("vae", ""))) > MAX_MODEL:
+    if len(str(values.get("vae", ""))) > MAX_MODEL or (values.get("vae") and
+                                                       not values.get("vae_hash")):
+        # Without its hash a VAE's name cannot enter the key: it says which file, not what.
         extra[P["vae"].infotext] = str(values.pop("vae"))  # type: ignore[index]
     for param in P.values():  # a family or prediction sdfarm does not know: kept as written
         if param.kind == "choice" and values.get(param.name, param.default) not in param.choices:

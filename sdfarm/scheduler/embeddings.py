@@ -47,8 +47,9 @@ def pieces(text: str) -> tuple[str, ...]:
 
 
 def embedding_token(name: str) -> str:
-    """The token an embedding is loaded under (see the module's docstring)."""
-    return f"<{name.lower()}>"
+    """The token an embedding is loaded under (see the module's docstring); without ``:`` and
+    angle brackets, so that it never reads as an extra-network tag (``<lora:name:1>``)."""
+    return "<" + "".join(c for c in name.lower() if c not in ":<>") + ">"
 
 
 def _spans(prompt: str) -> list[tuple[str, int, int]]:

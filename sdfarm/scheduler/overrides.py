@@ -53,8 +53,8 @@ def apply_overrides(spec: RenderSpec, changes: dict[str, object]) -> RenderSpec:
         checked["schedule"] = schedule if named or given is not None else spec.schedule
     if checked.get("model", spec.model) != spec.model:
         checked["model_hash"] = None
-    if checked.get("vae", spec.vae) != spec.vae:
-        checked["vae_hash"] = ""  # the caller hashes the new file (issue 11, VAE)
+    if "vae" in checked:
+        checked["vae_hash"] = ""  # the caller hashes the file given (issue 11, VAE)
     new = spec.replace(**checked).normalized()
     problem = check_combination(new.sampler, new.schedule, new.eta)
     if problem is not None:

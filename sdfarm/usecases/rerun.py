@@ -159,8 +159,10 @@ def _with_extra_files(spec: RenderSpec, changes: dict[str, object],
 def _check_vae(job_id: int, spec: RenderSpec) -> None:
     """Fail before recording anything when the VAE is not a file here (an imported image
     names its VAE by file name only)."""
-    if spec.vae and not (Path(spec.vae).is_absolute() and Path(spec.vae).is_file()):
-        raise ModelError(f"job {job_id} was made with VAE {spec.vae!r}, which is not a file on "
+    if (spec.vae and not (Path(spec.vae).is_absolute() and Path(spec.vae).is_file())
+            or spec.vae_hash and not spec.vae):
+        what = repr(spec.vae) if spec.vae else f"hash {spec.vae_hash}"
+        raise ModelError(f"job {job_id} was made with VAE {what}, which is not a file on "
                          "this machine; point it at the file with --set vae=PATH, or render "
                          "with the model's own VAE: --set vae=")
 

@@ -46,6 +46,8 @@ class EmbeddingSet:
         self._loaded: dict[int, dict[str, tuple[str, list[tuple[Any, Any, list[str]]]]]] = {}
         #: How many times each embedding was loaded.
         self.loads: Counter[str] = Counter()
+        #: The file name (stem) of each name loaded.
+        self._stems: dict[str, str] = {}
 
     def use(self, pipe: Any, specs: Sequence[RenderSpec]) -> list[RenderSpec]:
         """Load the pass's embeddings into ``pipe`` (unloading the others); ``specs`` with the
@@ -63,8 +65,10 @@ class EmbeddingSet:
                 self.loads[name] += 1
         if not wanted:
             return list(specs)
-        return [s.replace(prompt=spelled_as_loaded(s.prompt, wanted),
-                          negative_prompt=spelled_as_loaded(s.negative_prompt, wanted))
+        # As the files name them: TI hashes leave ":" and "," out of a name.
+        stems = [self._stems.get(n, n) for n in wanted]
+        return [s.replace(prompt=spelled_as_loaded(s.prompt, stems),
+                          negative_prompt=spelled_as_loaded(s.negative_prompt, stems))
                 for s in specs]
 
     def forget(self, pipe: Any) -> None:
@@ -75,12 +79,13 @@ class EmbeddingSet:
         from safetensors.torch import load_file
 
         path = self._file(name, digest)
+        self._stems[name] = path.stem
         try:
             tensors = load_file(str(path))
         except Exception as exc:
             raise ModelError(f"cannot read embedding {str(path)!r}: "
                              f"{one_line(exc, named=False)}") from exc
-        token = embedding_token(name)
+        token = embedding_token(path.stem)
         if family == "sdxl":
             targets = [("clip_l", pipe.tokenizer, pipe.text_encoder),
                        ("clip_g", pipe.tokenizer_2, pipe.text_encoder_2)]

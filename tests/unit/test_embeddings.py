@@ -76,6 +76,7 @@ def test_the_worker_writes_each_use_as_the_loaded_token_and_nothing_else():
     assert spelled_as_loaded(prompt, ["EasyNegative"]) == (
         "<easynegative>, easynegatives, (<easynegative>:1.2) <lora:easynegative:1>")
     assert spelled_as_loaded("a cat", []) == "a cat"
+    assert spelled_as_loaded("a x:y cat", ["x:y"]) == "a <xy> cat"  # never a <tag:...>
 
 
 def test_ti_hashes_are_written_and_read_as_a1111_does():
@@ -186,3 +187,11 @@ def test_a_vae_axis_is_planned_with_each_files_hash_and_labelled_by_its_name(tmp
     plain = plan_of('model = "builtin:tiny"\nprompt = "a cat"\nseeds = [1]\n', tmp_path,
                     tmp_path / "none")
     assert plan.keys[list(plan.specs).index(by_x[0])] == plain.keys[0]
+
+
+def test_an_image_naming_its_vae_without_a_hash_keeps_the_name_as_written():
+    text = ("a cat\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 512x512, "
+            "Model: dream, VAE: mystery.safetensors")
+    gen = generation_from_infotext(parse_infotext(text))
+    assert (gen.spec.vae, gen.spec.vae_hash) == ("", "")
+    assert gen.extra["VAE"] == "mystery.safetensors"
