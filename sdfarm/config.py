@@ -84,6 +84,16 @@ class Settings:
     @property
     def lora_folder(self) -> Path:
         return self.lora_dir if self.lora_dir is not None else self.model_dir.parent / "loras"
+    # issue 11: embeddings.
+    #: Textual inversion embeddings, found by file name (``SDFARM_EMBEDDING_DIR``); ``None``:
+    #: ``embeddings/`` in the model dir (:attr:`embedding_folder`).
+    embedding_dir: Path | None = None
+
+    @property
+    def embedding_folder(self) -> Path:
+        if self.embedding_dir is not None:
+            return self.embedding_dir
+        return self.model_dir / "embeddings"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -118,6 +128,8 @@ class Settings:
             queue=env.get("SDFARM_QUEUE") or base.queue,
             lora_dir=Path(env["SDFARM_LORA_DIR"]).expanduser().resolve()
             if env.get("SDFARM_LORA_DIR") else None,
+            embedding_dir=Path(env["SDFARM_EMBEDDING_DIR"]).expanduser().resolve()
+            if env.get("SDFARM_EMBEDDING_DIR") else None,
         )
 
     def with_(self, **changes: object) -> Settings:

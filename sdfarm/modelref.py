@@ -234,18 +234,25 @@ def model_hash(mref: ModelRef, model_dir: Path) -> str | None:
     if path is None:
         return None
     try:
-        real = os.path.realpath(path)
-        stat = os.stat(real)
+        os.stat(os.path.realpath(path))
     except OSError:
         return None
+    return cached_sha256(path, model_dir)[:10]
+
+
+def cached_sha256(path: Path, model_dir: Path) -> str:
+    """Hex sha256 of a file, cached in ``model_dir/hashes.json`` by real path, size and mtime
+    (model weights, VAEs, embeddings). :class:`OSError` when it cannot be read."""
+    real = os.path.realpath(path)
+    stat = os.stat(real)
     cache_file = model_dir / "hashes.json"
     entry = _read_cache(cache_file).get(real)
     if (isinstance(entry, dict) and entry.get("size") == stat.st_size
             and entry.get("mtime_ns") == stat.st_mtime_ns and isinstance(entry.get("sha256"), str)):
-        return entry["sha256"][:10]
+        return entry["sha256"]
     digest = sha256_file(Path(real))
     _remember(cache_file, real, {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest})
-    return digest[:10]
+    return digest
 
 
 def sha256_file(path: Path) -> str:

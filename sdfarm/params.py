@@ -91,6 +91,9 @@ class Param:
     batch_rank: int | None = None
     #: The words a ``choice`` parameter takes.
     choices: tuple[str, ...] = ()
+    #: Set by planning from the files another parameter names (a hash), never by a job file,
+    #: an axis or ``--set`` (issue 11: VAE and embeddings).
+    derived: bool = False
 
     @property
     def allowed(self) -> str:
@@ -250,6 +253,13 @@ _SIZE = dict(low=8, high=8192, multiple_of=8, default=512)
 PARAMS = ParamTable(
     Param("model", "text", None, "model reference", "Model", required=True, allow_empty=False,
           infotext="Model", key_rank=0, batch_rank=0, axis_rank=80),
+    # issue 11: VAE. A VAE file (its absolute path, as model is stored; "" is the model's own
+    # VAE) replaces the model's decoder; its hash, not its path, enters the key (two paths to
+    # one file are one VAE). Right after the model: A1111 writes "VAE hash" and "VAE" there.
+    Param("vae_hash", "text", "", "VAE hash", "VAE hash", infotext="VAE hash", key_rank=23,
+          batch_rank=10, derived=True),
+    Param("vae", "text", "", "VAE file (.safetensors)", "VAE", infotext="VAE", batch_rank=11,
+          axis_rank=81),
     Param("prompt", "text", None, "prompt", "Prompt", required=True, allow_empty=False,
           key_rank=1),
     Param("negative_prompt", "text", "", "negative prompt", "Negative prompt", key_rank=2,
@@ -298,6 +308,11 @@ PARAMS = ParamTable(
     Param("shift", "float", None, "flow-matching schedule shift", "Shift", low=0.0,
           high=20.0, allow_none=True, infotext="Shift", key_rank=18, batch_rank=67,
           axis_rank=78),
+    # issue 11: embeddings. The textual inversion embeddings the prompts use (file stems in
+    # SDFARM_EMBEDDING_DIR written as words), as A1111's "TI hashes" ("name: hash, ...");
+    # a pass loads one set, so it is part of the batch group.
+    Param("ti_hashes", "text", "", "textual inversion hashes", "TI hashes",
+          infotext="TI hashes", key_rank=24, batch_rank=12, derived=True),
 )
 
 #: Infotext key A1111 writes eta under for DDIM.

@@ -107,6 +107,10 @@ class RenderSpec:
     loras: str = ""
     #: A1111's ``Lora hashes`` ("a: 0123456789ab, b: ..."): which files, in prompt order.
     lora_hashes: str = ""
+    # issue 11: VAE and embeddings.
+    vae: str = _default("vae")
+    vae_hash: str = _default("vae_hash")
+    ti_hashes: str = _default("ti_hashes")
 
     @property
     def key(self) -> str:

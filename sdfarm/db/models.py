@@ -42,9 +42,11 @@ def spec_columns_for(specs: Sequence[RenderSpec]) -> Callable[[RenderSpec], dict
     """:func:`spec_columns` for a bulk insert of ``specs``: a parameter added after the first
     layout that every spec leaves at its default is left out, for the column's own default to
     fill (every bound value costs, and most sweeps set none of them)."""
+    # A parameter outside the key (the VAE's path: its hash is the key's) counts as added.
     names = [name for name in SPEC_FIELDS
              if (name not in PARAMS and name not in _ADDED_TEXT_FIELDS)
-             or (name in PARAMS and PARAMS[name].key_rank < FIRST_ADDED_KEY_RANK)
+             or (name in PARAMS
+                 and (PARAMS[name].key_rank or FIRST_ADDED_KEY_RANK) < FIRST_ADDED_KEY_RANK)
              or any(getattr(s, name) != _default_of(name) for s in specs)]
     values = attrgetter(*names)
     return lambda spec: dict(zip(names, values(spec)))
@@ -164,6 +166,13 @@ class Job(Base):
     # set ("a:0.5,b:1", what ``history --lora`` searches) and A1111's "Lora hashes".
     loras: Mapped[str] = mapped_column(Text, server_default="")
     lora_hashes: Mapped[str] = mapped_column(Text, server_default="")
+    # issue 11: VAE and embeddings (migration 0012_vae_embeddings); "" for earlier jobs, which
+    # used the model's own VAE and no embeddings.
+    #: The VAE file (absolute path; an imported image's file name), its A1111 hash, and the
+    #: embeddings the prompts use as A1111's "TI hashes" ("name: hash, ...").
+    vae: Mapped[str] = mapped_column(String(1024), server_default="")
+    vae_hash: Mapped[str] = mapped_column(String(16), server_default="")
+    ti_hashes: Mapped[str] = mapped_column(Text, server_default="")
 
     # Where it sits: the planned batch, and grid coordinates when the sweep has axes.
     batch_index: Mapped[int] = mapped_column(Integer, default=0)

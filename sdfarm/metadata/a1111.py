@@ -85,12 +85,18 @@ def infotext_settings(spec: RenderSpec, version: str | None = None) -> list[tupl
         set_with = partner is not None and getattr(spec, partner) != P[partner].default
         if (param.infotext and param.name not in _ALWAYS_WRITTEN
                 and (value != param.default or set_with)):
-            items.append((_infotext_key(param.name, spec), param.format(value)))
+            items.append((_infotext_key(param.name, spec), _infotext_value(param.name, value)))
     if spec.lora_hashes:  # issue 11: LoRA, where A1111 puts its extra generation params
         items.append((LORA_HASHES, spec.lora_hashes))
     if version:
         items.append(("Version", version))
     return items  # type: ignore[return-value]
+
+
+def _infotext_value(name: str, value: object) -> str:
+    if name == "vae":  # issue 11: A1111 writes the VAE file's name (os.path.basename)
+        return PurePosixPath(str(value).replace("\\", "/")).name
+    return P[name].format(value)
 
 
 def _infotext_key(name: str, spec: RenderSpec) -> str:

@@ -159,6 +159,15 @@ def generation_from_infotext(info: Infotext) -> ImageGeneration:
     if info.negative_template is not None:
         extra["Negative Template"] = info.negative_template
     values = {param.name: _setting(p, param) for key, param in _BY_INFOTEXT.items() if key in p}
+    # issue 11: a VAE hash or name that does not fit its column is kept as written.
+    if "vae_hash" in values:
+        values["vae_hash"] = str(values["vae_hash"]).strip().lower()
+        if len(values["vae_hash"]) > MAX_HASH or not _HEX.match(values["vae_hash"]):
+            extra[P["vae_hash"].infotext] = str(values.pop("vae_hash"))  # type: ignore[index]
+    if len(str(values.get("vae", ""))) > MAX_MODEL or (values.get("vae") and
+                                                       not values.get("vae_hash")):
+        # Without its hash a VAE's name cannot enter the key: it says which file, not what.
+        extra[P["vae"].infotext] = str(values.pop("vae"))  # type: ignore[index]
     for param in P.values():  # a family or prediction sdfarm does not know: kept as written
         if param.kind == "choice" and values.get(param.name, param.default) not in param.choices:
             extra[param.infotext] = str(values.pop(param.name))  # type: ignore[index]

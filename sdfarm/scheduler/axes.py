@@ -113,6 +113,8 @@ def axis_label(param: str, value: Any) -> str:
         shown = PurePosixPath(value.replace("\\", "/")).name or value
     elif param == "negative_prompt":
         shown = value or "(none)"
+    elif param == "vae":  # issue 11: the file's name; "" is the model's own VAE
+        shown = PurePosixPath(value.replace("\\", "/")).name if value else "(model's own)"
     else:
         shown = PARAMS[param].format(value)
     return f"{PARAMS[param].label}: {shown}"

@@ -167,7 +167,7 @@ SWEEP_KEYS: dict[str, str] = {
 #: set by ``seeds`` (or a seed axis), not by a key of its own.
 KNOWN_KEYS: dict[str, str] = {
     "name": SWEEP_KEYS["name"],
-    **{p.name: p.description for p in PARAMS.values() if p.name != "seed"},
+    **{p.name: p.description for p in PARAMS.values() if p.name != "seed" and not p.derived},
     **{k: v for k, v in SWEEP_KEYS.items() if k != "name"},
 }
 
@@ -189,7 +189,7 @@ def parse_job_file(text: str, path: str = "<job file>") -> JobFile:
         raise r.fail(unknown[0], f"unknown key{did_you_mean(unknown[0], KNOWN_KEYS)}; "
                                  f"allowed keys: {', '.join(KNOWN_KEYS)}")
 
-    values = {p.name: r.param(p) for p in PARAMS.values() if p.name != "seed"}
+    values = {p.name: r.param(p) for p in PARAMS.values() if p.name != "seed" and not p.derived}
     seeds = data.get("seeds", {"random": 1})
     written = written_seeds(seeds, 0, fail=lambda problem: r.fail("seeds", problem))
     repeated = duplicates_warning(written)

@@ -13,6 +13,8 @@ from sdfarm.spec import RenderSpec
 
 #: What ``rerun --set`` errors name as the place of the problem.
 WHERE = "--set"
+#: The parameters ``--set`` takes: those a job file takes (hashes follow their files).
+SETTABLE = tuple(name for name, p in PARAMS.items() if not p.derived)
 
 
 def parse_assignments(items: Sequence[str]) -> dict[str, object]:
@@ -22,16 +24,17 @@ def parse_assignments(items: Sequence[str]) -> dict[str, object]:
     for item in items:
         key, sep, raw = item.partition("=")
         key = key.strip()
-        if not sep or key not in PARAMS:
+        if not sep or key not in SETTABLE:
             problem = "is not key=value" if not sep else "cannot be set"
-            raise JobFileError(WHERE, key or item, f"{problem}; settable: {', '.join(PARAMS)}")
+            raise JobFileError(WHERE, key or item, f"{problem}; settable: {', '.join(SETTABLE)}")
         out[key] = PARAMS[key].parse_text(raw)
     return out
 
 
 def apply_overrides(spec: RenderSpec, changes: dict[str, object]) -> RenderSpec:
     """``spec`` with ``changes``, each checked as a job file value would be. The model hash is
-    dropped when the model changes: the caller hashes the new weights."""
+    dropped when the model changes, the VAE hash when the VAE does: the caller hashes the new
+    files (and finds the embeddings a changed prompt uses)."""
     checked: dict[str, object] = {}
     for key, value in changes.items():
         try:
@@ -50,6 +53,8 @@ def apply_overrides(spec: RenderSpec, changes: dict[str, object]) -> RenderSpec:
         checked["schedule"] = schedule if named or given is not None else spec.schedule
     if checked.get("model", spec.model) != spec.model:
         checked["model_hash"] = None
+    if "vae" in checked:
+        checked["vae_hash"] = ""  # the caller hashes the file given (issue 11, VAE)
     new = spec.replace(**checked).normalized()
     problem = check_combination(new.sampler, new.schedule, new.eta)
     if problem is not None:

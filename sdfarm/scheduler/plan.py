@@ -14,7 +14,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import itertools
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar, overload
 
@@ -304,12 +304,15 @@ def make_plan(job: JobFile, model_hash: str | None = None,
               model_hashes: Mapping[str, str | None] | None = None,
               model_configs: Mapping[str, str | None] | None = None,
               families: Mapping[str, tuple[str, str]] | None = None,
-              lora_hashes: LoraHashes | None = None) -> Plan:
-    """Expand ``job`` and put the images in render order, in batches."""
+              lora_hashes: LoraHashes | None = None,
+              derive: Callable[[RenderSpec], RenderSpec] | None = None) -> Plan:
+    """Expand ``job`` and put the images in render order, in batches. ``derive`` completes
+    each image with what its files say (``scheduler.extrafiles``: VAE and embedding hashes)."""
     expansion = expand_job(job, model_hash, model_hashes, families, lora_hashes)
-    groups = [s.batch_group for s in expansion.rows]  # once: sorting and cutting both need them
-    order = order_specs(expansion.rows, groups)
-    rows = tuple(expansion.rows[i] for i in order)
+    expanded = expansion.rows if derive is None else [derive(r) for r in expansion.rows]
+    groups = [s.batch_group for s in expanded]  # once: sorting and cutting both need them
+    order = order_specs(expanded, groups)
+    rows = tuple(expanded[i] for i in order)
     runs = tuple(n for n, i in enumerate(order) if n == 0 or groups[i] != groups[order[n - 1]])
     return Plan(job=job, rows=rows, runs=runs or (0,),
                 row_cells=tuple(expansion.row_cells[i] for i in order),

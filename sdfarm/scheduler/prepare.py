@@ -19,6 +19,7 @@ from sdfarm.modelref import (
     parse_model_ref,
 )
 from sdfarm.scheduler.axes import Axis
+from sdfarm.scheduler.extrafiles import ExtraFiles, resolve_vae_paths
 from sdfarm.scheduler.jobfile import JobFile
 from sdfarm.scheduler.loras import LoraFolder
 from sdfarm.scheduler.plan import Plan, make_plan
@@ -35,8 +36,9 @@ def resolve_model(job: JobFile, model_dir: Path) -> tuple[JobFile, ModelRef]:
     model = str(mref.path) if mref.kind in ("file", "folder") else job.base.model
     config = str(mref.config) if mref.config else None
     axes = tuple(_resolve_model_axis(job, a, model_dir) for a in job.axes)
-    return dataclasses.replace(job, base=job.base.replace(model=model), model_config=config,
-                               axes=axes), mref
+    job = dataclasses.replace(job, base=job.base.replace(model=model), model_config=config,
+                              axes=axes)
+    return resolve_vae_paths(job), mref  # issue 11, VAE: made absolute and checked, as models
 
 
 def _resolve_model_axis(job: JobFile, axis: Axis, model_dir: Path) -> Axis:
@@ -67,11 +69,13 @@ def _abs(job: JobFile, path: str | None) -> str | None:
 
 
 def plan_job(job: JobFile, mref: ModelRef, model_dir: Path,
-             lora_dir: Path | None = None) -> Plan:
+             lora_dir: Path | None = None, embedding_dir: Path | None = None) -> Plan:
     """Expand; the model hash enters each job's key when the weights are on this machine, and
     each model's family (detected from its files) sets the defaults of its images. The LoRAs
     the prompts name are looked up in ``lora_dir`` (default: ``loras/`` beside ``model_dir``)
-    and their hashes enter the keys; a missing one is an error naming it and the folder."""
+    and their hashes enter the keys; a missing one is an error naming it and the folder. The
+    VAE's and the embeddings' hashes (``embedding_dir``: default ``model_dir/embeddings``)
+    enter the keys of the images that use them."""
     hashes: dict[str, str | None] = {}
     configs: dict[str, str | None] = {}
     families = {job.base.model: _family(job, mref, "model")}
@@ -85,7 +89,9 @@ def plan_job(job: JobFile, mref: ModelRef, model_dir: Path,
     known = {m: (d.family, d.prediction) for m, d in families.items() if d is not None}
     loras = LoraFolder(lora_dir if lora_dir is not None else model_dir.parent / "loras",
                        model_dir / "hashes.json")
-    return make_plan(job, model_hash(mref, model_dir), hashes, configs, known, loras.hash_of)
+    extra = ExtraFiles.for_job(job, model_dir, embedding_dir or model_dir / "embeddings")
+    return make_plan(job, model_hash(mref, model_dir), hashes, configs, known, loras.hash_of,
+                     derive=extra)
 
 
 def _family(job: JobFile, mref: ModelRef, key: str) -> Detection | None:

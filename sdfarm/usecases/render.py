@@ -48,7 +48,8 @@ def load_plan(settings: Settings, job_file: str | Path, *, build_builtins: bool 
         for ref in model_refs(job, mref, settings.model_dir):
             if ref.kind == "builtin":
                 ensure_builtin(ref.ref.removeprefix("builtin:"), settings.model_dir)
-    plan = plan_job(job, mref, settings.model_dir, settings.lora_folder)
+    plan = plan_job(job, mref, settings.model_dir, settings.lora_folder,
+                    settings.embedding_folder)
     for warning in prompt_warnings(plan, settings.model_dir):
         print(f"Warning: {warning}", file=sys.stderr)
     return plan

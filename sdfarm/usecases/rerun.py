@@ -16,15 +16,21 @@ from sdfarm.db.engine import session_factory
 from sdfarm.db.jobs import get_job, pass_jobs, rendered_origin
 from sdfarm.db.models import JobStatus
 from sdfarm.db.sweeps import Executor, sweep_jobs
-from sdfarm.errors import FamilyUnknown, JobNotFound, ModelError, SamplerError, SdfarmError
+from sdfarm.errors import (
+    FamilyUnknown,
+    JobFileError,
+    JobNotFound,
+    ModelError,
+    SamplerError,
+    SdfarmError,
+)
 from sdfarm.families import FAMILIES, family_problem
 from sdfarm.metadata.generation import UNKNOWN_SAMPLER
 from sdfarm.metadata.unapplied import NOT_APPLIED, unapplied_settings
 from sdfarm.modelref import model_hash, parse_model_ref
 from sdfarm.params import check_combination
 from sdfarm.samplers import SAMPLERS, SCHEDULES
-from sdfarm.scheduler.overrides import apply_overrides
-from sdfarm.scheduler.prepare import detect_family
+from sdfarm.scheduler.extrafiles import ExtraFiles
 from sdfarm.scheduler.loras import (
     LoraError,
     LoraFolder,
@@ -32,7 +38,10 @@ from sdfarm.scheduler.loras import (
     parse_hashes,
     parse_set,
 )
+from sdfarm.scheduler.overrides import WHERE, apply_overrides
+from sdfarm.scheduler.prepare import detect_family
 from sdfarm.scheduler.rerun import rerun_plan
+from sdfarm.scheduler.vaeref import resolve_vae
 from sdfarm.spec import RenderSpec
 from sdfarm.usecases.local import render_sweep_locally
 from sdfarm.usecases.record import record
@@ -80,6 +89,8 @@ def rerun_job(settings: Settings, job_id: int, changes: dict[str, object],
             specs = [apply_overrides(job.spec(), changes)]
             if "model" in changes:
                 specs, model_config = _with_new_model(specs[0], settings)
+            specs = [_with_extra_files(specs[0], changes, settings)]
+        _check_vae(job_id, specs[0])
         _check_sampling(job_id, specs[0])
         _check_model(job_id, specs[0].model, model_config, job.sweep.allow_pickle, settings)
         if job.sweep.kind == "imported" and "model" not in changes:
@@ -136,6 +147,32 @@ def _with_new_model(spec: RenderSpec, settings: Settings) -> tuple[list[RenderSp
     config = str(mref.config) if mref.config else None
     # The new model may be of another family: it renders as its own.
     return [_as_detected(new, config, False, settings)], config
+
+
+def _with_extra_files(spec: RenderSpec, changes: dict[str, object],
+                      settings: Settings) -> RenderSpec:
+    """``spec`` with a changed VAE made an absolute, checked path, and the VAE and embedding
+    hashes of what it now uses (issue 11): a new prompt may use other embeddings."""
+    if not {"vae", "prompt", "negative_prompt", "model"} & set(changes):
+        return spec
+    if "vae" in changes and spec.vae:
+        try:
+            spec = spec.replace(vae=str(resolve_vae(spec.vae, Path.cwd())))
+        except ModelError as exc:
+            raise JobFileError(WHERE, "vae", str(exc)) from None
+    return ExtraFiles(WHERE, {spec.vae: "vae"}, settings.model_dir,
+                      settings.embedding_folder)(spec)
+
+
+def _check_vae(job_id: int, spec: RenderSpec) -> None:
+    """Fail before recording anything when the VAE is not a file here (an imported image
+    names its VAE by file name only)."""
+    if (spec.vae and not (Path(spec.vae).is_absolute() and Path(spec.vae).is_file())
+            or spec.vae_hash and not spec.vae):
+        what = repr(spec.vae) if spec.vae else f"hash {spec.vae_hash}"
+        raise ModelError(f"job {job_id} was made with VAE {what}, which is not a file on "
+                         "this machine; point it at the file with --set vae=PATH, or render "
+                         "with the model's own VAE: --set vae=")
 
 
 def _as_detected(spec: RenderSpec, model_config: str | None, allow_pickle: bool,

@@ -20,7 +20,9 @@ from sdfarm.config import Settings
 from sdfarm.errors import ImageFailed, SdfarmError
 from sdfarm.scheduler.extranets import strip_extra_networks
 from sdfarm.spec import RenderSpec
+from sdfarm.worker.embeddings import EmbeddingSet
 from sdfarm.worker.prompt_encoder import ENCODED_FAMILIES, encode_prompts, split_by_chunk_count
+from sdfarm.worker.vae import VaeSwitch
 
 StepHook = Callable[[], None]
 
@@ -68,6 +70,9 @@ class DiffusersRenderer:
         from sdfarm.worker.loras import LoraSlots  # issue 11: LoRA
 
         self.loras = LoraSlots(settings.lora_folder, settings.model_dir / "hashes.json")
+        # issue 11: each pass's VAE and embeddings, swapped in without reloading the model.
+        self.vaes = VaeSwitch(settings.model_dir)
+        self.embeddings = EmbeddingSet(settings.embedding_folder, settings.model_dir)
 
     def set_threads(self, threads: int) -> None:
         import torch
@@ -100,6 +105,8 @@ class DiffusersRenderer:
             _, (evicted, _config) = self._pipelines.popitem(last=False)
             self._sampler_of.pop(id(evicted), None)
             self.loras.forget(evicted)
+            self.vaes.forget(evicted)
+            self.embeddings.forget(evicted)
             del evicted
             self._free_memory()
         loading = time.perf_counter()
@@ -137,6 +144,10 @@ class DiffusersRenderer:
             return split(lambda part, hook: self.render(part, model_config=model_config,
                                                         allow_pickle=allow_pickle, on_step=hook))
         self.load_seconds += self.loras.apply(pipe, first)  # issue 11: the pass's LoRA set
+        loading = time.perf_counter()  # a VAE or embedding load is load time, too
+        self.vaes.use(pipe, first.vae, first.vae_hash)
+        specs = self.embeddings.use(pipe, specs)
+        self.load_seconds += time.perf_counter() - loading
         flow = first.prediction == "flow"
         sampling = (first.sampler, first.schedule, first.shift)
         if self._sampler_of.get(id(pipe)) != sampling:

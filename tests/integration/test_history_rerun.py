@@ -56,7 +56,7 @@ def test_set_renders_the_job_again_with_the_changes_into_a_linked_sweep(settings
 def test_bad_set_values_are_refused_naming_the_key_and_nothing_is_recorded(settings, cli_env, tiny_model, tmp_path):
     render_one(cli_env, tmp_path)
     for args, message in [
-        (("--set", "colour=red"), "Error: --set: colour: cannot be set; settable: model, prompt, "
+        (("--set", "colour=red"), "Error: --set: colour: cannot be set; settable: model, vae, prompt, "
                                   "negative_prompt, sampler, seed, subseed, subseed_strength, steps, cfg, "
                                   "width, height, clip_skip, ensd, schedule, eta"),
         (("--set", "steps=0"), "Error: --set: steps: must be an integer from 1 to 1000, got 0"),

@@ -238,7 +238,7 @@ def test_every_axis_param_is_described_for_error_messages():
     assert set(AXIS_PARAMS) == {"lora_weight", "lora", "cfg", "steps", "sampler", "seed",
                                 "width", "height", "size", "clip_skip", "model", "negative_prompt", "prompt_sr", "subseed",
                                 "subseed_strength", "ensd", "schedule", "eta", "guidance",
-                                "shift"}
+                                "shift", "vae"}
 
 
 # --- applying a value to a spec -----------------------------------------------------------

@@ -33,7 +33,10 @@ def test_the_settings_become_typed_fields_and_the_rest_are_kept_as_extras():
         model="v1-5-pruned-emaonly", model_hash="6ce0161689", prompt=gen.spec.prompt,
         negative_prompt=gen.spec.negative_prompt, seed=3141592653, sampler="DPM++ 2M", schedule="Karras",
         steps=28, cfg=6.5, width=512, height=768, clip_skip=2,
-        loras="add_detail:0.6", lora_hashes="add_detail: 7c6bad76eb54")
+        loras="add_detail:0.6", lora_hashes="add_detail: 7c6bad76eb54",
+        # issue 11: VAE and embeddings, as A1111 writes them
+        vae="vae-ft-mse-840000-ema-pruned.safetensors", vae_hash="735e4c3a44",
+        ti_hashes="easynegative: c74b4e810b03, bad_prompt: 6f35e7dd81")
     assert gen.extra["Hires upscale"] == "2" and gen.extra["Denoising strength"] == "0.45"
     assert gen.extra["ADetailer model"] == "face_yolov8n.pt"
     assert not {"Steps", "Sampler", "Schedule type", "Seed", "Size", "Model",

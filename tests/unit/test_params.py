@@ -61,7 +61,9 @@ def test_every_key_parameter_changes_the_key(name):
              "seed": 1, "steps": 3, "cfg": 2.5, "width": 64, "height": 64, "clip_skip": 2,
              "subseed": 77, "subseed_strength": 0.5, "ensd": 31337,
              "schedule": "Karras", "eta": 0.5, "family": "sdxl", "prediction": "v",
-             "guidance": 3.5, "shift": 3.0}
+             "guidance": 3.5, "shift": 3.0,
+             # issue 11: VAE and embeddings
+             "vae_hash": "0123456789", "ti_hashes": "easyneg: 0123456789ab"}
     # A variation seed acts only with a strength: compare with one that has a strength.
     base = BASE.replace(subseed_strength=0.3) if name == "subseed" else BASE
     changed = base.replace(**{name: other[name]}, model_hash=None if name == "model" else BASE.model_hash)
@@ -78,7 +80,9 @@ def test_prompt_and_seed_may_differ_within_a_batch_and_nothing_else():
 
 def test_the_batch_group_sorts_the_most_expensive_switch_first():
     ranked = [p.name for p in PARAMS.ranked("batch_rank")]
-    assert ranked[:5] == ["model", "family", "prediction", "width", "height"]
+    assert ranked[:3] == ["model", "family", "prediction"]
+    # issue 11: a VAE switch (a load) and an embedding set (a load) come before the size.
+    assert ranked[3:8] == ["vae_hash", "vae", "ti_hashes", "width", "height"]
 
 
 def test_every_axis_parameter_comes_from_the_table_or_is_a_named_composite():
@@ -87,7 +91,10 @@ def test_every_axis_parameter_comes_from_the_table_or_is_a_named_composite():
 
 
 def test_every_parameter_but_the_seed_is_a_job_file_key():
-    assert set(PARAMS) - {"seed"} <= set(KNOWN_KEYS)
+    derived = {p.name for p in PARAMS.values() if p.derived}
+    assert set(PARAMS) - {"seed"} - derived <= set(KNOWN_KEYS)
+    # issue 11: hashes follow their files; a job file cannot set them.
+    assert derived == {"vae_hash", "ti_hashes"} and not derived & set(KNOWN_KEYS)
 
 
 def test_infotext_keys_are_unique():
