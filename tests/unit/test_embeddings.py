@@ -153,7 +153,7 @@ def plan_of(text: str, tmp_path: Path, embedding_dir: Path):
 
     job = parse_job_file(text, str(tmp_path / "job.toml"))
     job, mref = resolve_model(job, tmp_path / "models")
-    return plan_job(job, mref, tmp_path / "models", embedding_dir)
+    return plan_job(job, mref, tmp_path / "models", embedding_dir=embedding_dir)
 
 
 def test_a_prompt_sr_axis_over_an_embedding_keys_each_cell_by_what_it_uses(folder, tmp_path):
