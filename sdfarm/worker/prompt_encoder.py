@@ -203,10 +203,21 @@ def _emphasize(hidden, batch: list[Chunk]):
             rows.append(z)
             continue
         weights = torch.tensor(chunk.weights, dtype=torch.float32, device=z.device)
-        original = z.mean()
-        weighted = z * weights[:, None]
-        rows.append((weighted * (original / weighted.mean())).to(z.dtype))
+        z32 = z.float()
+        original = z32.mean()
+        weighted = z32 * weights[:, None]
+        new = weighted.mean()
+        # A mean near 0 (a final layer norm without bias centres every token on 0: random
+        # weights do that) is noise; dividing by it would blow the vectors up to inf/NaN or flip
+        # their sign. Real CLIP's means are far from 0, where this is A1111's restore.
+        if new * original > 0 and new.abs() > _MEAN_FLOOR * z32.abs().mean():
+            weighted = weighted * (original / new)
+        rows.append(weighted.to(z.dtype))
     return torch.stack(rows)
+
+
+#: Below this share of the mean magnitude, a chunk's mean is not restored (see _emphasize).
+_MEAN_FLOOR = 1e-2
 
 
 def _attention_mask(ids, batch: list[Chunk]):
