@@ -320,15 +320,15 @@ PARAMS = ParamTable(
     # after another and share their first pass (sdfarm.worker.hires).
     Param("hires_denoise", "float", 0.7, "hires fix denoising strength", "Hires denoise",
           low=0.0, high=1.0, infotext="Denoising strength", key_rank=28, batch_rank=93,
-          axis_rank=25),
+          axis_rank=87),
     Param("hires_scale", "float", 0.0, "hires fix upscale factor (0: no hires fix)",
           "Hires upscale", low=0.0, high=8.0, infotext="Hires upscale", key_rank=26,
-          batch_rank=90, axis_rank=27),
+          batch_rank=90, axis_rank=89),
     # 0: as many as the first pass (A1111's meaning); otherwise the steps the second pass runs.
     Param("hires_steps", "int", 0, "hires fix steps (0: same as steps)", "Hires steps", low=0,
-          high=1000, infotext="Hires steps", key_rank=27, batch_rank=92, axis_rank=26),
+          high=1000, infotext="Hires steps", key_rank=27, batch_rank=92, axis_rank=88),
     Param("hires_upscaler", "choice", "Latent", "hires fix upscaler", "Hires upscaler",
-          infotext="Hires upscaler", key_rank=29, batch_rank=91, axis_rank=28,
+          infotext="Hires upscaler", key_rank=29, batch_rank=91,
           choices=("Latent", "Lanczos")),
     # The init image of img2img, made absolute at plan time; its sha256 (RenderSpec's
     # init_image_hash, beside it) enters the key, not its path. "": text to image.
@@ -336,7 +336,7 @@ PARAMS = ParamTable(
     # A1111 writes it as "Denoising strength" too (sdfarm.metadata.a1111), the key it shares
     # with the hires denoise: an image has one or the other.
     Param("denoise", "float", 0.75, "img2img denoising strength", "Denoise", low=0.0,
-          high=1.0, key_rank=31, batch_rank=96, axis_rank=29),
+          high=1.0, key_rank=31, batch_rank=96, axis_rank=86),
 )
 
 #: Infotext key A1111 writes eta under for DDIM.

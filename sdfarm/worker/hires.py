@@ -3,8 +3,9 @@ pipeline (``AutoPipelineForImage2Image.from_pipe``: the same weights, no second 
 
 Hires fix, with A1111's meanings: a text-to-image first pass at the base size, an upscale
 (``Latent``: the latents interpolated bilinearly; ``Lanczos``: decoded, resized with PIL's
-Lanczos, encoded again by the second pass), then a second pass at strength ``hires_denoise``
-that runs ``hires_steps`` steps (0: ``steps``), with the first pass's sampler and text.
+Lanczos, encoded again by the second pass), then an img2img second pass with the first
+pass's sampler and text that runs ``hires_steps`` steps (0: ``steps``), the last ones of a
+schedule of ``hires_steps / hires_denoise`` steps, as A1111 runs it.
 
 The first pass of a hires pass is, by definition, the text-to-image pass of the same images
 (in the same order) without their hires settings. So it is a function of the pass alone:
@@ -62,14 +63,16 @@ def hires_size(spec: RenderSpec, multiple: int = 8) -> tuple[int, int]:
                  for side in (spec.width, spec.height))
 
 
-def second_pass_steps(steps: int, denoise: float) -> tuple[int, int]:
-    """(schedule length, steps run) of an img2img pass meant to run ``steps`` steps at
-    ``denoise``, as A1111 sets up its hires pass: a schedule of ``steps / denoise`` steps whose
-    last ``steps`` run. diffusers then runs ``int(schedule * denoise)`` of them."""
+def second_pass_steps(steps: int, denoise: float) -> tuple[int, float]:
+    """(schedule length, img2img strength) that make diffusers run the hires pass A1111 runs:
+    ``steps`` steps, the last ones of a schedule of ``int(steps / denoise)`` (A1111's
+    ``setup_img2img_steps``). diffusers runs ``int(schedule * strength)`` steps of its
+    schedule, so the strength is the fraction that gives ``steps`` (half a step above it, so
+    rounding cannot lose one). ``(0, 0.0)``: nothing to denoise."""
     if denoise <= 0:
-        return 0, 0
-    schedule = min(MAX_SCHEDULE_STEPS, int(steps / min(denoise, 0.999)))
-    return schedule, min(int(schedule * denoise), schedule)
+        return 0, 0.0
+    schedule = max(steps, min(MAX_SCHEDULE_STEPS, int(steps / min(denoise, 0.999))))
+    return schedule, min(1.0, (steps + 0.5) / schedule)
 
 
 class FirstPasses:
@@ -129,7 +132,8 @@ def _hires(renderer, specs: Sequence[RenderSpec], *, model_config: str | None,
     device = pipe.unet.device
     latents = latents.to(device)
     width, height = hires_size(first, pipe.vae_scale_factor)
-    steps, runs = second_pass_steps(first.hires_steps or first.steps, first.hires_denoise)
+    steps, strength = second_pass_steps(first.hires_steps or first.steps, first.hires_denoise)
+    runs = int(steps * strength)
     if first.hires_upscaler == "Latent":
         import torch.nn.functional as F
 
@@ -145,7 +149,7 @@ def _hires(renderer, specs: Sequence[RenderSpec], *, model_config: str | None,
                  for im in _decode(pipe, latents, "pil")]
         if runs < 1:
             return to_images(_round_trip(pipe, image))
-    return _second_pass(pipe, arguments, specs, image, first.hires_denoise, steps)
+    return _second_pass(pipe, arguments, specs, image, strength, steps)
 
 
 def _img2img(renderer, specs: Sequence[RenderSpec], *, model_config: str | None,
