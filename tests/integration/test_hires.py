@@ -17,6 +17,7 @@ from sdfarm.cli.main import cli
 from sdfarm.db.engine import session_factory
 from sdfarm.db.models import Job
 from sdfarm.metadata.chunks import read_png_text
+from sdfarm.usecases.render import load_plan
 from sdfarm.worker.batch import process_renderer
 from sdfarm.worker.hires import FirstPasses
 from tests.conftest import write_job
@@ -45,6 +46,17 @@ height = 64
 seeds = [{seed}]
 hires = {{ scale = 2, steps = 2, denoise = {denoise}, upscaler = "{upscaler}" }}
 """
+
+
+@pytest.fixture
+def settings(settings):
+    """One torch thread: on a loaded 2-core machine two threads make these renders 10x slower."""
+    return settings.with_(threads=1)
+
+
+@pytest.fixture
+def cli_env(cli_env):
+    return {**cli_env, "SDFARM_THREADS": "1"}
 
 
 def sdfarm(env: dict, *args):
@@ -78,17 +90,18 @@ def test_a_hires_denoise_axis_renders_one_first_pass_per_seed_and_each_cell_equa
     cells = {(j.seed, j.hires_denoise): (j.key, pixels(j.output_path)) for j in jobs}
     assert {c.shape for _, c in cells.values()} == {(128, 128, 3)}
     assert len({c.tobytes() for _, c in cells.values()}) == 6  # the denoise changes the pixels
-    # And each cell equals the same hires render done alone (a single job of the same key,
-    # rendered again with its own first pass)
+    # And each cell equals the same hires render done alone: a job file of that one image
+    # plans the cell's key, and its render, with a first pass of its own, has its pixels
     for (seed, denoise), (key, cell) in cells.items():
-        renderer.first_passes = FirstPasses()
         alone = write_job(tmp_path, ALONE.format(seed=seed, denoise=denoise, upscaler=upscaler),
                           name=f"alone-{seed}-{denoise}.toml")
-        assert sdfarm(cli_env, "render", alone, "-q", "--force").exit_code == 0
+        (spec,) = load_plan(settings, alone).specs
+        assert spec.key == key
+        renderer.first_passes = FirstPasses()
+        (image,) = renderer.render([spec], model_config=None, allow_pickle=False,
+                                   on_step=lambda: None)
         assert renderer.first_passes.rendered == 1
-        single = done_jobs(settings)[-1]
-        assert (single.seed, single.hires_denoise, single.key) == (seed, denoise, key)
-        assert np.array_equal(pixels(single.output_path), cell), (seed, denoise)
+        assert np.array_equal(np.asarray(image.convert("RGB")), cell), (seed, denoise)
 
 
 def test_passes_of_several_seeds_share_their_first_pass_and_rerun_identically(
