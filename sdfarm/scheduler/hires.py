@@ -54,6 +54,12 @@ def hires_values(data: Mapping[str, Any], axes: Sequence[Axis], values: Mapping[
         key = axis_of["denoise"].key if "denoise" in axis_of else "denoise"
         raise fail(key, 'applies to img2img only; set init_image = "path.png" (the hires '
                         "fix takes its own denoise: hires = { denoise = 0.5 })")
+    if init:
+        for name in ("subseed_strength", "ensd"):
+            if values[name] != PARAMS[name].default or name in axis_of:
+                key = axis_of[name].key if name in axis_of else name
+                raise fail(key, "does not apply to img2img (init_image): diffusers' img2img "
+                                "pipeline draws its noise from the seed alone; remove it")
     if init and hires_on:
         raise fail("init_image", "img2img has no hires fix (as in A1111); remove the hires "
                                  "settings, or render the hires image first and use it as "

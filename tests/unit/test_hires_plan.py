@@ -59,6 +59,9 @@ def test_the_hires_table_sets_the_hires_parameters_with_a1111_defaults():
     ("denoise = 0.5", f"{FILE}: denoise: applies to img2img only; set init_image"),
     ('[axes]\ny = { denoise = "0.3, 0.6" }', f"{FILE}: axes.y.denoise: applies to img2img only"),
     ('init_image = "a.png"\nhires = {}', f"{FILE}: init_image: img2img has no hires fix"),
+    ('init_image = "a.png"\nensd = 31337', f"{FILE}: ensd: does not apply to img2img"),
+    ('init_image = "a.png"\n[axes]\nx = { subseed_strength = "0, 0.5" }',
+     f"{FILE}: axes.x.subseed_strength: does not apply to img2img"),
 ])
 def test_hires_and_img2img_settings_that_would_change_nothing_are_one_line_errors(body, message):
     assert problem(body).startswith(message)
