@@ -159,3 +159,11 @@ def test_hires_on_a_flow_model_is_refused_at_plan_time(settings, cli_env, tmp_pa
     assert result.exit_code == 1
     assert result.stderr.startswith(f"Error: {job}: hires_scale: Flux.1-dev models do not "
                                     "use hires_scale")
+
+
+def test_the_example_hires_grid_plans_6_cells_in_3_passes_of_both_seeds(settings):
+    from tests.integration.test_cli import REPO
+
+    plan = load_plan(settings, REPO / "examples" / "hires-denoise-grid.toml")
+    assert plan.images == 6 and [len(b) for b in plan.batches] == [2, 2, 2]
+    assert {s.width * 2 for s in plan.specs} == {128} and {s.hires_scale for s in plan.specs} == {2.0}
