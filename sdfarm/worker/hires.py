@@ -129,8 +129,7 @@ def _hires(renderer, specs: Sequence[RenderSpec], *, model_config: str | None,
     if latents is None:
         latents = pipe(**arguments, output_type="latent").images
         cache.put(key, latents)
-    device = pipe.unet.device
-    latents = latents.to(device)
+    latents = latents.to(pipe._execution_device)  # a CUDA device also under CPU offload
     width, height = hires_size(first, pipe.vae_scale_factor)
     steps, strength = second_pass_steps(first.hires_steps or first.steps, first.hires_denoise)
     runs = int(steps * strength)
@@ -250,7 +249,7 @@ def _round_trip(pipe, images: list):
     import torch
 
     vae = pipe.vae
-    pixels = pipe.image_processor.preprocess(images).to(vae.device, vae.dtype)
+    pixels = pipe.image_processor.preprocess(images).to(pipe._execution_device, vae.dtype)
     with torch.no_grad():
         latents = vae.encode(pixels).latent_dist.mode()
         image = vae.decode(latents, return_dict=False)[0]
