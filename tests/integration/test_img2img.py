@@ -99,8 +99,11 @@ def test_denoise_0_returns_the_init_image_through_the_vae_whatever_the_prompt_an
     expected = vae_round_trip(settings, init_png)
     for job_row in jobs:
         assert np.array_equal(pixels(job_row.output_path), expected)
-    # And the path is recorded absolute, with the file's sha256
+    # And the path is recorded absolute, with the file's sha256; a rerun is identical
     assert jobs[0].init_image == str(init_png.resolve()) and len(jobs[0].init_image_hash) == 64
+    rerun = sdfarm(cli_env, "rerun", jobs[2].id)
+    assert rerun.exit_code == 0, rerun.output
+    assert "identical: every pixel matches the original" in rerun.stdout
 
 
 def test_a_denoise_axis_changes_the_pixels_and_a_rerun_is_identical(
