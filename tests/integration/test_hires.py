@@ -122,6 +122,11 @@ def test_passes_of_several_seeds_share_their_first_pass_and_rerun_identically(
     assert rerun.exit_code == 0, rerun.output
     assert "identical: every pixel matches the original" in rerun.stdout
     assert renderer.first_passes.rendered == 2
+    # And rerun --set changes a hires setting like any other: the cell of that value's key
+    changed = sdfarm(cli_env, "rerun", cell.id, "--set", "hires_denoise=0.3")
+    assert changed.exit_code == 0, changed.output
+    new = done_jobs(settings)[-1]
+    assert new.key == next(j.key for j in jobs if j.hires_denoise == 0.3 and j.seed == 6)
 
 
 def test_hires_settings_are_written_as_a1111_writes_them_and_index_reads_them_back(
