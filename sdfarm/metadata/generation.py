@@ -328,6 +328,11 @@ def _hires_as_read(p: dict[str, str], values: dict[str, object], extra: dict[str
         if key in p:
             extra[key] = p[key]
             values.pop(_BY_INFOTEXT[key].name, None)  # type: ignore[index]
+    # In the image's order, as the other extras are.
+    order = {key: n for n, key in enumerate(p)}
+    kept = sorted(extra.items(), key=lambda item: order.get(item[0], len(order)))
+    extra.clear()
+    extra.update(kept)
 
 
 def _setting(p: dict[str, str], param: Param) -> object:
