@@ -4,14 +4,14 @@ Earlier jobs get the defaults, which are what they were rendered with: no hires 
 and no init image.
 
 Revision ID: 0013_hires_img2img
-Revises: 0011_loras
+Revises: 0012_vae_embeddings
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0013_hires_img2img"
-down_revision = "0011_loras"
+down_revision = "0012_vae_embeddings"
 branch_labels = None
 depends_on = None
 
