@@ -52,15 +52,18 @@ class Family:
 
 
 _CLIP_FAMILY = frozenset({"negative_prompt", "clip_skip", "eta"})
+#: issue 11: the hires fix and img2img run through diffusers' img2img pipelines of these
+#: UNet families (sdfarm.worker.hires).
+_TWO_PASS = frozenset({"hires_scale", "init_image"})
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("sd1", "SD 1.x", "StableDiffusionPipeline", 512, 20, 7.0, "Euler a",
-           ("epsilon", "v"), uses=_CLIP_FAMILY),
+           ("epsilon", "v"), uses=_CLIP_FAMILY | _TWO_PASS),
     Family("sd2", "SD 2.x", "StableDiffusionPipeline", 512, 20, 7.0, "Euler a",
-           ("epsilon", "v"), uses=_CLIP_FAMILY, v_size=768),
+           ("epsilon", "v"), uses=_CLIP_FAMILY | _TWO_PASS, v_size=768),
     # SDXL already encodes from the penultimate CLIP layer; A1111's clip skip does not apply.
     Family("sdxl", "SDXL", "StableDiffusionXLPipeline", 1024, 20, 7.0, "Euler a",
-           ("epsilon", "v"), uses=frozenset({"negative_prompt", "eta"})),
+           ("epsilon", "v"), uses=frozenset({"negative_prompt", "eta"}) | _TWO_PASS),
     # Flux is guidance-distilled: CFG 1 turns real CFG (and with it the negative prompt) off.
     Family("flux-dev", "Flux.1-dev", "FluxPipeline", 1024, 28, 1.0, "Euler", ("flow",),
            samplers=FLOW_SAMPLERS, guidance=3.5,
@@ -79,6 +82,7 @@ FAMILY_DEFAULTS = ("width", "height", "steps", "cfg", "sampler", "guidance")
 #: Optional parameters that only some families use, and each one's value that means "unused".
 OPTIONAL_PARAMS: dict[str, object] = {
     "negative_prompt": "", "clip_skip": 1, "eta": None, "guidance": None, "shift": None,
+    "hires_scale": 0.0, "init_image": "",  # issue 11
 }
 
 

@@ -313,6 +313,30 @@ PARAMS = ParamTable(
     # a pass loads one set, so it is part of the batch group.
     Param("ti_hashes", "text", "", "textual inversion hashes", "TI hashes",
           infotext="TI hashes", key_rank=24, batch_rank=12, derived=True),
+    # issue 11: hires fix and img2img. A hires scale of 0 is no hires fix (RenderSpec.normalized
+    # then sets the other hires settings to their defaults); the job file's ``hires`` table
+    # turns it on (sdfarm.scheduler.hires). Table order is A1111's infotext order. The hires
+    # settings rank last in the batch group, so cells that differ only in them render one
+    # after another and share their first pass (sdfarm.worker.hires).
+    Param("hires_denoise", "float", 0.7, "hires fix denoising strength", "Hires denoise",
+          low=0.0, high=1.0, infotext="Denoising strength", key_rank=28, batch_rank=93,
+          axis_rank=87),
+    Param("hires_scale", "float", 0.0, "hires fix upscale factor (0: no hires fix)",
+          "Hires upscale", low=0.0, high=8.0, infotext="Hires upscale", key_rank=26,
+          batch_rank=90, axis_rank=89),
+    # 0: as many as the first pass (A1111's meaning); otherwise the steps the second pass runs.
+    Param("hires_steps", "int", 0, "hires fix steps (0: same as steps)", "Hires steps", low=0,
+          high=1000, infotext="Hires steps", key_rank=27, batch_rank=92, axis_rank=88),
+    Param("hires_upscaler", "choice", "Latent", "hires fix upscaler", "Hires upscaler",
+          infotext="Hires upscaler", key_rank=29, batch_rank=91,
+          choices=("Latent", "Lanczos")),
+    # The init image of img2img, made absolute at plan time; its sha256 (RenderSpec's
+    # init_image_hash, beside it) enters the key, not its path. "": text to image.
+    Param("init_image", "text", "", "init image (img2img)", "Init image", batch_rank=95),
+    # A1111 writes it as "Denoising strength" too (sdfarm.metadata.a1111), the key it shares
+    # with the hires denoise: an image has one or the other.
+    Param("denoise", "float", 0.75, "img2img denoising strength", "Denoise", low=0.0,
+          high=1.0, key_rank=31, batch_rank=96, axis_rank=86),
 )
 
 #: Infotext key A1111 writes eta under for DDIM.

@@ -74,6 +74,8 @@ def _default(name: str):
 
 
 _NO_SUBSEED = _default("subseed")
+_HIRES_REST = ("hires_steps", "hires_denoise", "hires_upscaler")
+_NO_HIRES = tuple(_default(name) for name in _HIRES_REST)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,13 @@ class RenderSpec:
     prediction: str = _default("prediction")
     guidance: float | None = _default("guidance")
     shift: float | None = _default("shift")
+    # issue 11: hires fix and img2img
+    hires_denoise: float = _default("hires_denoise")
+    hires_scale: float = _default("hires_scale")
+    hires_steps: int = _default("hires_steps")
+    hires_upscaler: str = _default("hires_upscaler")
+    init_image: str = _default("init_image")
+    denoise: float = _default("denoise")
     #: A1111 short hash of the weights; ``None`` while the weights are not on this machine.
     model_hash: str | None = None
     # issue 11: LoRA. Not parameters of the table: both follow from the prompt's
@@ -111,6 +120,9 @@ class RenderSpec:
     vae: str = _default("vae")
     vae_hash: str = _default("vae_hash")
     ti_hashes: str = _default("ti_hashes")
+    #: sha256 of the init image's file, read at plan time: what enters the key (the path does
+    #: not: a moved file renders the same pixels).
+    init_image_hash: str | None = None
 
     @property
     def key(self) -> str:
@@ -141,6 +153,9 @@ class RenderSpec:
                     payload.append([param.name, param.canonical(value)])
         if self.loras or self.lora_hashes:  # issue 11: LoRA; keys without one stay as they were
             payload.append(["loras", self.loras, self.lora_hashes])
+        if self.init_image:  # issue 11: img2img, by the image's content when known
+            ref = f"sha256:{self.init_image_hash}" if self.init_image_hash else f"ref:{self.init_image}"
+            payload.append(["init_image", ref])
         return _KEY_JSON.encode(payload)
 
     @property
@@ -168,9 +183,15 @@ class RenderSpec:
         parts of a cell, and a subseed given there must survive until a strength axis sets
         the strength of the cell.
         """
+        spec = self
         if self.subseed_strength == 0 and self.subseed != _NO_SUBSEED:
-            return dataclasses.replace(self, subseed=_NO_SUBSEED)
-        return self
+            spec = dataclasses.replace(spec, subseed=_NO_SUBSEED)
+        # issue 11: hires settings without a hires fix, a denoise without an init image
+        if spec.hires_scale == 0 and (spec.hires_steps, spec.hires_denoise, spec.hires_upscaler) != _NO_HIRES:
+            spec = dataclasses.replace(spec, **dict(zip(_HIRES_REST, _NO_HIRES)))
+        if not spec.init_image and spec.denoise != _default("denoise"):
+            spec = dataclasses.replace(spec, denoise=_default("denoise"))
+        return spec
 
     def replace(self, **changes: object) -> RenderSpec:
         return dataclasses.replace(self, **changes)

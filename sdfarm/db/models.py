@@ -173,6 +173,15 @@ class Job(Base):
     vae: Mapped[str] = mapped_column(String(1024), server_default="")
     vae_hash: Mapped[str] = mapped_column(String(16), server_default="")
     ti_hashes: Mapped[str] = mapped_column(Text, server_default="")
+    # issue 11: hires fix and img2img (migration 0013_hires_img2img); earlier jobs had neither.
+    hires_denoise: Mapped[float] = mapped_column(Float, server_default="0.7")
+    hires_scale: Mapped[float] = mapped_column(Float, server_default="0")
+    hires_steps: Mapped[int] = mapped_column(Integer, server_default="0")
+    hires_upscaler: Mapped[str] = mapped_column(String(32), server_default="Latent")
+    #: Absolute path of the init image as planned, and the sha256 of its file then.
+    init_image: Mapped[str] = mapped_column(String(1024), server_default="")
+    init_image_hash: Mapped[str | None] = mapped_column(String(64))
+    denoise: Mapped[float] = mapped_column(Float, server_default="0.75")
 
     # Where it sits: the planned batch, and grid coordinates when the sweep has axes.
     batch_index: Mapped[int] = mapped_column(Integer, default=0)

@@ -27,7 +27,9 @@ SCHEDULE_TYPE = P["schedule"].infotext
 _ALWAYS_WRITTEN = frozenset({"steps", "sampler", "schedule", "cfg", "seed", "model"})
 #: Parameters written whenever another one is not at its default, even at their own default:
 #: A1111 writes ``Variation seed: 0`` whenever the strength is above 0.
-_WRITTEN_WITH = {"subseed": "subseed_strength"}
+_WRITTEN_WITH = {"subseed": "subseed_strength",
+                 # issue 11: A1111 writes the hires denoise and upscaler whenever hires is on.
+                 "hires_denoise": "hires_scale", "hires_upscaler": "hires_scale"}
 
 
 def quote(value: object) -> str:
@@ -88,6 +90,8 @@ def infotext_settings(spec: RenderSpec, version: str | None = None) -> list[tupl
             items.append((_infotext_key(param.name, spec), _infotext_value(param.name, value)))
     if spec.lora_hashes:  # issue 11: LoRA, where A1111 puts its extra generation params
         items.append((LORA_HASHES, spec.lora_hashes))
+    if spec.init_image:  # issue 11: img2img's denoise, under the key A1111 gives it
+        items.append((P["hires_denoise"].infotext, P["denoise"].format(spec.denoise)))
     if version:
         items.append(("Version", version))
     return items  # type: ignore[return-value]

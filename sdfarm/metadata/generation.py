@@ -171,6 +171,7 @@ def generation_from_infotext(info: Infotext) -> ImageGeneration:
     for param in P.values():  # a family or prediction sdfarm does not know: kept as written
         if param.kind == "choice" and values.get(param.name, param.default) not in param.choices:
             extra[param.infotext] = str(values.pop(param.name))  # type: ignore[index]
+    _hires_as_read(p, values, extra)  # issue 11
     if "family" not in values:
         # Without the family these say nothing sdfarm can render with: Forge writes its
         # "Distilled CFG Scale" on SDXL images too. Kept as written.
@@ -308,6 +309,30 @@ def sampler_as_written(sampler: str, schedule_type: str | None) -> tuple[str, st
     if named is not None:  # "DPM++ 2M Karras" with another schedule: keep it as written
         return name, schedule
     return base, schedule
+
+
+#: issue 11: the hires fix's infotext keys, as A1111 writes them.
+_HIRES = tuple(P[name].infotext for name in ("hires_denoise", "hires_scale", "hires_steps",
+                                             "hires_upscaler"))
+
+
+def _hires_as_read(p: dict[str, str], values: dict[str, object], extra: dict[str, str]) -> None:
+    """Keep the hires settings only when sdfarm can render them: ``Denoising strength``
+    without ``Hires upscale`` is an img2img image's (its init image is not known here), and a
+    hires upscaler sdfarm lacks (an ESRGAN) leaves the whole hires fix as written."""
+    upscaler = P["hires_upscaler"].infotext
+    if P["hires_scale"].infotext in p and upscaler not in extra and values.get(
+            "hires_scale", 0) != 0:
+        return
+    for key in _HIRES:
+        if key in p:
+            extra[key] = p[key]
+            values.pop(_BY_INFOTEXT[key].name, None)  # type: ignore[index]
+    # In the image's order, as the other extras are.
+    order = {key: n for n, key in enumerate(p)}
+    kept = sorted(extra.items(), key=lambda item: order.get(item[0], len(order)))
+    extra.clear()
+    extra.update(kept)
 
 
 def _setting(p: dict[str, str], param: Param) -> object:

@@ -23,6 +23,7 @@ from sdfarm.params import (
     split_combined,
 )
 from sdfarm.samplers import AUTOMATIC, split_sampler
+from sdfarm.scheduler import hires
 from sdfarm.scheduler.axes import Axis, parse_axes
 from sdfarm.scheduler.seeds import duplicates_warning, written_seeds
 from sdfarm.spec import RenderSpec
@@ -168,6 +169,7 @@ SWEEP_KEYS: dict[str, str] = {
 KNOWN_KEYS: dict[str, str] = {
     "name": SWEEP_KEYS["name"],
     **{p.name: p.description for p in PARAMS.values() if p.name != "seed" and not p.derived},
+    "hires": hires.DESCRIPTION,  # issue 11: hires fix
     **{k: v for k, v in SWEEP_KEYS.items() if k != "name"},
 }
 
@@ -202,6 +204,7 @@ def parse_job_file(text: str, path: str = "<job file>") -> JobFile:
                               "(or the seed axis): each cell's seed comes from the axis")
     wildcards = r.string("wildcards", default=DEFAULT_WILDCARDS)
     values["sampler"], values["schedule"] = _sampling(r, values, axes)
+    values.update(hires.hires_values(data, axes, values, r.fail))  # issue 11: hires, img2img
 
     return JobFile(
         path=path,

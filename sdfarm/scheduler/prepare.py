@@ -20,6 +20,7 @@ from sdfarm.modelref import (
 )
 from sdfarm.scheduler.axes import Axis
 from sdfarm.scheduler.extrafiles import ExtraFiles, resolve_vae_paths
+from sdfarm.scheduler.initimage import resolve_init_image
 from sdfarm.scheduler.jobfile import JobFile
 from sdfarm.scheduler.loras import LoraFolder
 from sdfarm.scheduler.plan import Plan, make_plan
@@ -36,6 +37,7 @@ def resolve_model(job: JobFile, model_dir: Path) -> tuple[JobFile, ModelRef]:
     model = str(mref.path) if mref.kind in ("file", "folder") else job.base.model
     config = str(mref.config) if mref.config else None
     axes = tuple(_resolve_model_axis(job, a, model_dir) for a in job.axes)
+    job = resolve_init_image(job)  # issue 11: img2img
     job = dataclasses.replace(job, base=job.base.replace(model=model), model_config=config,
                               axes=axes)
     return resolve_vae_paths(job), mref  # issue 11, VAE: made absolute and checked, as models

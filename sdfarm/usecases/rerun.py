@@ -99,6 +99,7 @@ def rerun_job(settings: Settings, job_id: int, changes: dict[str, object],
                      for s in specs]
         _check_family(job_id, specs[0])
         specs = [_with_loras(job_id, s, settings, "prompt" in changes) for s in specs]
+        specs = _with_init_image(job_id, specs, "init_image" in changes)  # issue 11: img2img
         position = [j.id for j in companions].index(rendered.id)
         threads = rendered.threads or settings.threads
         plan = rerun_plan(job_id, specs, model_config=model_config,
@@ -228,6 +229,33 @@ def _check_sampling(job_id: int, spec: RenderSpec) -> None:
         param, _, text = problem.partition(": ")
         how = "--set eta=none" if param == "eta" else f"--set {param}=NAME"
         raise SamplerError(f"job {job_id}: {text}; rerun it with {how}")
+
+
+def _with_init_image(job_id: int, specs: list[RenderSpec], changed: bool) -> list[RenderSpec]:
+    """Fail before recording anything when an img2img job's init image is gone or no longer
+    the one it was rendered from; a new one (``--set init_image=PATH``) is hashed here."""
+    import hashlib
+
+    out = []
+    for spec in specs:
+        if not spec.init_image:
+            out.append(spec)
+            continue
+        path = Path(spec.init_image).expanduser().resolve()
+        try:
+            sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError as exc:
+            raise SdfarmError(f"job {job_id}: init image {path} cannot be read: "
+                              f"{exc.strerror or exc}; put it back, or rerun with --set "
+                              f"init_image=PATH") from None
+        if changed:
+            spec = spec.replace(init_image=str(path), init_image_hash=sha)
+        elif spec.init_image_hash and sha != spec.init_image_hash:
+            raise SdfarmError(f"job {job_id}: init image {path} changed since it was planned "
+                              f"(sha256 {spec.init_image_hash[:12]}... then); put the original "
+                              f"back, or rerun with --set init_image=PATH for the new one")
+        out.append(spec)
+    return out
 
 
 def _check_family(job_id: int, spec: RenderSpec) -> None:

@@ -21,6 +21,7 @@ from sdfarm.errors import ImageFailed, SdfarmError
 from sdfarm.scheduler.extranets import strip_extra_networks
 from sdfarm.spec import RenderSpec
 from sdfarm.worker.embeddings import EmbeddingSet
+from sdfarm.worker.hires import FirstPasses, is_two_pass, render_two_pass
 from sdfarm.worker.prompt_encoder import ENCODED_FAMILIES, encode_prompts, split_by_chunk_count
 from sdfarm.worker.vae import VaeSwitch
 
@@ -73,6 +74,9 @@ class DiffusersRenderer:
         # issue 11: each pass's VAE and embeddings, swapped in without reloading the model.
         self.vaes = VaeSwitch(settings.model_dir)
         self.embeddings = EmbeddingSet(settings.embedding_folder, settings.model_dir)
+        #: issue 11: the first passes of hires fixes, shared by cells that differ only in
+        #: their hires settings, and each pipeline's img2img twin.
+        self.first_passes = FirstPasses()
 
     def set_threads(self, threads: int) -> None:
         import torch
@@ -131,6 +135,25 @@ class DiffusersRenderer:
 
     def render(self, specs: Sequence[RenderSpec], *, model_config: str | None,
                allow_pickle: bool, on_step: StepHook) -> list[Image.Image | ImageFailed]:
+        first = specs[0]
+        pipe, _ = self.pipeline(first.model, model_config, allow_pickle, first.family,
+                                first.prediction)
+        split = split_by_chunk_count(pipe, specs, on_step)
+        if split is not None:  # prompts of different lengths: one pass per chunk count
+            return split(lambda part, hook: self.render(part, model_config=model_config,
+                                                        allow_pickle=allow_pickle, on_step=hook))
+        if is_two_pass(first):  # issue 11: hires fix, img2img
+            return render_two_pass(self, specs, model_config=model_config,
+                                   allow_pickle=allow_pickle, on_step=on_step)
+        pipe, arguments = self.pass_arguments(specs, model_config=model_config,
+                                              allow_pickle=allow_pickle, on_step=on_step)
+        return to_images(pipe(**arguments, output_type="np").images)
+
+    def pass_arguments(self, specs: Sequence[RenderSpec], *, model_config: str | None,
+                       allow_pickle: bool, on_step: StepHook) -> tuple[object, dict[str, object]]:
+        """The pipeline of one text-to-image pass, set up for it (scheduler, eta), and the
+        arguments of its call but ``output_type``: the text, the initial noise, the step
+        noise's generators, the step hook."""
         import torch
 
         from sdfarm.samplers import SAMPLERS, split_sampler
@@ -139,10 +162,6 @@ class DiffusersRenderer:
         first = specs[0]
         pipe, base_config = self.pipeline(first.model, model_config, allow_pickle, first.family,
                                           first.prediction)
-        split = split_by_chunk_count(pipe, specs, on_step)
-        if split is not None:  # prompts of different lengths: one pass per chunk count
-            return split(lambda part, hook: self.render(part, model_config=model_config,
-                                                        allow_pickle=allow_pickle, on_step=hook))
         self.load_seconds += self.loras.apply(pipe, first)  # issue 11: the pass's LoRA set
         loading = time.perf_counter()  # a VAE or embedding load is load time, too
         self.vaes.use(pipe, first.vae, first.vae_hash)
@@ -198,7 +217,7 @@ class DiffusersRenderer:
         if first.family in ENCODED_FAMILIES:  # A1111 prompt syntax, long prompts, clip skip
             text = encode_prompts(pipe, first.family, [s.prompt for s in specs],
                                   [s.negative_prompt for s in specs], first.clip_skip)
-        result = pipe(
+        return pipe, dict(
             **text,
             num_inference_steps=first.steps,
             width=first.width,
@@ -206,10 +225,8 @@ class DiffusersRenderer:
             latents=latents,
             generator=step_generators,
             callback_on_step_end=step_end,
-            output_type="np",
             **extra,
         )
-        return to_images(result.images)
 
 
 def to_images(array) -> list[Image.Image | ImageFailed]:

@@ -158,12 +158,13 @@ def test_an_imported_eta_that_diffusers_cannot_honour_is_refused_not_ignored(
 
 def test_a_rerun_names_the_recorded_settings_it_cannot_apply_and_notes_them_on_the_new_job(
         settings, cli_env, tiny_model, tmp_path):
-    # Given an A1111 image made with a hires pass, which sdfarm has no parameter for (a LoRA
-    # it has since issue 11: tests/integration/test_lora_render.py)
+    # Given an A1111 image made with a hires pass through an ESRGAN upscaler, which sdfarm
+    # lacks (a LoRA and a latent or Lanczos hires fix it has since issue 11:
+    # tests/integration/test_lora_render.py, test_hires.py)
     png(tmp_path / "a1111" / "hires.png",
         "a red boat, at sea\nSteps: 2, Sampler: Euler, CFG scale: 7, Seed: 3, "
         "Size: 64x64, Model: builtin:tiny, Denoising strength: 0.45, Hires upscale: 2, "
-        'Hires upscaler: Latent, Version: v1.10.1')
+        'Hires upscaler: R-ESRGAN 4x+, Version: v1.10.1')
     assert sdfarm(cli_env, "index", tmp_path / "a1111", "-q").exit_code == 0
     # When it is rerun
     result = sdfarm(cli_env, "rerun", 1)

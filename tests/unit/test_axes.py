@@ -238,7 +238,8 @@ def test_every_axis_param_is_described_for_error_messages():
     assert set(AXIS_PARAMS) == {"lora_weight", "lora", "cfg", "steps", "sampler", "seed",
                                 "width", "height", "size", "clip_skip", "model", "negative_prompt", "prompt_sr", "subseed",
                                 "subseed_strength", "ensd", "schedule", "eta", "guidance",
-                                "shift", "vae"}
+                                "shift", "vae", "denoise", "hires_denoise", "hires_steps",
+                                "hires_scale"}
 
 
 # --- applying a value to a spec -----------------------------------------------------------

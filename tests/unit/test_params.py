@@ -22,8 +22,9 @@ BASE = RenderSpec(model="builtin:tiny", prompt="a lighthouse at dusk", seed=1234
 
 
 def test_render_spec_has_exactly_the_table_parameters_with_the_table_defaults():
-    # Besides the model hash, the LoRA fields (issue 11) follow from the prompt's tags.
-    assert set(SPEC_FIELDS) == {*PARAMS, "model_hash", "loras", "lora_hashes"}
+    # Besides the model hash, the LoRA fields (issue 11) follow from the prompt's tags, and
+    # the init image's hash (issue 11, img2img) is the identity of its file.
+    assert set(SPEC_FIELDS) == {*PARAMS, "model_hash", "loras", "lora_hashes", "init_image_hash"}
     for field in dataclasses.fields(RenderSpec):
         if field.name in PARAMS and field.default is not dataclasses.MISSING:
             assert field.default == PARAMS[field.name].default, field.name
@@ -63,7 +64,10 @@ def test_every_key_parameter_changes_the_key(name):
              "schedule": "Karras", "eta": 0.5, "family": "sdxl", "prediction": "v",
              "guidance": 3.5, "shift": 3.0,
              # issue 11: VAE and embeddings
-             "vae_hash": "0123456789", "ti_hashes": "easyneg: 0123456789ab"}
+             "vae_hash": "0123456789", "ti_hashes": "easyneg: 0123456789ab",
+             # issue 11: hires fix and img2img
+             "hires_scale": 2.0, "hires_steps": 5, "hires_denoise": 0.3,
+             "hires_upscaler": "Lanczos", "denoise": 0.2}
     # A variation seed acts only with a strength: compare with one that has a strength.
     base = BASE.replace(subseed_strength=0.3) if name == "subseed" else BASE
     changed = base.replace(**{name: other[name]}, model_hash=None if name == "model" else BASE.model_hash)
