@@ -19,7 +19,7 @@ from sdfarm.db.models import Job
 from sdfarm.metadata.chunks import read_png_text
 from sdfarm.spec import RenderSpec
 from sdfarm.worker.batch import process_renderer
-from sdfarm.worker.render import initial_noise, slerp
+from sdfarm.worker.noise import initial_noise, slerp
 from tests.conftest import write_job
 
 BASE = RenderSpec(model="builtin:tiny", prompt="a cat", negative_prompt="blurry", seed=3,
