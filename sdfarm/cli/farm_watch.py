@@ -16,14 +16,17 @@ from rich.text import Text
 from sdfarm.cli.progresslog import ProgressLog, format_eta
 from sdfarm.config import Settings
 from sdfarm.db.farm_status import SweepProgress
-from sdfarm.usecases.status import STATUSES, alive_workers, sweep_progress_of
+from sdfarm.usecases.status import STATUSES, alive_workers, plan_warnings_of, sweep_progress_of
 
 
 def watch_sweep(settings: Settings, sweep_id: int, interval: float = 1.0,
                 console: Console | None = None) -> SweepProgress:
     """Redraw the sweep's progress every ``interval`` seconds until no job is queued or
     running; returns the last reading. With stdout not a terminal (a log file), plain lines
-    on stdout instead (see :mod:`sdfarm.cli.progresslog`)."""
+    on stdout instead (see :mod:`sdfarm.cli.progresslog`). Starts with the warnings planning
+    gave (a sweep submitted by a script may not have shown them to anyone)."""
+    for warning in plan_warnings_of(settings, sweep_id):
+        click.echo(f"Warning: {warning}", err=True)
     if console is None and not Console().is_terminal:
         p = _log_sweep(settings, sweep_id, interval, click.echo)
         wait_for_grid(settings, sweep_id, Console(), interval)

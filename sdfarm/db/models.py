@@ -115,6 +115,8 @@ class Sweep(Base):
     #: The newest ``finished_at`` of its jobs when its grid was last written (migration
     #: 0010_grid_written); the farm writes the grid again once a job finishes after it.
     grid_written_at: Mapped[datetime | None] = mapped_column(DateTime)
+    #: What planning warned about it, one warning a line (migration 0014): ``watch`` says it again.
+    plan_warnings: Mapped[str] = mapped_column(Text, default="", server_default="")
 
     jobs: Mapped[list[Job]] = relationship(back_populates="sweep", order_by="Job.seq")
 

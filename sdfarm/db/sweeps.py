@@ -155,7 +155,7 @@ def record_plan(session: Session, plan: Plan, output_root: Path, *, kind: str = 
                   allow_pickle=job.allow_pickle, priority=priority,
                   rerun_of_job_id=rerun_of_job_id, axes=plan.grid_json(),
                   executor=executor.kind, executor_host=executor.host,
-                  executor_pid=executor.pid)
+                  executor_pid=executor.pid, plan_warnings="\n".join(job.warnings))
     session.add(sweep)
     session.flush()
     folder = output_root / f"{slug(job.name)}-{sweep.id}"

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from collections import Counter
@@ -50,9 +51,14 @@ def load_plan(settings: Settings, job_file: str | Path, *, build_builtins: bool 
                 ensure_builtin(ref.ref.removeprefix("builtin:"), settings.model_dir)
     plan = plan_job(job, mref, settings.model_dir, settings.lora_folder,
                     settings.embedding_folder)
-    for warning in prompt_warnings(plan, settings.model_dir):
+    warned = tuple(prompt_warnings(plan, settings.model_dir))
+    for warning in warned:
         print(f"Warning: {warning}", file=sys.stderr)
-    return plan
+    if not warned:
+        return plan
+    # The sweep records every warning (``watch`` says them again): the job file's and these.
+    job = dataclasses.replace(plan.job, warnings=(*plan.job.warnings, *warned))
+    return dataclasses.replace(plan, job=job)
 
 
 def plan_outlook(settings: Settings, plan: Plan, *, force: bool = False) -> Forecast:

@@ -22,6 +22,15 @@ def sweep_progress_of(settings: Settings, sweep_id: int) -> SweepProgress:
     return p
 
 
+def plan_warnings_of(settings: Settings, sweep_id: int) -> list[str]:
+    """What planning warned about the sweep, as it was printed then (``watch`` repeats it)."""
+    from sdfarm.db.models import Sweep
+
+    with session_factory(settings.database_url)() as session:
+        sweep = session.get(Sweep, sweep_id)
+        return sweep.plan_warnings.splitlines() if sweep is not None else []
+
+
 def alive_workers(settings: Settings) -> int:
     with session_factory(settings.database_url)() as session:
         return sum(is_alive(w, settings.heartbeat_seconds) for w in workers(session))

@@ -238,3 +238,23 @@ def test_a_textual_inversion_embedding_is_expanded_and_kept_in_one_chunk(model_d
     assert with_embedding.shape == (1, 77, width)
     assert not torch.equal(with_embedding,
                            encode_prompts(pipe, "sd1", ["a zzemb cat"], [""])["prompt_embeds"])
+
+
+def test_a_sweep_records_its_plan_warnings_and_watch_says_them_again(cli_env, tmp_path):
+    from click.testing import CliRunner
+
+    from sdfarm.cli.main import cli
+    from tests.conftest import write_job
+
+    # Given a sweep rendered from a prompt too long for one CLIP chunk
+    path = write_job(tmp_path, f'model = "builtin:tiny"\nprompt = "{HEAD}, {HEAD}, castle"\n'
+                               'seeds = [1]\nwidth = 64\nheight = 64\nsteps = 1\n')
+    rendered = CliRunner().invoke(cli, ["render", str(path)], env=cli_env)
+    assert rendered.exit_code == 0, rendered.output
+    (warning,) = [line for line in rendered.stderr.splitlines() if line.startswith("Warning:")]
+    assert "has 121 tokens (2 chunks)" in warning
+    # When it is watched later (a farm sweep submitted by a script, say)
+    watched = CliRunner().invoke(cli, ["watch", "1"], env=cli_env)
+    # Then the warning planning gave is said again, as it was said then
+    assert watched.exit_code == 0, watched.output
+    assert warning in watched.stderr.splitlines()
