@@ -13,18 +13,16 @@ Values are a TOML list, or a string of comma-separated items, each a value, an i
 from __future__ import annotations
 
 import csv
-import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
-from fractions import Fraction
 from pathlib import PurePosixPath
 from typing import Any
 
 from sdfarm.params import PARAMS, BadValue, Param, describe
 from sdfarm.samplers import split_sampler
 from sdfarm.scheduler.loras import MAX_WEIGHT, LoraError, check_name, format_weight, set_weight
+from sdfarm.scheduler.ranges import AT_MOST, FLOAT_DECIMALS, MAX_AXIS_VALUES, expand_range
 from sdfarm.spec import RenderSpec
 from sdfarm.suggest import did_you_mean
 
@@ -56,22 +54,12 @@ AXIS_PARAMS: dict[str, str] = {
 
 #: The grid dimensions, in order; ``extra`` axes only multiply the number of grids, like z.
 SLOTS = ("x", "y", "z", "extra")
-#: Most values one axis may have (a typo like "1-1000000" fails here, not in the database).
-MAX_AXIS_VALUES = 10_000
-#: Decimals kept in float values, so "0.1-0.3 (+0.1)" gives 0.3, not 0.30000000000000004.
-FLOAT_DECIMALS = 4
-_AT_MOST = f"an axis may have at most {MAX_AXIS_VALUES}"
 
 
 #: Builds the exception for a problem at a job file key ("axes.x.cfg"), or for a problem alone.
 Fail = Callable[[str, str], Exception]
 FailProblem = Callable[[str], Exception]
 
-_NUM = r"\d+(?:\.\d*)?|\.\d+"
-_ITEM = re.compile(
-    rf"(?P<start>{_NUM})(?:\s*-\s*(?P<end>{_NUM})"
-    rf"(?:\s*\(\s*(?P<step>[+-]?\s*(?:{_NUM}))\s*\)|\s*\[\s*(?P<count>[+-]?\d+)\s*\])?)?"
-)
 _SIZE = re.compile(r"(\d+)\s*[x×]\s*(\d+)", re.IGNORECASE)
 
 
@@ -214,7 +202,7 @@ def parse_values(param: str, raw: object, fail_problem: FailProblem) -> tuple:
     if not items:
         raise fail_problem(f"has no values (got {raw!r}); {param} takes {AXIS_PARAMS[param]}")
     if len(items) > MAX_AXIS_VALUES:
-        raise fail_problem(f"has {len(items)} values; {_AT_MOST}")
+        raise fail_problem(f"has {len(items)} values; {AT_MOST}")
     values = tuple(_check_value(param, item, fail_problem) for item in items)
     if param == "prompt_sr" and not values[0].strip():
         # Later values may be empty (drop the term); the search term may not.
@@ -259,62 +247,11 @@ def _string_items(param: str, text: str, fail_problem: FailProblem) -> list:
         part = part.strip()
         if not part:
             raise fail_problem(f"has an empty item in {text!r}; {_syntax(param)}")
-        values.extend(_expand_item(param, part, fail_problem))
+        values.extend(expand_range(part, _param(param).kind == "float", _syntax(param),
+                                   fail_problem))
         if len(values) > MAX_AXIS_VALUES:
             break  # parse_values reports the count
     return values
-
-
-def _expand_item(param: str, item: str, fail_problem: FailProblem) -> list:
-    m = _ITEM.fullmatch(item)
-    if m is None:
-        raise fail_problem(f"{item!r} is not a value or a range; {_syntax(param)}")
-    is_float = _param(param).kind == "float"
-    for name in ("start", "end", "step"):
-        if m[name] and "." in m[name] and not is_float:
-            raise fail_problem(f"{item!r} has a fractional number; {_syntax(param)}")
-    start = Decimal(m["start"])
-    if m["end"] is None:
-        return [_number(start, is_float)]
-    end = Decimal(m["end"])
-    if m["count"] is not None:
-        return _counted(item, start, end, int(m["count"]), is_float, fail_problem)
-    step = Decimal(m["step"].replace(" ", "")) if m["step"] else Decimal(1 if end >= start else -1)
-    if step == 0:
-        raise fail_problem(f"range {item!r} has step 0; use a step like (+1) or (-1)")
-    if start != end and (end > start) != (step > 0):
-        sign = "positive" if end > start else "negative"
-        raise fail_problem(f"range {item!r} has a step going the wrong way; a range from "
-                           f"{m['start']} to {m['end']} needs a {sign} step")
-    n = int((end - start) / step) + 1  # exact: Decimal arithmetic on the written digits
-    if n > MAX_AXIS_VALUES:
-        raise fail_problem(f"range {item!r} has {n} values; {_AT_MOST}")
-    return [_number(start + i * step, is_float) for i in range(n)]
-
-
-def _counted(item: str, start: Decimal, end: Decimal, count: int, is_float: bool,
-             fail_problem: FailProblem) -> list:
-    if count < 1:
-        raise fail_problem(f"range {item!r} asks for {count} values; "
-                           "the count in [N] must be at least 1")
-    if count > MAX_AXIS_VALUES:
-        raise fail_problem(f"range {item!r} has {count} values; {_AT_MOST}")
-    if count == 1:
-        return [_number(start, is_float)]
-    lo, span = Fraction(start), Fraction(end) - Fraction(start)
-    points = [lo + span * i / (count - 1) for i in range(count)]
-    if is_float:
-        return [round(float(p), FLOAT_DECIMALS) for p in points]
-    # Half up (not Python's half-to-even), so "1-4 [3]" gives 1, 3, 4 the same way every time.
-    values = [math.floor(p + Fraction(1, 2)) for p in points]
-    if len(set(values)) < count:
-        raise fail_problem(f"range {item!r} asks for {count} values but only "
-                           f"{abs(int(end - start)) + 1} integers lie from {start} to {end}")
-    return values
-
-
-def _number(value: Decimal, is_float: bool) -> int | float:
-    return round(float(value), FLOAT_DECIMALS) if is_float else int(value)
 
 
 def _is_text(param: str) -> bool:
