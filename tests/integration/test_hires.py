@@ -20,7 +20,7 @@ from sdfarm.metadata.chunks import read_png_text
 from sdfarm.usecases.render import load_plan
 from sdfarm.worker.batch import process_renderer
 from sdfarm.worker.hires import FirstPasses
-from tests.conftest import write_job
+from tests.conftest import pixels, write_job
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -66,11 +66,6 @@ def sdfarm(env: dict, *args):
 def done_jobs(settings) -> list[Job]:
     with session_factory(settings.database_url)() as session:
         return list(session.scalars(select(Job).order_by(Job.id)))
-
-
-def pixels(path) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
 
 
 @pytest.mark.parametrize("upscaler", ["latent", "lanczos"])

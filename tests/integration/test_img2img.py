@@ -18,7 +18,7 @@ from sdfarm.db.engine import session_factory
 from sdfarm.db.models import Job, JobStatus, Sweep
 from sdfarm.usecases.render import load_plan
 from sdfarm.worker.batch import process_renderer
-from tests.conftest import write_job
+from tests.conftest import pixels, write_job
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -63,11 +63,6 @@ def sdfarm(env: dict, *args):
 def jobs_of(settings) -> list[Job]:
     with session_factory(settings.database_url)() as session:
         return list(session.scalars(select(Job).order_by(Job.id)))
-
-
-def pixels(path) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
 
 
 def vae_round_trip(settings, image_path: Path) -> np.ndarray:
