@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Installs the servers the test suite starts (redis-server, PostgreSQL) when they are missing.
-# The tests start and stop their own instances on free ports; nothing is left running.
+# Installs what the test suite starts (redis-server, PostgreSQL, and the headless Chromium with
+# its driver that the page tests drive) when it is missing. The tests start and stop their own
+# instances on free ports; nothing is left running.
 set -euo pipefail
 
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -1,0 +1,15 @@
+"""The HTML pages, one module per area, each with one ``router``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+
+def _routers() -> list[APIRouter]:
+    from importlib import import_module
+
+    names = ()  # e.g. ("sweeps", "history", ...): each module under sdfarm.web.pages
+    return [import_module(f"sdfarm.web.pages.{name}").router for name in names]
+
+
+ROUTERS = _routers()

@@ -1,0 +1,113 @@
+"""The page under test: ``sdfarm serve``'s app in a uvicorn thread on a free port, and the
+system's headless Chromium (Debian's ``chromium`` + ``chromium-driver``, installed by
+``make services``) driven by Selenium. Nothing here downloads a browser."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from sdfarm.config import Settings
+from tests.conftest import deadline
+from tests.servers import _missing, free_port
+
+CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+CHROMEDRIVER = ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver")
+
+
+@dataclass
+class WebServer:
+    url: str
+    settings: Settings
+    app: object
+
+
+def start_server(settings: Settings, **app_options) -> tuple[WebServer, Callable[[], None]]:
+    """The app on 127.0.0.1:<free port> in a thread; returns it and how to stop it."""
+    import uvicorn
+
+    from sdfarm.web.app import create_app
+
+    app = create_app(settings, **app_options)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="on"))
+    thread = threading.Thread(target=server.run, name="sdfarm-web", daemon=True)
+    thread.start()
+    end = time.monotonic() + deadline(20)
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > end:
+            raise RuntimeError(f"the web server did not start on port {port}")
+        time.sleep(0.02)
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(deadline(20))
+
+    return WebServer(f"http://127.0.0.1:{port}", settings, app), stop
+
+
+@pytest.fixture
+def web(settings: Settings) -> Iterator[WebServer]:
+    """The page over the test's own SQLite file and output folder."""
+    server, stop = start_server(settings)
+    yield server
+    stop()
+
+
+def _first(paths: tuple[str, ...], name: str) -> str:
+    for path in paths:
+        if os.path.exists(path):
+            return path
+    found = shutil.which(name)
+    if found is None:
+        _missing(name)
+    return found
+
+
+@pytest.fixture(scope="session")
+def chromium_session():
+    """One headless Chromium for the session (starting one takes seconds)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    binary, driver_path = _first(CHROMIUM, "chromium"), _first(CHROMEDRIVER, "chromedriver")
+    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never fetch a browser or driver
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                 "--window-size=1280,900", "--disable-extensions", "--no-first-run"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    driver.set_page_load_timeout(deadline(30))
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def browser(chromium_session):
+    """The session's Chromium with no cookies from the last test."""
+    yield chromium_session
+    chromium_session.delete_all_cookies()
+
+
+def wait_for(predicate: Callable[[], object], what: str, seconds: float = 10.0):
+    """``predicate()``'s first truthy value, polled until ``deadline(seconds)``."""
+    limit = deadline(seconds)
+    end = time.monotonic() + limit
+    while True:
+        try:
+            value = predicate()
+        except Exception:  # the element is not there yet, or went stale while the page updated
+            value = None
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"{what}: not within {limit:.0f} s")
+        time.sleep(0.05)
