@@ -9,6 +9,9 @@ BIN    := $(VENV)/bin
 # CUDA wheel index for your driver>' (see README, "GPU install").
 TORCH  ?= torch==2.13.0
 OPEN_CLIP ?= open-clip-torch==3.3.0
+# Test files run side by side in this many processes (pytest-xdist); each file stays in one, so
+# its module fixtures are built once. Waits scale with it (tests/conftest.py, time_factor).
+TEST_JOBS ?= 2
 
 .PHONY: setup demo test services bench clean
 
@@ -31,7 +34,7 @@ services:
 	bash scripts/services.sh
 
 test: setup services
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile
 
 bench: setup
 	$(BIN)/python bench/overhead.py

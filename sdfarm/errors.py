@@ -113,11 +113,17 @@ _QUOTED = re.compile(r"""(?<![\w'"])(?:'(?:[^'\\]|\\.){%d,}'|"(?:[^"\\]|\\.){%d,
 
 def clip_echoes(message: str) -> str:
     """``message`` with every quoted value longer than :data:`ECHO_LIMIT` characters cut to
-    its start and its length: a 100 kB value in a job file must not become a 100 kB error
-    line."""
+    its start (a path: its start and its end) and its length: a 100 kB value in a job file must
+    not become a 100 kB error line."""
     def cut(match: re.Match[str]) -> str:
         quoted = match.group(0)
-        return f"{quoted[:ECHO_LIMIT]}…{quoted[0]} ({len(quoted) - 2:,} characters)"
+        mark, body = quoted[0], quoted[1:-1]
+        if "/" in body or "\\" in body:
+            # A path: its end (the file name) is what tells the user which file, not the
+            # temporary or home folders its start names.
+            tail = body[-(ECHO_LIMIT // 2):]
+            return f"{mark}{body[:ECHO_LIMIT - len(tail) - 2]}…{tail}{mark} ({len(body):,} characters)"
+        return f"{quoted[:ECHO_LIMIT]}…{mark} ({len(body):,} characters)"
 
     return _QUOTED.sub(cut, message)
 

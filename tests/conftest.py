@@ -34,7 +34,8 @@ def time_factor() -> float:
     ``SDFARM_TEST_TIME_FACTOR`` when set (e.g. ``3`` on a slow CI runner); otherwise the
     one-minute load average per CPU this process may use, at least 1: a machine running twice
     as many runnable threads as it has cores gives every wait twice as long. Measured on first
-    use, so it is the load of whatever else runs on the machine when the session starts.
+    use, so it is the load of whatever else runs on the machine when the session starts; times
+    the share of cores the suite's own parallel test workers take (:func:`_parallel_share`).
     """
     text = os.environ.get(TIME_FACTOR_ENV)
     if text:
@@ -45,8 +46,18 @@ def time_factor() -> float:
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):  # no load average on this platform
-        return 1.0
-    return max(1.0, load / _cpus())
+        load = 0.0
+    return max(1.0, load / _cpus()) * _parallel_share()
+
+
+def _parallel_share() -> float:
+    """How many times fewer cores each test gets when pytest-xdist runs tests side by side.
+
+    The waits were sized for one test at a time, whose workers may use two cores; with
+    ``-n N`` on C cores each test and its processes get about C/N of them.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return max(1.0, 2 * workers / _cpus())
 
 
 def deadline(seconds: float) -> float:

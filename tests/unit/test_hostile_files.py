@@ -39,6 +39,13 @@ def test_only_long_quoted_values_are_cut_and_their_length_is_said():
     assert cut == f"unknown sampler '{'x' * 79}…' (200 characters); known: Euler"
 
 
+def test_a_long_path_keeps_its_file_name_when_cut():
+    path = "/tmp/" + "deep/" * 40 + "odd.safetensors"
+    cut = clip_echoes(f"model '{path}' is an SDXL refiner checkpoint")
+    assert "odd.safetensors' (" in cut and cut.startswith("model '/tmp/deep/")
+    assert len(cut) < 140 and f"({len(path):,} characters)" in cut
+
+
 def test_the_end_of_one_quoted_value_and_the_start_of_the_next_are_not_one_value():
     message = ("'yesterday' is not a time ago like 7d, 12h, 30m, 2w or a UTC date like "
                "2026-11-01 or 2026-11-01T18:30 (see 'sdfarm history --help')")
