@@ -3,8 +3,9 @@ suite's waits must hold on a loaded machine (a busy CI box), not only on an idle
 
     .venv/bin/python bench/suite_under_load.py [--runs 2] [--burners N] [pytest args...]
 
-Starts N busy-looping processes (default: one per core), runs pytest ``--runs`` times, prints
-each run's result and wall time, stops the burners. Exit status: the first failing run's.
+Starts N busy-looping processes (default: one per core), runs pytest ``--runs`` times (with
+``make test``'s ``-n 2 --dist loadfile`` unless pytest args are given), prints each run's
+result and wall time, stops the burners. Exit status: the first failing run's.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--burners", type=int, default=len(os.sched_getaffinity(0)))
     args, pytest_args = parser.parse_known_args()
+    pytest_args = pytest_args or ["-n", "2", "--dist", "loadfile"]  # as `make test` runs it
     burners = [multiprocessing.Process(target=_burn, daemon=True) for _ in range(args.burners)]
     for proc in burners:
         proc.start()
