@@ -1,0 +1,68 @@
+"""``/``: the sweeps with live counts, rate and ETA; ``/sweeps/{id}``: one sweep's job file,
+axes, workers and warnings, with cancel and retry."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse, Response
+
+from sdfarm.errors import SdfarmError
+from sdfarm.usecases.status import STATUSES
+from sdfarm.usecases.sweep_views import sweep_detail, sweep_rows
+from sdfarm.web.pages.problem import duration, problem_page
+from sdfarm.web.security import check_csrf
+
+router = APIRouter(dependencies=[Depends(check_csrf)], include_in_schema=False)
+
+#: How many of the latest sweeps the list shows.
+LISTED = 30
+
+
+@router.get("/")
+def sweeps_page(request: Request) -> Response:
+    rows = sweep_rows(request.app.state.settings, LISTED)
+    return page_of(request, "sweeps.html", rows=rows)
+
+
+@router.get("/sweeps/{sweep_id}")
+def sweep_page(request: Request, sweep_id: int, done: str | None = None) -> Response:
+    try:
+        detail = sweep_detail(request.app.state.settings, sweep_id)
+    except SdfarmError as exc:
+        return problem_page(request, exc)
+    return page_of(request, "sweep.html", sweep=detail, row=detail.row, done=done)
+
+
+@router.post("/sweeps/{sweep_id}/cancel")
+def cancel_sweep(request: Request, sweep_id: int) -> Response:
+    from sdfarm.usecases.farm import cancel
+
+    try:
+        result = cancel(request.app.state.settings, sweep_id=sweep_id)
+    except SdfarmError as exc:
+        return problem_page(request, exc)
+    return _back(sweep_id, f"canceled {result.queued} queued jobs; {result.running} running "
+                           "ones stop within a step")
+
+
+@router.post("/sweeps/{sweep_id}/retry")
+def retry_sweep(request: Request, sweep_id: int) -> Response:
+    from sdfarm.usecases.farm import retry
+
+    try:
+        n = retry(request.app.state.settings, sweep_id)
+    except SdfarmError as exc:
+        return problem_page(request, exc)
+    return _back(sweep_id, f"sent {n} jobs to the farm again")
+
+
+def _back(sweep_id: int, done: str) -> Response:
+    from urllib.parse import quote
+
+    return RedirectResponse(f"/sweeps/{sweep_id}?done={quote(done)}", status_code=303)
+
+
+def page_of(request: Request, template: str, **context) -> Response:
+    from sdfarm.web.templating import page
+
+    return page(request, template, statuses=STATUSES, duration=duration, **context)
