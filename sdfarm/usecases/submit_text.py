@@ -16,17 +16,19 @@ PASTED = "pasted.toml"
 MAX_JOB_FILE_BYTES = 1024 * 1024
 
 
-def plan_text(settings: Settings, text: str, name: str | None = None) -> Plan:
+def plan_text(settings: Settings, text: str, name: str | None = None, *,
+              build_builtins: bool = False) -> Plan:
     """Validate and expand the job file ``text``; a :class:`JobFileError` names ``name`` (the
     uploaded file's name), the key and what is allowed, as the CLI's one line does.
 
     The sweep records ``text`` as its job file text, as a submit from disk does. Relative paths
     in the file (an init image, a VAE) are taken from the server's working folder.
+    ``build_builtins``: as :func:`~sdfarm.usecases.render.load_plan` (a render here wants it).
     """
     name = (name or "").strip() or PASTED
     if len(text.encode("utf-8", "surrogatepass")) > MAX_JOB_FILE_BYTES:
         raise JobFileError(name, None, f"is larger than {MAX_JOB_FILE_BYTES // 1024} KiB")
-    return expand_job(settings, parse_job_file(text, name))
+    return expand_job(settings, parse_job_file(text, name), build_builtins=build_builtins)
 
 
 def plan_summary(settings: Settings, plan: Plan, *, force: bool = False) -> dict[str, object]:
