@@ -111,3 +111,43 @@ def wait_for(predicate: Callable[[], object], what: str, seconds: float = 10.0):
         if time.monotonic() > end:
             raise AssertionError(f"{what}: not within {limit:.0f} s")
         time.sleep(0.05)
+
+
+# --- the pages' tests: one server per module over data rendered by the fake renderer --------
+
+def page_settings_for(folder) -> Settings:
+    """Settings like the ``settings`` fixture's, rendering with the fake renderer (seed-
+    determined PNGs, no model): what the pages show needs real files, not real pixels."""
+    from tests.conftest import TEST_THREADS
+
+    return Settings(database_url=f"sqlite:///{folder / 'sdfarm.db'}",
+                    output_dir=folder / "outputs", model_dir=folder / "models", device="cpu",
+                    threads=TEST_THREADS, renderer="fake:0")
+
+
+def render_text(settings: Settings, text: str) -> int:
+    """Plan the job file ``text`` and render it here, as ``sdfarm render`` does; the sweep id."""
+    from sdfarm.usecases.render import record_for_local_render, render_recorded
+    from sdfarm.usecases.submit_text import plan_text
+
+    sweep = record_for_local_render(settings, plan_text(settings, text, "test.toml"))
+    render_recorded(settings, sweep)
+    return sweep.sweep_id
+
+
+def job_file(name: str, prompt: str, *, seeds: str = "1-2", cfg: str | None = None,
+             negative: str = "") -> str:
+    """A small job file; ``cfg`` (``"5, 7, 9"``) makes it a grid along x."""
+    import json
+
+    lines = [f"name = {json.dumps(name)}", 'model = "builtin:tiny"',
+             f"prompt = {json.dumps(prompt)}", f"negative_prompt = {json.dumps(negative)}",
+             f'seeds = "{seeds}"', "steps = 2", "width = 64", "height = 64"]
+    if cfg is not None:
+        lines += ["", "[axes]", f"x = {{ cfg = {json.dumps(cfg)} }}"]
+    return "\n".join(lines) + "\n"
+
+
+def no_script_ran(browser) -> bool:
+    """Whether no planted script or event handler ran on the page (they set window.__pwned)."""
+    return browser.execute_script("return typeof window.__pwned") == "undefined"
