@@ -1,92 +1,80 @@
-"""What the web page shows of sweeps and jobs beyond ``sdfarm status``: each sweep's rate and
-ETA beside its counts, one sweep's job file, axes and workers, and a job's A1111 infotext."""
+"""Sweeps and jobs as the web page shows them: the list with live counts, rate and ETA, one
+sweep with its job file, axes, workers and warnings, and one job with its infotext. Read-only;
+the same queries as ``sdfarm status``, ``watch`` and ``show``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from sdfarm import __version__
 from sdfarm.config import Settings
 from sdfarm.db.engine import session_factory
-from sdfarm.db.farm_status import sweep_progress
+from sdfarm.db.farm_status import SweepProgress, latest_sweeps, sweep_progress
 from sdfarm.db.jobs import get_job
-from sdfarm.db.sweeps import require_sweep
-from sdfarm.errors import JobNotFound
+from sdfarm.db.models import Sweep
+from sdfarm.errors import JobNotFound, SweepNotFound
 from sdfarm.metadata.a1111 import a1111_parameters
-from sdfarm.usecases.status import STATUSES, status_data
+from sdfarm.usecases.history import job_details
+from sdfarm.usecases.status import STATUSES
+
+#: Sweeps the list shows unless asked for more.
+SWEEPS_SHOWN = 50
 
 
-@dataclass(frozen=True)
-class SweepRow:
-    id: int
-    name: str
-    created_at: str
-    total: int
-    #: Jobs per status, every status of :data:`STATUSES` present.
-    counts: dict[str, int]
-    per_minute: float
-    #: Seconds to the last job; ``None`` when nothing finished in the rate window yet.
-    eta_seconds: float | None
+def _progress_fields(p: SweepProgress) -> dict[str, object]:
+    s = p.sweep
+    eta = p.eta_seconds
+    return {
+        "id": s.id, "name": s.name,
+        "created_at": s.created_at.isoformat(sep=" ", timespec="seconds"),
+        "priority": s.priority, "total": s.total, "open": s.open,
+        "counts": {k: s.counts[k] for k in STATUSES},
+        "images_per_minute": round(p.per_minute, 2),
+        "eta_seconds": None if eta is None else round(eta, 1),
+        "busy_workers": p.busy_workers,
+    }
 
 
-@dataclass(frozen=True)
-class SweepDetail:
-    row: SweepRow
-    kind: str
-    executor: str
-    job_file_path: str | None
-    job_file_text: str | None
-    output_dir: str
-    rerun_of_job_id: int | None
-    #: (parameter, labels) of each axis, in the file's order.
-    axes: list[tuple[str, list[str]]]
-    plan_warnings: list[str]
-    busy_workers: list[str] = field(default_factory=list)
-
-
-def sweep_rows(settings: Settings, limit: int = 20) -> list[SweepRow]:
-    """The latest sweeps, newest first, with their rate and ETA (what ``watch`` prints)."""
-    sweeps = status_data(settings, limit)["sweeps"]
+def sweep_list(settings: Settings, limit: int = SWEEPS_SHOWN) -> list[dict[str, object]]:
+    """The newest ``limit`` sweeps, newest first: counts per status, images/min and ETA."""
     with session_factory(settings.database_url)() as session:
-        progress = {s["id"]: sweep_progress(session, s["id"]) for s in sweeps}
-    return [_row(s["id"], s["name"], s["created_at"], {k: s[k] for k in STATUSES},
-                 progress[s["id"]]) for s in sweeps]
+        found = [sweep_progress(session, s.id) for s in latest_sweeps(session, limit)]
+        out = []
+        for p in found:
+            if p is None:  # deleted between the two queries
+                continue
+            fields = _progress_fields(p)
+            sweep = session.get(Sweep, p.sweep.id)
+            fields.update(kind=sweep.kind, executor=sweep.executor,
+                          has_axes=bool(sweep.axes))
+            out.append(fields)
+    return out
 
 
-def _row(sweep_id, name, created_at, counts, progress) -> SweepRow:
-    per_minute = round(progress.per_minute, 1) if progress is not None else 0.0
-    eta = progress.eta_seconds if progress is not None else None
-    return SweepRow(sweep_id, name, created_at, sum(counts.values()), counts, per_minute, eta)
-
-
-def sweep_detail(settings: Settings, sweep_id: int) -> SweepDetail:
-    """One sweep as its page shows it; ``SweepNotFound`` when there is none."""
+def sweep_detail(settings: Settings, sweep_id: int) -> dict[str, object]:
+    """One sweep: its progress, job file text, axes, the workers on it, its plan warnings."""
     with session_factory(settings.database_url)() as session:
-        sweep = require_sweep(session, sweep_id)
-        progress = sweep_progress(session, sweep_id)
-        counts = {k: progress.sweep.counts[k] for k in STATUSES} if progress else {}
-        row = _row(sweep.id, sweep.name, sweep.created_at.isoformat(sep=" ", timespec="seconds"),
-                   counts, progress)
-        axes = [(a["param"], [str(label) for label in a["labels"]])
-                for a in (sweep.axes or {}).get("axes", [])]
-        return SweepDetail(row, sweep.kind, sweep.executor, sweep.job_file_path,
-                           sweep.job_file_text, sweep.output_dir, sweep.rerun_of_job_id, axes,
-                           sweep.plan_warnings.splitlines(),
-                           progress.busy_workers if progress else [])
+        sweep = session.get(Sweep, sweep_id)
+        p = sweep_progress(session, sweep_id)
+        if sweep is None or p is None:
+            raise SweepNotFound(f"no sweep {sweep_id}; `sdfarm status` lists the sweeps")
+        fields = _progress_fields(p)
+        fields.update(
+            kind=sweep.kind, executor=sweep.executor, executor_host=sweep.executor_host,
+            executor_pid=sweep.executor_pid, job_file_path=sweep.job_file_path,
+            job_file_text=sweep.job_file_text, output_dir=sweep.output_dir,
+            sweep_seed=sweep.sweep_seed, axes=sweep.axes or {},
+            rerun_of_job_id=sweep.rerun_of_job_id,
+            plan_warnings=sweep.plan_warnings.splitlines(),
+        )
+    return fields
 
 
-@dataclass(frozen=True)
-class JobLinks:
-    #: The A1111 ``parameters`` text the job's PNG carries, composed from its row.
-    infotext: str
-    #: The job its sweep renders again (``sdfarm rerun``), if it is a rerun.
-    rerun_of_job_id: int | None
-
-
-def job_links(settings: Settings, job_id: int) -> JobLinks:
+def job_view(settings: Settings, job_id: int) -> dict[str, object]:
+    """Every recorded field of the job (as ``sdfarm show --json``), its A1111 infotext, and
+    the sweep it was rerun from when its sweep is a rerun."""
+    fields = job_details(settings, job_id)
     with session_factory(settings.database_url)() as session:
         job = get_job(session, job_id)
-        if job is None:
+        if job is None:  # deleted in between
             raise JobNotFound(f"no job {job_id} in {settings.database_url}")
-        return JobLinks(a1111_parameters(job.spec(), version=f"sdfarm {__version__}"),
-                        job.sweep.rerun_of_job_id)
+        fields["infotext"] = a1111_parameters(job.spec())
+        fields["rerun_of_job_id"] = job.sweep.rerun_of_job_id
+    return fields
