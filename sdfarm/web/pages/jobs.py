@@ -15,7 +15,8 @@ from sdfarm.web.templating import page
 router = APIRouter(dependencies=[Depends(check_csrf)], include_in_schema=False)
 
 #: Fields the page shows elsewhere than in the table of recorded fields.
-SHOWN_APART = frozenset({"file_exists", "traceback", "sweep_name"})
+SHOWN_APART = frozenset({"file_exists", "traceback", "sweep_name", "infotext",
+                         "rerun_of_job_id"})
 
 
 @router.get("/jobs/{job_id}")
@@ -40,13 +41,10 @@ def rerun_page(request: Request, job_id: int, overrides: str = Form("")) -> Resp
 
 def _job_page(request: Request, job_id: int, *, error: str | None = None, overrides: str = "",
               status_code: int = 200) -> Response:
-    from sdfarm.usecases.history import job_details
-    from sdfarm.usecases.sweep_views import job_links
+    from sdfarm.usecases.sweep_views import job_view
 
-    settings = request.app.state.settings
     try:
-        fields = job_details(settings, job_id)
-        links = job_links(settings, job_id)
+        fields = job_view(request.app.state.settings, job_id)
     except SdfarmError as exc:
         return problem_page(request, exc)
     # The parameters first, in the table's order, then how and where it was rendered (as
@@ -54,7 +52,7 @@ def _job_page(request: Request, job_id: int, *, error: str | None = None, overri
     order = [*(k for k in PARAMS if k in fields), *(k for k in fields if k not in PARAMS)]
     rows = [(k, fields[k]) for k in order if k not in SHOWN_APART]
     return page(request, "job.html", status_code=status_code, job=fields, rows=rows,
-                links=links, error=error, overrides=overrides, settable=_settable())
+                error=error, overrides=overrides, settable=_settable())
 
 
 def _settable() -> str:

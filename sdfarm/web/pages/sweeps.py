@@ -8,7 +8,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from sdfarm.errors import SdfarmError
 from sdfarm.usecases.status import STATUSES
-from sdfarm.usecases.sweep_views import sweep_detail, sweep_rows
+from sdfarm.usecases.sweep_views import sweep_detail, sweep_list
 from sdfarm.web.pages.problem import duration, problem_page
 from sdfarm.web.security import check_csrf
 
@@ -20,7 +20,7 @@ LISTED = 30
 
 @router.get("/")
 def sweeps_page(request: Request) -> Response:
-    rows = sweep_rows(request.app.state.settings, LISTED)
+    rows = sweep_list(request.app.state.settings, LISTED)
     return page_of(request, "sweeps.html", rows=rows)
 
 
@@ -30,7 +30,8 @@ def sweep_page(request: Request, sweep_id: int, done: str | None = None) -> Resp
         detail = sweep_detail(request.app.state.settings, sweep_id)
     except SdfarmError as exc:
         return problem_page(request, exc)
-    return page_of(request, "sweep.html", sweep=detail, row=detail.row, done=done)
+    return page_of(request, "sweep.html", sweep=detail, done=done,
+                   axes=[(a["param"], a["labels"]) for a in detail["axes"].get("axes", [])])
 
 
 @router.post("/sweeps/{sweep_id}/cancel")
