@@ -149,5 +149,6 @@ def job_file(name: str, prompt: str, *, seeds: str = "1-2", cfg: str | None = No
 
 
 def no_script_ran(browser) -> bool:
-    """Whether no planted script or event handler ran on the page (they set window.__pwned)."""
-    return browser.execute_script("return typeof window.__pwned") == "undefined"
+    """Whether no planted script or event handler ran on the page (they set ``window.pwned``:
+    a prompt cannot hold ``__``, the wildcard syntax)."""
+    return browser.execute_script("return typeof window.pwned") == "undefined"
