@@ -71,9 +71,8 @@ def _first(paths: tuple[str, ...], name: str) -> str:
     return found
 
 
-@pytest.fixture(scope="session")
-def chromium_session():
-    """One headless Chromium for the session (starting one takes seconds)."""
+def start_chromium(width: int = 1280, height: int = 900):
+    """The system's headless Chromium under Selenium (also used by scripts/screenshots.py)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -82,10 +81,17 @@ def chromium_session():
     options = webdriver.ChromeOptions()
     options.binary_location = binary
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                 "--window-size=1280,900", "--disable-extensions", "--no-first-run"):
+                 f"--window-size={width},{height}", "--disable-extensions", "--no-first-run"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
     driver.set_page_load_timeout(deadline(30))
+    return driver
+
+
+@pytest.fixture(scope="session")
+def chromium_session():
+    """One headless Chromium for the session (starting one takes seconds)."""
+    driver = start_chromium()
     yield driver
     driver.quit()
 
@@ -136,13 +142,13 @@ def render_text(settings: Settings, text: str) -> int:
 
 
 def job_file(name: str, prompt: str, *, seeds: str = "1-2", cfg: str | None = None,
-             negative: str = "") -> str:
+             negative: str = "", size: int = 64) -> str:
     """A small job file; ``cfg`` (``"5, 7, 9"``) makes it a grid along x."""
     import json
 
     lines = [f"name = {json.dumps(name)}", 'model = "builtin:tiny"',
              f"prompt = {json.dumps(prompt)}", f"negative_prompt = {json.dumps(negative)}",
-             f'seeds = "{seeds}"', "steps = 2", "width = 64", "height = 64"]
+             f'seeds = "{seeds}"', "steps = 2", f"width = {size}", f"height = {size}"]
     if cfg is not None:
         lines += ["", "[axes]", f"x = {{ cfg = {json.dumps(cfg)} }}"]
     return "\n".join(lines) + "\n"
