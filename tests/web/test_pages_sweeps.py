@@ -8,13 +8,16 @@ import threading
 import pytest
 from selenium.webdriver.common.by import By
 
+from tests.servers import free_port
 from tests.web.conftest import job_file, page_settings_for, start_server, wait_for
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    # Each fake image takes 0.2 s: a 12-image sweep renders for a few seconds.
-    settings = page_settings_for(tmp_path_factory.mktemp("sweeps")).with_(renderer="fake:0.2")
+    # Each fake image takes 0.2 s: a 12-image sweep renders for a few seconds. The broker URL
+    # names a port nothing listens on (a test machine may run redis-server on 6379).
+    settings = page_settings_for(tmp_path_factory.mktemp("sweeps")).with_(
+        renderer="fake:0.2", broker_url=f"redis://127.0.0.1:{free_port()}/0")
     server, stop = start_server(settings)
     yield server
     stop()
@@ -79,3 +82,15 @@ def test_an_unknown_sweep_is_a_404_with_the_clis_message(server, browser):
     response = httpx.get(server.url + "/sweeps/999", headers={"Accept": "text/html"})
     assert response.status_code == 404
     assert "no sweep 999" in response.text
+
+
+def test_retry_without_a_broker_says_so_in_one_line_on_the_sweeps_page(server, browser):
+    # Given a canceled sweep, and no broker at the configured URL
+    sweep = _record(server.settings, job_file("no-broker", "a windmill", seeds="1"))
+    browser.get(f"{server.url}/sweeps/{sweep.sweep_id}")
+    browser.find_element(By.ID, "cancel").click()
+    wait_for(lambda: browser.find_element(By.ID, "done"), "the cancel notice")
+    # When the user retries it, Then the page says the broker cannot be reached
+    browser.find_element(By.ID, "retry").click()
+    error = wait_for(lambda: browser.find_element(By.ID, "sweep-error"), "the error", 30).text
+    assert error.startswith("cannot reach the broker") and "\n" not in error

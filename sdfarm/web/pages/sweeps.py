@@ -25,12 +25,25 @@ def sweeps_page(request: Request) -> Response:
 
 
 @router.get("/sweeps/{sweep_id}")
-def sweep_page(request: Request, sweep_id: int, done: str | None = None) -> Response:
+def sweep_page(request: Request, sweep_id: int, canceled: int | None = None,
+               stopping: int = 0, retried: int | None = None) -> Response:
+    # What the last button did, as numbers in the URL (text there would be anyone's text).
+    done = None
+    if canceled is not None:
+        done = f"canceled {canceled} queued jobs; {stopping} running ones stop within a step"
+    elif retried is not None:
+        done = f"sent {retried} jobs to the farm again"
+    return _sweep_page(request, sweep_id, done=done)
+
+
+def _sweep_page(request: Request, sweep_id: int, *, done: str | None = None,
+                error: str | None = None, status_code: int = 200) -> Response:
     try:
         detail = sweep_detail(request.app.state.settings, sweep_id)
     except SdfarmError as exc:
         return problem_page(request, exc)
-    return page_of(request, "sweep.html", sweep=detail, done=done,
+    return page_of(request, "sweep.html", status_code=status_code, sweep=detail, done=done,
+                   error=error,
                    axes=[(a["param"], a["labels"]) for a in detail["axes"].get("axes", [])])
 
 
@@ -42,8 +55,7 @@ def cancel_sweep(request: Request, sweep_id: int) -> Response:
         result = cancel(request.app.state.settings, sweep_id=sweep_id)
     except SdfarmError as exc:
         return problem_page(request, exc)
-    return _back(sweep_id, f"canceled {result.queued} queued jobs; {result.running} running "
-                           "ones stop within a step")
+    return _back(sweep_id, canceled=result.queued, stopping=result.running)
 
 
 @router.post("/sweeps/{sweep_id}/retry")
@@ -52,15 +64,15 @@ def retry_sweep(request: Request, sweep_id: int) -> Response:
 
     try:
         n = retry(request.app.state.settings, sweep_id)
-    except SdfarmError as exc:
-        return problem_page(request, exc)
-    return _back(sweep_id, f"sent {n} jobs to the farm again")
+    except SdfarmError as exc:  # no broker: the jobs are queued in the database, as the CLI says
+        return _sweep_page(request, sweep_id, error=str(exc), status_code=400)
+    return _back(sweep_id, retried=n)
 
 
-def _back(sweep_id: int, done: str) -> Response:
-    from urllib.parse import quote
+def _back(sweep_id: int, **done: int) -> Response:
+    from urllib.parse import urlencode
 
-    return RedirectResponse(f"/sweeps/{sweep_id}?done={quote(done)}", status_code=303)
+    return RedirectResponse(f"/sweeps/{sweep_id}?{urlencode(done)}", status_code=303)
 
 
 def page_of(request: Request, template: str, **context) -> Response:
