@@ -60,7 +60,7 @@ def sweep_detail(settings: Settings, sweep_id: int) -> dict[str, object]:
             kind=sweep.kind, executor=sweep.executor, executor_host=sweep.executor_host,
             executor_pid=sweep.executor_pid, job_file_path=sweep.job_file_path,
             job_file_text=sweep.job_file_text, output_dir=sweep.output_dir,
-            sweep_seed=sweep.sweep_seed, axes=sweep.axes or {},
+            sweep_seed=sweep.sweep_seed, axes=(sweep.axes or {}).get("axes", []),
             rerun_of_job_id=sweep.rerun_of_job_id,
             plan_warnings=sweep.plan_warnings.splitlines(),
         )

@@ -25,10 +25,8 @@ from sdfarm.errors import (
     clip_echoes,
 )
 from sdfarm.web.security import check_csrf
-from sdfarm.web.uploads import limit_body
 
-router = APIRouter(prefix="/api", dependencies=[Depends(check_csrf), Depends(limit_body)],
-                   tags=["api"])
+router = APIRouter(prefix="/api", dependencies=[Depends(check_csrf)], tags=["api"])
 
 
 @contextmanager

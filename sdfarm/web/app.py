@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from sdfarm import __version__
 from sdfarm.config import Settings
 from sdfarm.web.security import Guard, install_guard
+from sdfarm.web.uploads import BodyLimit
 
 STATIC = Path(__file__).parent / "static"
 
@@ -35,6 +36,7 @@ def create_app(settings: Settings, *, token: str | None = None,
     app.state.guard = Guard(token=token, csrf_secret=secrets.token_bytes(32),
                             local_host=local_host)
     install_guard(app)
+    app.add_middleware(BodyLimit)  # outermost: a huge body is refused before anything reads it
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     _include_routers(app)
     return app
