@@ -44,7 +44,7 @@ def _sweep_page(request: Request, sweep_id: int, *, done: str | None = None,
         return problem_page(request, exc)
     return page_of(request, "sweep.html", status_code=status_code, sweep=detail, done=done,
                    error=error,
-                   axes=[(a["param"], a["labels"]) for a in detail["axes"].get("axes", [])])
+                   axes=[(a["param"], a["labels"]) for a in detail["axes"]])
 
 
 @router.post("/sweeps/{sweep_id}/cancel")
