@@ -16,6 +16,9 @@ from sdfarm.web.templating import page
 
 router = APIRouter(dependencies=[Depends(check_csrf)], include_in_schema=False)
 
+#: Most thumbnails one page shows (``limit=0``, every match, is for scripts: /api/history).
+MAX_PAGE = 200
+
 
 @router.get("/history")
 def history_page(request: Request) -> Response:
@@ -27,6 +30,7 @@ def history_page(request: Request) -> Response:
     rows, hint, error, limit, offset = [], None, None, 0, 0
     try:
         query, limit, offset = history_query(given)
+        limit = min(limit or MAX_PAGE, MAX_PAGE)
         found = find(request.app.state.settings, query, limit=limit, offset=offset,
                      missing=wants_missing(given))
         rows, hint = found.rows, found.hint
