@@ -58,9 +58,9 @@ def cli(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from sdfarm.cli import farm, grid, history, jobs, render
+    from sdfarm.cli import farm, grid, history, jobs, render, serve
 
-    for module in (render, grid, jobs, history, farm):
+    for module in (render, grid, jobs, history, farm, serve):
         for command in module.COMMANDS:
             cli.add_command(command)
 

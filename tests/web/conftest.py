@@ -71,9 +71,8 @@ def _first(paths: tuple[str, ...], name: str) -> str:
     return found
 
 
-@pytest.fixture(scope="session")
-def chromium_session():
-    """One headless Chromium for the session (starting one takes seconds)."""
+def start_chromium(width: int = 1280, height: int = 900):
+    """The system's headless Chromium under Selenium (also used by scripts/screenshots.py)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -82,10 +81,17 @@ def chromium_session():
     options = webdriver.ChromeOptions()
     options.binary_location = binary
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                 "--window-size=1280,900", "--disable-extensions", "--no-first-run"):
+                 f"--window-size={width},{height}", "--disable-extensions", "--no-first-run"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
     driver.set_page_load_timeout(deadline(30))
+    return driver
+
+
+@pytest.fixture(scope="session")
+def chromium_session():
+    """One headless Chromium for the session (starting one takes seconds)."""
+    driver = start_chromium()
     yield driver
     driver.quit()
 
@@ -111,3 +117,44 @@ def wait_for(predicate: Callable[[], object], what: str, seconds: float = 10.0):
         if time.monotonic() > end:
             raise AssertionError(f"{what}: not within {limit:.0f} s")
         time.sleep(0.05)
+
+
+# --- the pages' tests: one server per module over data rendered by the fake renderer --------
+
+def page_settings_for(folder) -> Settings:
+    """Settings like the ``settings`` fixture's, rendering with the fake renderer (seed-
+    determined PNGs, no model): what the pages show needs real files, not real pixels."""
+    from tests.conftest import TEST_THREADS
+
+    return Settings(database_url=f"sqlite:///{folder / 'sdfarm.db'}",
+                    output_dir=folder / "outputs", model_dir=folder / "models", device="cpu",
+                    threads=TEST_THREADS, renderer="fake:0")
+
+
+def render_text(settings: Settings, text: str) -> int:
+    """Plan the job file ``text`` and render it here, as ``sdfarm render`` does; the sweep id."""
+    from sdfarm.usecases.render import record_for_local_render, render_recorded
+    from sdfarm.usecases.submit_text import plan_text
+
+    sweep = record_for_local_render(settings, plan_text(settings, text, "test.toml"))
+    render_recorded(settings, sweep)
+    return sweep.sweep_id
+
+
+def job_file(name: str, prompt: str, *, seeds: str = "1-2", cfg: str | None = None,
+             negative: str = "", size: int = 64) -> str:
+    """A small job file; ``cfg`` (``"5, 7, 9"``) makes it a grid along x."""
+    import json
+
+    lines = [f"name = {json.dumps(name)}", 'model = "builtin:tiny"',
+             f"prompt = {json.dumps(prompt)}", f"negative_prompt = {json.dumps(negative)}",
+             f'seeds = "{seeds}"', "steps = 2", f"width = {size}", f"height = {size}"]
+    if cfg is not None:
+        lines += ["", "[axes]", f"x = {{ cfg = {json.dumps(cfg)} }}"]
+    return "\n".join(lines) + "\n"
+
+
+def no_script_ran(browser) -> bool:
+    """Whether no planted script or event handler ran on the page (they set ``window.pwned``:
+    a prompt cannot hold ``__``, the wildcard syntax)."""
+    return browser.execute_script("return typeof window.pwned") == "undefined"

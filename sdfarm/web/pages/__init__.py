@@ -8,7 +8,8 @@ from fastapi import APIRouter
 def _routers() -> list[APIRouter]:
     from importlib import import_module
 
-    names = ()  # e.g. ("sweeps", "history", ...): each module under sdfarm.web.pages
+    # Each a module under sdfarm.web.pages; "/sweeps/{id}/grid" is the grid viewer's.
+    names = ("sweeps", "history", "jobs", "workers", "submit")
     return [import_module(f"sdfarm.web.pages.{name}").router for name in names]
 
 
