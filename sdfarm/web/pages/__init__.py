@@ -8,7 +8,7 @@ from fastapi import APIRouter
 def _routers() -> list[APIRouter]:
     from importlib import import_module
 
-    names = ()  # e.g. ("sweeps", "history", ...): each module under sdfarm.web.pages
+    names = ("grid",)  # e.g. ("sweeps", "history", ...): each module under sdfarm.web.pages
     return [import_module(f"sdfarm.web.pages.{name}").router for name in names]
 
 
