@@ -93,6 +93,15 @@ class HistoryQueryError(SdfarmError):
     """A history search or ``rerun --set`` value that cannot be understood."""
 
 
+class BadFilter(HistoryQueryError):
+    """A history filter's value (``cfg=6-x``, ``since=yesterday``): the message names the
+    filter and the forms allowed; ``problem`` is the same without the filter's name."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        self.name, self.problem = name, problem
+        super().__init__(f"{name}: {problem}")
+
+
 def one_line(exc: BaseException, *, named: bool = True, limit: int = 300) -> str:
     """The first non-empty line of ``exc``'s message (with its type name when ``named``),
     cut to ``limit`` characters: what a job's error column and a CLI error show."""

@@ -24,7 +24,7 @@ from sdfarm.db.sweeps import (
     seconds_per_step,
 )
 from sdfarm.scheduler.forecast import Forecast, forecast, rate_groups
-from sdfarm.scheduler.jobfile import load_job_file
+from sdfarm.scheduler.jobfile import JobFile, load_job_file
 from sdfarm.scheduler.plan import Plan
 from sdfarm.scheduler.prepare import model_refs, plan_job, resolve_model
 from sdfarm.usecases.local import LocalResult, render_sweep_locally
@@ -40,7 +40,12 @@ if TYPE_CHECKING:  # Pillow is imported only when a grid is drawn
 def load_plan(settings: Settings, job_file: str | Path, *, build_builtins: bool = False) -> Plan:
     """Validate ``job_file`` and expand it. ``build_builtins`` builds the built-in models it
     names first, so that their hashes enter every job's key (rendering needs them anyway)."""
-    job, mref = resolve_model(load_job_file(job_file), settings.model_dir)
+    return expand_job(settings, load_job_file(job_file), build_builtins=build_builtins)
+
+
+def expand_job(settings: Settings, job: JobFile, *, build_builtins: bool = False) -> Plan:
+    """:func:`load_plan` for a job file already read (the web page's pasted text)."""
+    job, mref = resolve_model(job, settings.model_dir)
     for warning in job.warnings:  # plan, render and submit all start here
         print(f"Warning: {warning}", file=sys.stderr)
     if build_builtins:

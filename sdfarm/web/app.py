@@ -4,6 +4,8 @@ folder. Pages are server-rendered (Jinja2) with a little JavaScript; ``/api`` an
 from __future__ import annotations
 
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -24,15 +26,27 @@ def create_app(settings: Settings, *, token: str | None = None,
     form sets); ``sdfarm serve`` refuses to bind beyond localhost without one. ``local_host``:
     bound to a loopback address, so requests must also name it as their Host (DNS rebinding).
     """
-    app = FastAPI(title="sdfarm", version=__version__,
+    from sdfarm.web.runner import LocalRunner
+
+    app = FastAPI(title="sdfarm", version=__version__, lifespan=_lifespan,
                   description="The farm's sweeps, grids, history, jobs and workers as JSON.")
     app.state.settings = settings
+    app.state.runner = LocalRunner(settings)
     app.state.guard = Guard(token=token, csrf_secret=secrets.token_bytes(32),
                             local_host=local_host)
     install_guard(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     _include_routers(app)
     return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    # A sweep rendering in this process stops with it, recorded as interrupted (resumable).
+    from starlette.concurrency import run_in_threadpool
+
+    await run_in_threadpool(app.state.runner.stop)
 
 
 def _include_routers(app: FastAPI) -> None:
