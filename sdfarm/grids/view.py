@@ -21,8 +21,10 @@ from sdfarm.scheduler.gridformat import GridAxis
 #: The parameters a job's spec can vary in besides the table's: its size (both sides at once,
 #: as a size axis writes them) and its LoRA set. Width and height alone are covered by size.
 _SPEC_DIMENSIONS = ("size", "loras")
-#: Table parameters that follow from another (a hash of a file) or are covered by size.
+#: Width and height alone are covered by size.
 _LEFT_OUT = frozenset({"width", "height"})
+#: What the viewer names when the whole sweep shares it (what the grid is "of").
+_SHARED = ("model", "prompt", "negative_prompt", "sampler")
 
 
 class GridAxisError(SdfarmError):
@@ -75,6 +77,8 @@ class GridView:
     columns: tuple[str, ...]
     rows: tuple[str, ...]
     pages: tuple[ViewPage, ...]
+    #: What every job of the sweep shares, of the model, prompts and sampler ("Prompt: ...").
+    shared: tuple[str, ...] = ()
 
     @property
     def cells(self) -> int:
@@ -139,7 +143,18 @@ def build_view(axes: Sequence[ViewAxis], jobs: Sequence[GridJob], *, x: str | No
     pages = tuple(ViewPage(_fixed(others, splitters, cells), cells)
                   for _, cells in sorted(grouped.items()))
     return GridView(tuple(axes), x, y, page, ax.labels if ax else ("",),
-                    ay.labels if ay else ("",), pages)
+                    ay.labels if ay else ("",), pages, _shared(jobs))
+
+
+def _shared(jobs: Sequence[GridJob]) -> tuple[str, ...]:
+    if not jobs:
+        return ()
+    shared = []
+    for name in _SHARED:
+        values = {getattr(j.spec, name) for j in jobs}
+        if len(values) == 1 and (value := values.pop()):  # an empty negative says nothing
+            shared.append(_label(name, value))
+    return tuple(shared)
 
 
 def default_choice(axes: Sequence[ViewAxis]) -> tuple[str | None, str | None, str | None]:

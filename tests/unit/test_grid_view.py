@@ -55,6 +55,7 @@ def test_a_parameter_left_off_the_choices_splits_pages_and_says_what_each_fixes(
     assert view.columns == ("CFG: 7", "CFG: 4.5") and len(view.rows) == 3
     assert [p.fixed for p in view.pages] == [("Seed: 42",), ("Seed: 43",)]
     assert view.cells == len(jobs)
+    assert view.shared == ("Model: m.safetensors", "Prompt: a lake", "Sampler: Euler a")
     by_id = {j.job_id: j.spec for j in jobs}
     for page, seed in ((0, 42), (1, 43)):
         for (column, row), job_id in cell_specs(view, page).items():

@@ -52,7 +52,7 @@ def grid_payload(grid: SweepGrid) -> dict[str, Any]:
         "x": view.x, "y": view.y, "page": view.page,
         "axes": [{"name": a.name, "title": a.title, "slot": a.slot, "labels": list(a.labels)}
                  for a in view.axes],
-        "columns": list(view.columns), "rows": list(view.rows),
+        "shared": list(view.shared), "columns": list(view.columns), "rows": list(view.rows),
         "pages": [{"fixed": list(p.fixed), "cells": [_cell(c) for c in p.cells.values()]}
                   for p in view.pages],
     }
