@@ -158,8 +158,12 @@ def _shared(jobs: Sequence[GridJob]) -> tuple[str, ...]:
 
 
 def default_choice(axes: Sequence[ViewAxis]) -> tuple[str | None, str | None, str | None]:
-    """The job file's own x, y and z (or none where it has no such axis)."""
+    """The job file's own x, y and z (or none where it has no such axis). A file without axes
+    (seeds or prompts only) gets its first varying parameter on X, rather than a page per
+    image."""
     slots = {a.slot: a.name for a in axes if a.slot}
+    if not slots and axes:
+        return axes[0].name, None, None
     return slots.get("x"), slots.get("y"), slots.get("z")
 
 

@@ -120,3 +120,12 @@ def test_cells_carry_status():
     view = build_view(view_axes((), jobs), jobs, x="cfg", y=None, page=None)
     cells = view.pages[0].cells
     assert (cells[(0, 0)].status, cells[(0, 0)].done, cells[(1, 0)].done) == ("queued", False, True)
+
+
+def test_a_sweep_without_axes_shows_its_first_varying_parameter_on_x():
+    jobs = [job(1, seed=3), job(2, seed=4), job(3, seed=5)]
+    axes = view_axes((), jobs)
+    assert default_choice(axes) == ("seed", None, None)
+    view = build_view(axes, jobs, x="seed", y=None, page=None)
+    assert view.columns == ("Seed: 3", "Seed: 4", "Seed: 5") and len(view.pages) == 1
+    assert default_choice(view_axes((), [job(1)])) == (None, None, None)
