@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from sdfarm.errors import SweepNotFound
 from sdfarm.grids.view import GridAxisError, GridView, ViewCell
@@ -26,12 +26,13 @@ def image_url(job_id: int) -> str:
     return f"/files/image/{job_id}"
 
 
-@router.get("/api/sweeps/{sweep_id}/grid", tags=["sweeps"])
+@router.get("/api/sweeps/{sweep_id}/grid", tags=["sweeps"], response_class=JSONResponse)
 def grid_json(request: Request, sweep_id: int, x: str | None = None, y: str | None = None,
-              page: str | None = None) -> dict[str, Any]:
+              page: str | None = None) -> JSONResponse:
     """The sweep's cells on the chosen axes (``?x=cfg&y=steps&page=seed``; ``x=`` for none),
     page by page: each cell's job, status and thumbnail."""
-    return grid_payload(_load(request, sweep_id, x, y, page))
+    # Plain JSON types already: skip FastAPI's encoder, which a 1,000-cell poll would feel.
+    return JSONResponse(grid_payload(_load(request, sweep_id, x, y, page)))
 
 
 @router.get("/sweeps/{sweep_id}/grid", response_class=HTMLResponse, include_in_schema=False)
