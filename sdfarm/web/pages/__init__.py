@@ -8,8 +8,8 @@ from fastapi import APIRouter
 def _routers() -> list[APIRouter]:
     from importlib import import_module
 
-    # Each a module under sdfarm.web.pages; "/sweeps/{id}/grid" is the grid viewer's.
-    names = ("sweeps", "history", "jobs", "workers", "submit")
+    # Each a module under sdfarm.web.pages, in the navigation's order.
+    names = ("sweeps", "grid", "history", "jobs", "workers", "submit")
     return [import_module(f"sdfarm.web.pages.{name}").router for name in names]
 
 
