@@ -12,8 +12,9 @@ a. The pure core (``sdfarm/__init__.py``; the top-level modules spec, samplers, 
    modelref, params, families, checkpoints, modeldetect and suggest; every module under
    ``sdfarm/scheduler/`` and ``sdfarm/metadata/``)
    imports no heavy or service library and nothing of sdfarm outside the pure core.
-b. ``sdfarm/db/`` imports nothing of worker, cli, usecases, broker or grids.
-c. ``sdfarm/worker/`` imports nothing of cli or usecases.
+b. ``sdfarm/db/`` imports nothing of worker, cli, usecases, broker, grids or web.
+c. ``sdfarm/worker/`` and ``sdfarm/grids/`` import nothing of cli, usecases or web;
+   ``sdfarm/usecases/`` nothing of cli or web; ``sdfarm/web/`` nothing of cli.
 d. Only ``sdfarm/cli/`` imports ``sdfarm.cli``.
 e. No cycle between packages (scheduler, worker, db, cli, ...; the top-level modules together
    are "core").
@@ -307,7 +308,7 @@ def test_the_rules_name_folders_and_modules_that_exist():
     # Rules about a folder that was renamed away would pass silently.
     packages = {m.package for m in modules().values()}
     assert {"scheduler", "metadata", "db", "worker", "cli", "usecases", "broker", "grids",
-            CORE} <= packages
+            "web", CORE} <= packages
     pure_files = {m.rel.name for m in modules().values() if m.pure and m.package == CORE}
     assert pure_files >= PURE_TOP_LEVEL_FILES - {"params.py"}
     assert len(all_imports()) > 100
@@ -336,8 +337,12 @@ def test_the_pure_core_imports_no_heavy_library_and_nothing_of_sdfarm_outside_it
 
 
 @pytest.mark.parametrize("room, forbidden", [
-    ("db", ("worker", "cli", "usecases", "broker", "grids")),
-    ("worker", ("cli", "usecases")),
+    ("db", ("worker", "cli", "usecases", "broker", "grids", "web")),
+    ("worker", ("cli", "usecases", "web")),
+    ("grids", ("cli", "usecases", "web")),
+    # The page and the CLI are two faces over the same use-cases: neither is below the other.
+    ("usecases", ("cli", "web")),
+    ("web", ("cli",)),
 ])
 def test_a_lower_room_imports_nothing_of_the_rooms_above_it(room, forbidden):
     def bad(imp: Import) -> bool:
