@@ -74,25 +74,28 @@ def history(
     prompt: str | None = Query(None, description='Words (all must appear), "a phrase", '
                                                  "prefix*, -excluded"),
     negative: str | None = Query(None, description="The same, in the negative prompt"),
-    seed: int | None = Query(None), model: str | None = Query(None),
+    seed: str | None = Query(None, description="an integer"),
+    model: str | None = Query(None, description="file or folder name, reference or hash"),
     sampler: str | None = Query(None), schedule: str | None = Query(None),
     cfg: str | None = Query(None, description="7 or 6-8"),
     steps: str | None = Query(None, description="30 or 20-40"),
     size: str | None = Query(None, description="512x768"), family: str | None = Query(None),
-    lora: str | None = Query(None), sweep: int | None = Query(None, description="sweep id"),
+    lora: str | None = Query(None), sweep: str | None = Query(None, description="a sweep id"),
     status: list[str] = Query([], description="repeatable"),
     since: str | None = Query(None, description="7d, 12h, 30m, 2w ago, or a UTC date"),
     until: str | None = Query(None, description="a time ago or a UTC date (whole day)"),
-    missing: bool = Query(False, description="done jobs whose image file is gone"),
-    limit: int = Query(20, ge=0, description="0 for all"), offset: int = Query(0, ge=0),
+    missing: str | None = Query(None, description="1: done jobs whose image file is gone"),
+    limit: str | None = Query(None, description="default 20; 0 for all"),
+    offset: str | None = Query(None, description="default 0"),
 ) -> dict[str, object]:
     """Past jobs with ``sdfarm history``'s filters as query parameters
     (``?prompt=lighthouse&cfg=6-8&seed=42&limit=20``)."""
     from sdfarm.usecases.history import find
     from sdfarm.usecases.history_filters import history_query, wants_missing
 
-    # Parsed from the raw parameters (not the typed ones above, which document them), so the
-    # API and the CLI refuse a bad value with the same words; unknown names are refused too.
+    # The parameters above only document them: every one is parsed from the raw query string
+    # by the CLI's parsers, so the API and the CLI refuse a bad value with the same one line
+    # (not FastAPI's validation list), and an unknown name is refused too.
     params: dict[str, list[str]] = {}
     for name, value in request.query_params.multi_items():
         params.setdefault(name, []).append(value)

@@ -114,6 +114,10 @@ def test_history_takes_the_cli_filters_as_query_parameters(site):
     ("since=yesterday", "since: 'yesterday' is not a time ago like 7d"),
     ("cgf=7", "cgf: unknown filter; the filters are prompt, negative"),
     ("status=lost", "status: 'lost' is not one of queued"),
+    ("seed=abc", "seed: 'abc' is not an integer"),
+    ("limit=-1", "limit: -1 is below 0"),
+    ("missing=maybe", "missing: 'maybe' is not true or false"),
+    ("prompt=!!!", "--prompt '!!!': no words to search for"),
 ])
 def test_a_bad_history_filter_is_a_422_naming_the_filter(site, query, message):
     answer = site.client.get(f"/api/history?{query}")
