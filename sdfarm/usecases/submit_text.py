@@ -8,6 +8,7 @@ from sdfarm.config import Settings
 from sdfarm.errors import JobFileError
 from sdfarm.scheduler.jobfile import parse_job_file
 from sdfarm.scheduler.plan import Plan
+from sdfarm.usecases import plan_report
 from sdfarm.usecases.render import expand_job, plan_outlook
 
 #: The name a pasted job file gets in errors and in the sweep's record.
@@ -34,11 +35,7 @@ def plan_text(settings: Settings, text: str, name: str | None = None, *,
 def plan_summary(settings: Settings, plan: Plan, *, force: bool = False) -> dict[str, object]:
     """What ``sdfarm plan`` says about ``plan``: the ``--json`` fields (images, reused, to
     render, estimate...), the lines it prints, and the warnings it prints before them."""
-    # The CLI's own rendering of a plan, so the page and the terminal say the same thing.
-    from sdfarm.cli.render import _plan_lines
-    from sdfarm.cli.render import plan_summary as cli_summary
-
     outlook = plan_outlook(settings, plan, force=force)
-    summary = cli_summary(plan, outlook)
-    summary.update(lines=_plan_lines(plan, outlook), warnings=list(plan.job.warnings))
+    summary = plan_report.plan_summary(plan, outlook)
+    summary.update(lines=plan_report.plan_lines(plan, outlook), warnings=list(plan.job.warnings))
     return summary
