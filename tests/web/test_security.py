@@ -63,6 +63,10 @@ def test_only_a_done_jobs_recorded_image_under_the_output_folder_is_served(
                      "%2Fetc%2Fpasswd", "١"):  # an Arabic-Indic digit is a digit to str
             assert client.get(f"/files/{kind}/{text}").status_code == 404, (kind, text)
     assert client.get("/files/image/../../etc/passwd").status_code == 404
+    # The API offers no URL the file routes would refuse (an image outside the folder).
+    assert client.get(f"/api/jobs/{good_id}").json()["image_url"] == f"/files/image/{good_id}"
+    for job_id in (ids[1], ids[2], ids[5], ids[7]):
+        assert client.get(f"/api/jobs/{job_id}").json()["thumb_url"] is None, job_id
     assert client.get("/files/etc/passwd").status_code == 404
 
 
