@@ -194,7 +194,26 @@ def plan(request: Request, body: PlanRequest) -> dict[str, object]:
                             force=body.force)
 
 
-@router.post("/sweeps", status_code=201)
+class Submitted(BaseModel):
+    sweep_id: int
+    images: int
+    where: Literal["farm", "here"]
+    url: str = Field(description="The sweep's page.")
+    api_url: str
+
+
+class CancelAnswer(BaseModel):
+    sweep_id: int
+    queued: int = Field(description="Queued (or waiting) jobs canceled: they never start.")
+    running: int = Field(description="Running jobs canceled: they stop within a step.")
+
+
+class RetryAnswer(BaseModel):
+    sweep_id: int
+    requeued: int = Field(description="Failed and canceled jobs sent back to the farm.")
+
+
+@router.post("/sweeps", status_code=201, response_model=Submitted)
 def submit(request: Request, body: SubmitRequest) -> dict[str, object]:
     """Record the job file's sweep and send it to the farm, or render it here."""
     from sdfarm.usecases.submit_text import plan_text
@@ -218,7 +237,7 @@ def sweep(request: Request, sweep_id: int) -> dict[str, object]:
         return sweep_detail(settings_of(request), sweep_id)
 
 
-@router.post("/sweeps/{sweep_id}/cancel")
+@router.post("/sweeps/{sweep_id}/cancel", response_model=CancelAnswer)
 def cancel(request: Request, sweep_id: int) -> dict[str, object]:
     """Cancel its queued and running jobs (``sdfarm cancel``); running ones stop within a
     denoising step, on the farm or in this server."""
@@ -229,7 +248,7 @@ def cancel(request: Request, sweep_id: int) -> dict[str, object]:
     return {"sweep_id": sweep_id, "queued": done.queued, "running": done.running}
 
 
-@router.post("/sweeps/{sweep_id}/retry")
+@router.post("/sweeps/{sweep_id}/retry", response_model=RetryAnswer)
 def retry(request: Request, sweep_id: int) -> dict[str, object]:
     """Its failed and canceled jobs back to the farm's queue (``sdfarm retry``)."""
     from sdfarm.usecases.farm import retry as retry_sweep
