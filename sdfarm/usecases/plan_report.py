@@ -1,5 +1,5 @@
-"""What ``sdfarm plan`` says about a plan: its ``--json`` summary and the lines it prints. The
-CLI and the web page's submit form both show these, so a plan reads the same in both."""
+"""What ``sdfarm plan`` says about a plan, as data and as lines: the CLI prints it, the
+page's submit form shows it, so both say the same thing."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from sdfarm.scheduler.plan import Plan
 
 
 def plan_summary(plan: Plan, outlook: Forecast | None = None) -> dict[str, object]:
+    """The plan as ``sdfarm plan --json`` prints it."""
     summary: dict[str, object] = {
         "name": plan.job.name,
         "model": plan.job.base.model,
@@ -77,6 +78,7 @@ def _lora_lines(plan: Plan) -> list[str]:
 
 
 def plan_lines(plan: Plan, outlook: Forecast) -> list[str]:
+    """What ``sdfarm plan`` prints, line by line (the page shows the same lines)."""
     job = plan.job
     shape = " x ".join([f"{len(plan.prompts)} prompt{'s' if len(plan.prompts) != 1 else ''}"]
                        + [f"{len(a.values)} {a.param}" for a in plan.axes]

@@ -8,7 +8,7 @@ from sdfarm.config import Settings
 from sdfarm.errors import JobFileError
 from sdfarm.scheduler.jobfile import parse_job_file
 from sdfarm.scheduler.plan import Plan
-from sdfarm.usecases import plan_report
+from sdfarm.usecases import plan_report as report
 from sdfarm.usecases.render import expand_job, plan_outlook
 
 #: The name a pasted job file gets in errors and in the sweep's record.
@@ -36,6 +36,6 @@ def plan_summary(settings: Settings, plan: Plan, *, force: bool = False) -> dict
     """What ``sdfarm plan`` says about ``plan``: the ``--json`` fields (images, reused, to
     render, estimate...), the lines it prints, and the warnings it prints before them."""
     outlook = plan_outlook(settings, plan, force=force)
-    summary = plan_report.plan_summary(plan, outlook)
-    summary.update(lines=plan_report.plan_lines(plan, outlook), warnings=list(plan.job.warnings))
+    summary = report.plan_summary(plan, outlook)
+    summary.update(lines=report.plan_lines(plan, outlook), warnings=list(plan.job.warnings))
     return summary
