@@ -72,7 +72,17 @@ def serve(settings: Settings):
 
 
 def has_route(app, path: str) -> bool:
-    return any(getattr(r, "path", None) == path for r in app.router.routes)
+    def paths(routes) -> set[str]:
+        found = set()
+        for route in routes:
+            if getattr(route, "path", None) is not None:
+                found.add(route.path)
+            inner = getattr(route, "original_router", None) or getattr(route, "router", None)
+            if inner is not None and getattr(inner, "routes", None) is not None:
+                found |= paths(inner.routes)  # an included router (FastAPI keeps it whole)
+        return found
+
+    return path in paths(app.router.routes)
 
 
 def timed(client: httpx.Client, url: str, params_list: list[dict], n: int) -> tuple[float, ...]:
