@@ -87,7 +87,7 @@ def integer(text: str, *, name: str, low: int | None = None) -> int:
 
 def flag(text: str, *, name: str) -> bool:
     word = str(text).strip().lower()
-    if word in ("", "1", "true", "yes", "on"):
+    if word in ("1", "true", "yes", "on"):
         return True
     if word in ("0", "false", "no", "off"):
         return False
@@ -153,10 +153,11 @@ def history_query(params: Mapping[str, str | list[str]]
 
 
 def wants_missing(params: Mapping[str, str | list[str]]) -> bool:
-    """Whether ``missing`` asks for done jobs whose image file is gone (``missing=1``)."""
+    """Whether ``missing`` asks for done jobs whose image file is gone (``missing=1``, ``on``
+    from a checkbox); empty is no filter, like every other."""
     given = params.get("missing")
     listed = given if isinstance(given, list | tuple) else [] if given is None else [given]
-    return any(flag(v, name="missing") for v in listed)
+    return any(flag(v, name="missing") for v in listed if str(v).strip())
 
 
 def _kind(name: str) -> type:

@@ -8,8 +8,10 @@ rerun never blocks the event loop.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -48,13 +50,22 @@ def settings_of(request: Request):
     return request.app.state.settings
 
 
-def file_urls(job: dict[str, object]) -> dict[str, object]:
-    """``job`` with the URLs of its image and thumbnail (``None`` unless it is done)."""
-    done = job.get("status") == "done"
-    job["image_url"] = f"/files/image/{job['id']}" if done else None
-    job["thumb_url"] = f"/files/thumb/{job['id']}" if done else None
+def file_urls(job: dict[str, object], roots: tuple[str, ...]) -> dict[str, object]:
+    """``job`` with the URLs of its image and thumbnail: ``None`` unless it is done and its
+    path is under the output folder (``/files`` serves nothing else: an image indexed from
+    another folder is found, but not shown)."""
+    path = os.path.normpath(str(job.get("output_path") or "/"))
+    shown = job.get("status") == "done" and path.startswith(roots)
+    job["image_url"] = f"/files/image/{job['id']}" if shown else None
+    job["thumb_url"] = f"/files/thumb/{job['id']}" if shown else None
     job["page_url"] = f"/jobs/{job['id']}"
     return job
+
+
+def _output_dir(request: Request) -> tuple[str, ...]:
+    """The output folder as recorded paths start (as set, and with its symlinks resolved)."""
+    folder = Path(settings_of(request).output_dir)
+    return tuple({str(folder.absolute()) + os.sep, str(folder.resolve()) + os.sep})
 
 
 # --- history and jobs -------------------------------------------------------------------
@@ -74,25 +85,28 @@ def history(
     prompt: str | None = Query(None, description='Words (all must appear), "a phrase", '
                                                  "prefix*, -excluded"),
     negative: str | None = Query(None, description="The same, in the negative prompt"),
-    seed: int | None = Query(None), model: str | None = Query(None),
+    seed: str | None = Query(None, description="an integer"),
+    model: str | None = Query(None, description="file or folder name, reference or hash"),
     sampler: str | None = Query(None), schedule: str | None = Query(None),
     cfg: str | None = Query(None, description="7 or 6-8"),
     steps: str | None = Query(None, description="30 or 20-40"),
     size: str | None = Query(None, description="512x768"), family: str | None = Query(None),
-    lora: str | None = Query(None), sweep: int | None = Query(None, description="sweep id"),
+    lora: str | None = Query(None), sweep: str | None = Query(None, description="a sweep id"),
     status: list[str] = Query([], description="repeatable"),
     since: str | None = Query(None, description="7d, 12h, 30m, 2w ago, or a UTC date"),
     until: str | None = Query(None, description="a time ago or a UTC date (whole day)"),
-    missing: bool = Query(False, description="done jobs whose image file is gone"),
-    limit: int = Query(20, ge=0, description="0 for all"), offset: int = Query(0, ge=0),
+    missing: str | None = Query(None, description="1: done jobs whose image file is gone"),
+    limit: str | None = Query(None, description="default 20; 0 for all"),
+    offset: str | None = Query(None, description="default 0"),
 ) -> dict[str, object]:
     """Past jobs with ``sdfarm history``'s filters as query parameters
     (``?prompt=lighthouse&cfg=6-8&seed=42&limit=20``)."""
     from sdfarm.usecases.history import find
     from sdfarm.usecases.history_filters import history_query, wants_missing
 
-    # Parsed from the raw parameters (not the typed ones above, which document them), so the
-    # API and the CLI refuse a bad value with the same words; unknown names are refused too.
+    # The parameters above only document them: every one is parsed from the raw query string
+    # by the CLI's parsers, so the API and the CLI refuse a bad value with the same one line
+    # (not FastAPI's validation list), and an unknown name is refused too.
     params: dict[str, list[str]] = {}
     for name, value in request.query_params.multi_items():
         params.setdefault(name, []).append(value)
@@ -100,7 +114,8 @@ def history(
         query, limit_, offset_ = history_query(params)
         found = find(settings_of(request), query, limit=limit_, offset=offset_,
                      missing=wants_missing(params))
-    return {"jobs": [file_urls(r) for r in found.rows], "hint": found.hint,
+    roots = _output_dir(request)
+    return {"jobs": [file_urls(r, roots) for r in found.rows], "hint": found.hint,
             "limit": limit_, "offset": offset_}
 
 
@@ -111,7 +126,7 @@ def job(request: Request, job_id: int) -> dict[str, object]:
     from sdfarm.usecases.sweep_views import job_view
 
     with answering():
-        return file_urls(job_view(settings_of(request), job_id))
+        return file_urls(job_view(settings_of(request), job_id), _output_dir(request))
 
 
 class RerunRequest(BaseModel):
@@ -133,7 +148,7 @@ def rerun(request: Request, job_id: int, body: RerunRequest) -> dict[str, object
         # As text, so a value reads exactly as on the command line (--set cfg=8).
         changes = parse_assignments([f"{k}={_as_text(v)}" for k, v in body.set.items()])
         result = rerun_job(settings, job_id, changes)
-        new = file_urls(job_view(settings, result.new_job_id))
+        new = file_urls(job_view(settings, result.new_job_id), _output_dir(request))
     return {"job": new, "rerun_of_job_id": job_id, "pass_size": result.pass_size,
             "changed": {k: {"new": n, "was": o} for k, (n, o) in result.changed.items()},
             "difference": result.difference, "not_applied": result.not_applied}
@@ -179,7 +194,26 @@ def plan(request: Request, body: PlanRequest) -> dict[str, object]:
                             force=body.force)
 
 
-@router.post("/sweeps", status_code=201)
+class Submitted(BaseModel):
+    sweep_id: int
+    images: int
+    where: Literal["farm", "here"]
+    url: str = Field(description="The sweep's page.")
+    api_url: str
+
+
+class CancelAnswer(BaseModel):
+    sweep_id: int
+    queued: int = Field(description="Queued (or waiting) jobs canceled: they never start.")
+    running: int = Field(description="Running jobs canceled: they stop within a step.")
+
+
+class RetryAnswer(BaseModel):
+    sweep_id: int
+    requeued: int = Field(description="Failed and canceled jobs sent back to the farm.")
+
+
+@router.post("/sweeps", status_code=201, response_model=Submitted)
 def submit(request: Request, body: SubmitRequest) -> dict[str, object]:
     """Record the job file's sweep and send it to the farm, or render it here."""
     from sdfarm.usecases.submit_text import plan_text
@@ -203,7 +237,7 @@ def sweep(request: Request, sweep_id: int) -> dict[str, object]:
         return sweep_detail(settings_of(request), sweep_id)
 
 
-@router.post("/sweeps/{sweep_id}/cancel")
+@router.post("/sweeps/{sweep_id}/cancel", response_model=CancelAnswer)
 def cancel(request: Request, sweep_id: int) -> dict[str, object]:
     """Cancel its queued and running jobs (``sdfarm cancel``); running ones stop within a
     denoising step, on the farm or in this server."""
@@ -214,7 +248,7 @@ def cancel(request: Request, sweep_id: int) -> dict[str, object]:
     return {"sweep_id": sweep_id, "queued": done.queued, "running": done.running}
 
 
-@router.post("/sweeps/{sweep_id}/retry")
+@router.post("/sweeps/{sweep_id}/retry", response_model=RetryAnswer)
 def retry(request: Request, sweep_id: int) -> dict[str, object]:
     """Its failed and canceled jobs back to the farm's queue (``sdfarm retry``)."""
     from sdfarm.usecases.farm import retry as retry_sweep

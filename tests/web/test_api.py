@@ -114,6 +114,10 @@ def test_history_takes_the_cli_filters_as_query_parameters(site):
     ("since=yesterday", "since: 'yesterday' is not a time ago like 7d"),
     ("cgf=7", "cgf: unknown filter; the filters are prompt, negative"),
     ("status=lost", "status: 'lost' is not one of queued"),
+    ("seed=abc", "seed: 'abc' is not an integer"),
+    ("limit=-1", "limit: -1 is below 0"),
+    ("missing=maybe", "missing: 'maybe' is not true or false"),
+    ("prompt=!!!", "--prompt '!!!': no words to search for"),
 ])
 def test_a_bad_history_filter_is_a_422_naming_the_filter(site, query, message):
     answer = site.client.get(f"/api/history?{query}")
@@ -237,3 +241,13 @@ def test_a_post_larger_than_the_limit_is_a_413(site):
     answer = site.client.post("/api/sweeps/plan", json={"job_file": huge})
     assert answer.status_code == 413
     assert answer.json()["detail"] == "request too large: a job file may be at most 1024 KiB"
+
+
+def test_the_openapi_page_documents_every_route_and_the_history_filters(site):
+    schema = site.client.get("/openapi.json").json()
+    assert {"/api/history", "/api/jobs/{job_id}", "/api/jobs/{job_id}/rerun", "/api/sweeps",
+            "/api/sweeps/plan", "/api/sweeps/{sweep_id}", "/api/sweeps/{sweep_id}/cancel",
+            "/api/sweeps/{sweep_id}/retry", "/api/workers"} <= set(schema["paths"])
+    names = {p["name"] for p in schema["paths"]["/api/history"]["get"]["parameters"]}
+    assert {"prompt", "cfg", "steps", "seed", "since", "until", "status", "limit"} <= names
+    assert site.client.get("/docs").status_code == 200

