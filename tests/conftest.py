@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from sdfarm.config import Settings
+# OpenMP threads that wait spin by default: with two test processes (and their workers) on two
+# cores, torch's spinning threads starve each other and a 60 ms render takes seconds. Sleeping
+# waiters change no pixel. Set before torch is first imported here, and inherited by every
+# process the tests start.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from sdfarm.config import Settings  # noqa: E402
 
 pytest_plugins = ["tests.servers"]
 

@@ -53,7 +53,7 @@ def test_the_sweeps_list_counts_a_rendering_sweeps_images_without_a_reload(serve
     finally:
         render.join()
     row = browser.find_element(By.ID, f"sweep-{sweep.sweep_id}")
-    assert row.find_element(By.CSS_SELECTOR, ".eta").text == "0s"  # nothing left to render
+    assert row.find_element(By.CSS_SELECTOR, ".eta").text == "finished"  # nothing left to render
 
 
 def test_a_sweeps_page_shows_its_job_file_and_axes_and_cancels_it(server, browser):
