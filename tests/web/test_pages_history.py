@@ -57,6 +57,8 @@ def test_searching_a_prompt_word_and_a_cfg_range_shows_the_thumbnails_of_those_j
     assert first.get_attribute("href") == f"{server.url}/jobs/{first.get_attribute('data-job')}"
     # And the form keeps the search, so the URL can be shared
     assert browser.find_element(By.ID, "f-cfg").get_attribute("value") == "6-9"
+    # And says the order: words are ranked, as `sdfarm history --prompt` ranks them
+    assert "best match first" in browser.find_element(By.CSS_SELECTOR, "p.meta").text
 
 
 def test_results_page_with_next_and_previous(server, browser):

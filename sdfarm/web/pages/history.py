@@ -27,9 +27,10 @@ def history_page(request: Request) -> Response:
 
     given = {k: request.query_params.getlist(k) for k in request.query_params.keys()}
     form = {k: (v[0] if v else "") for k, v in given.items()}
-    rows, hint, error, limit, offset = [], None, None, 0, 0
+    rows, hint, error, limit, offset, ranked = [], None, None, 0, 0, False
     try:
         query, limit, offset = history_query(given)
+        ranked = query.ranked
         limit = min(limit or MAX_PAGE, MAX_PAGE)
         found = find(request.app.state.settings, query, limit=limit, offset=offset,
                      missing=wants_missing(given))
@@ -41,7 +42,7 @@ def history_page(request: Request) -> Response:
                 statuses=[s.value for s in JobStatus], families=PARAMS["family"].choices,
                 previous=_page_link(given, offset - (limit or 0)) if offset and limit else None,
                 next=_page_link(given, offset + limit) if limit and len(rows) == limit else None,
-                first=offset + 1,
+                first=offset + 1, ranked=ranked,
                 filtered=any(v for k, v in form.items() if k not in ("prompt", "offset")))
 
 
