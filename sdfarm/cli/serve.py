@@ -37,12 +37,15 @@ def serve(settings: Settings, host: str, port: int) -> None:
             f"refusing to listen on {host}: beyond localhost the page needs a token; set "
             f"{TOKEN_ENV} (e.g. to the output of `openssl rand -hex 16`) and log in with it")
     import uvicorn
+    from sqlalchemy.engine import make_url
 
     from sdfarm.web.app import create_app
 
     app = create_app(settings, token=token, local_host=local)
     shown = f"[{host}]" if ":" in host else host
-    click.echo(f"sdfarm serve: http://{shown}:{port}/ (database {settings.database_url}, "
+    # A PostgreSQL URL may carry its password: a terminal or a log is no place for it.
+    database = make_url(settings.database_url).render_as_string(hide_password=True)
+    click.echo(f"sdfarm serve: http://{shown}:{port}/ (database {database}, "
                f"images {settings.output_dir})" + ("; token required" if token else ""))
     uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on")
 

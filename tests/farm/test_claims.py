@@ -12,8 +12,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from sdfarm.db.engine import session_factory
 from sdfarm.db.batches import queued_batches
+from sdfarm.db.engine import session_factory
 from sdfarm.db.jobs import cancel_jobs, claim_jobs, requeue_expired, retry_jobs
 from sdfarm.db.models import Job, JobStatus, utcnow
 from sdfarm.usecases.record import record

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from sdfarm.db.fulltext import Term, fts5_match, parse_text_query, pg_tsquery, tokens

@@ -12,9 +12,13 @@ def test_beyond_localhost_the_page_asks_for_the_token_and_then_lets_the_user_in(
         browser.get(server.url + "/login?next=/login")
         browser.find_element(By.NAME, "token").send_keys("wrong")
         browser.find_element(By.CSS_SELECTOR, "form.login button").click()
-        wait_for(lambda: browser.find_element(By.ID, "login-error"), "the wrong-token message")
+        error = wait_for(lambda: browser.find_element(By.ID, "login-error"),
+                         "the wrong-token message")
+        assert "not this server's token" in error.text
+        assert browser.get_cookie("sdfarm_token") is None
         browser.find_element(By.NAME, "token").send_keys("s3cret")
         browser.find_element(By.CSS_SELECTOR, "form.login button").click()
-        wait_for(lambda: browser.get_cookie("sdfarm_token"), "the token cookie")
+        cookie = wait_for(lambda: browser.get_cookie("sdfarm_token"), "the token cookie")
+        assert cookie["value"] == "s3cret" and cookie["httpOnly"]
     finally:
         stop()

@@ -104,3 +104,18 @@ def test_a_sweep_rendering_in_the_server_is_recorded_interrupted_when_it_stops(
     left = [j for j in jobs if j.status != JobStatus.done]
     assert left and all(j.status == JobStatus.canceled for j in left)
     assert all("sdfarm serve stopped" in j.error for j in left)
+
+
+def test_serve_does_not_print_the_database_password(cli_env):
+    env = {**cli_env,
+           "SDFARM_DATABASE_URL": "postgresql+psycopg://farm:hunter2@127.0.0.1:1/sdfarm"}
+    proc = subprocess.Popen([sys.executable, "-m", "sdfarm.cli", "serve", "--port",
+                             str(free_port())], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+    finally:
+        proc.kill()
+        proc.communicate(timeout=deadline(30))
+    assert line.startswith("sdfarm serve: http://127.0.0.1:"), line
+    assert "farm:***@127.0.0.1:1/sdfarm" in line and "hunter2" not in line
