@@ -8,10 +8,8 @@ rerun never blocks the event loop.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -26,6 +24,7 @@ from sdfarm.errors import (
     SweepNotFound,
     clip_echoes,
 )
+from sdfarm.web.files import file_urls, output_roots
 from sdfarm.web.security import check_csrf
 
 router = APIRouter(prefix="/api", dependencies=[Depends(check_csrf)], tags=["api"])
@@ -48,24 +47,6 @@ def answering() -> Iterator[None]:
 
 def settings_of(request: Request):
     return request.app.state.settings
-
-
-def file_urls(job: dict[str, object], roots: tuple[str, ...]) -> dict[str, object]:
-    """``job`` with the URLs of its image and thumbnail: ``None`` unless it is done and its
-    path is under the output folder (``/files`` serves nothing else: an image indexed from
-    another folder is found, but not shown)."""
-    path = os.path.normpath(str(job.get("output_path") or "/"))
-    shown = job.get("status") == "done" and path.startswith(roots)
-    job["image_url"] = f"/files/image/{job['id']}" if shown else None
-    job["thumb_url"] = f"/files/thumb/{job['id']}" if shown else None
-    job["page_url"] = f"/jobs/{job['id']}"
-    return job
-
-
-def _output_dir(request: Request) -> tuple[str, ...]:
-    """The output folder as recorded paths start (as set, and with its symlinks resolved)."""
-    folder = Path(settings_of(request).output_dir)
-    return tuple({str(folder.absolute()) + os.sep, str(folder.resolve()) + os.sep})
 
 
 # --- history and jobs -------------------------------------------------------------------
@@ -114,7 +95,7 @@ def history(
         query, limit_, offset_ = history_query(params)
         found = find(settings_of(request), query, limit=limit_, offset=offset_,
                      missing=wants_missing(params))
-    roots = _output_dir(request)
+    roots = output_roots(settings_of(request))
     return {"jobs": [file_urls(r, roots) for r in found.rows], "hint": found.hint,
             "limit": limit_, "offset": offset_}
 
@@ -126,7 +107,7 @@ def job(request: Request, job_id: int) -> dict[str, object]:
     from sdfarm.usecases.sweep_views import job_view
 
     with answering():
-        return file_urls(job_view(settings_of(request), job_id), _output_dir(request))
+        return file_urls(job_view(settings_of(request), job_id), output_roots(settings_of(request)))
 
 
 class RerunRequest(BaseModel):
@@ -148,7 +129,7 @@ def rerun(request: Request, job_id: int, body: RerunRequest) -> dict[str, object
         # As text, so a value reads exactly as on the command line (--set cfg=8).
         changes = parse_assignments([f"{k}={_as_text(v)}" for k, v in body.set.items()])
         result = rerun_job(settings, job_id, changes)
-        new = file_urls(job_view(settings, result.new_job_id), _output_dir(request))
+        new = file_urls(job_view(settings, result.new_job_id), output_roots(settings_of(request)))
     return {"job": new, "rerun_of_job_id": job_id, "pass_size": result.pass_size,
             "changed": {k: {"new": n, "was": o} for k, (n, o) in result.changed.items()},
             "difference": result.difference, "not_applied": result.not_applied}

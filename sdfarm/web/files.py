@@ -9,6 +9,7 @@ the file system. The URL carries only a job id, never a path.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -52,6 +53,24 @@ def served_image(settings: Settings, job_text: str) -> tuple[int, Path]:
     if not path.is_relative_to(root) or not path.is_file():
         raise _not_found()
     return job_id, path
+
+
+def file_urls(job: dict[str, object], roots: tuple[str, ...]) -> dict[str, object]:
+    """``job`` with the URLs of its image and thumbnail: ``None`` unless it is done and its
+    path is under the output folder (``/files`` serves nothing else: an image indexed from
+    another folder is found, but not shown)."""
+    path = os.path.normpath(str(job.get("output_path") or "/"))
+    shown = job.get("status") == "done" and path.startswith(roots)
+    job["image_url"] = f"/files/image/{job['id']}" if shown else None
+    job["thumb_url"] = f"/files/thumb/{job['id']}" if shown else None
+    job["page_url"] = f"/jobs/{job['id']}"
+    return job
+
+
+def output_roots(settings: Settings) -> tuple[str, ...]:
+    """The output folder as recorded paths start (as set, and with its symlinks resolved)."""
+    folder = Path(settings.output_dir)
+    return tuple({str(folder.absolute()) + os.sep, str(folder.resolve()) + os.sep})
 
 
 @router.get("/image/{job_id}")

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from sdfarm.db.models import JobStatus
 from sdfarm.errors import SdfarmError
 from sdfarm.params import PARAMS
+from sdfarm.web.files import file_urls, output_roots
 from sdfarm.web.security import check_csrf
 from sdfarm.web.templating import page
 
@@ -34,7 +35,8 @@ def history_page(request: Request) -> Response:
         limit = min(limit or MAX_PAGE, MAX_PAGE)
         found = find(request.app.state.settings, query, limit=limit, offset=offset,
                      missing=wants_missing(given))
-        rows, hint = found.rows, found.hint
+        roots = output_roots(request.app.state.settings)
+        rows, hint = [file_urls(r, roots) for r in found.rows], found.hint
     except SdfarmError as exc:  # a bad filter, or a search with no words: its one line
         error = str(exc)
     return page(request, "history.html", status_code=400 if error else 200, rows=rows,

@@ -8,6 +8,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from sdfarm.errors import SdfarmError
 from sdfarm.params import PARAMS
+from sdfarm.web.files import file_urls, output_roots
 from sdfarm.web.pages.problem import problem_page
 from sdfarm.web.security import check_csrf
 from sdfarm.web.templating import page
@@ -15,8 +16,8 @@ from sdfarm.web.templating import page
 router = APIRouter(dependencies=[Depends(check_csrf)], include_in_schema=False)
 
 #: Fields the page shows elsewhere than in the table of recorded fields.
-SHOWN_APART = frozenset({"file_exists", "traceback", "sweep_name", "infotext",
-                         "rerun_of_job_id"})
+SHOWN_APART = frozenset({"file_exists", "traceback", "sweep_name", "infotext", "image_url",
+                         "thumb_url", "page_url", "rerun_of_job_id"})
 
 
 @router.get("/jobs/{job_id}")
@@ -44,7 +45,8 @@ def _job_page(request: Request, job_id: int, *, error: str | None = None, overri
     from sdfarm.usecases.sweep_views import job_view
 
     try:
-        fields = job_view(request.app.state.settings, job_id)
+        settings = request.app.state.settings
+        fields = file_urls(job_view(settings, job_id), output_roots(settings))
     except SdfarmError as exc:
         return problem_page(request, exc)
     # The parameters first, in the table's order, then how and where it was rendered (as
