@@ -96,13 +96,16 @@ def tiny_model(model_dir: Path) -> Path:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, model_dir: Path) -> Settings:
+def settings(request, tmp_path: Path, model_dir: Path) -> Settings:
+    """A test's own SQLite file and output folder. ``@pytest.mark.torch_threads(1)`` on a module
+    renders it on one torch thread (recorded on its jobs, as any thread count is)."""
+    marker = request.node.get_closest_marker("torch_threads")
     return Settings(
         database_url=f"sqlite:///{tmp_path / 'sdfarm.db'}",
         output_dir=tmp_path / "outputs",
         model_dir=model_dir,
         device="cpu",
-        threads=TEST_THREADS,
+        threads=marker.args[0] if marker else TEST_THREADS,
     )
 
 
@@ -112,7 +115,7 @@ def cli_env(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SDFARM_")}
     env.update(SDFARM_DATABASE_URL=settings.database_url, SDFARM_OUTPUT_DIR=str(settings.output_dir),
                SDFARM_MODEL_DIR=str(settings.model_dir), SDFARM_DEVICE="cpu",
-               SDFARM_THREADS=str(TEST_THREADS))
+               SDFARM_THREADS=str(settings.threads))
     return env
 
 

@@ -22,7 +22,8 @@ from sdfarm.worker.batch import process_renderer
 from sdfarm.worker.hires import FirstPasses
 from tests.conftest import pixels, write_job
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+# One torch thread: on a loaded 2-core machine two threads make these renders 10x slower.
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.torch_threads(1)]
 
 HIRES_GRID = """\
 model = "builtin:tiny"
@@ -46,17 +47,6 @@ height = 64
 seeds = [{seed}]
 hires = {{ scale = 2, steps = 2, denoise = {denoise}, upscaler = "{upscaler}" }}
 """
-
-
-@pytest.fixture
-def settings(settings):
-    """One torch thread: on a loaded 2-core machine two threads make these renders 10x slower."""
-    return settings.with_(threads=1)
-
-
-@pytest.fixture
-def cli_env(cli_env):
-    return {**cli_env, "SDFARM_THREADS": "1"}
 
 
 def sdfarm(env: dict, *args):

@@ -20,7 +20,8 @@ from sdfarm.usecases.render import load_plan
 from sdfarm.worker.batch import process_renderer
 from tests.conftest import pixels, write_job
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+# One torch thread: on a loaded 2-core machine two threads make these renders 10x slower.
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.torch_threads(1)]
 
 JOB = """\
 model = "builtin:tiny"
@@ -31,17 +32,6 @@ height = 64
 init_image = "{image}"
 {rest}
 """
-
-
-@pytest.fixture
-def settings(settings):
-    """One torch thread: on a loaded 2-core machine two threads make these renders 10x slower."""
-    return settings.with_(threads=1)
-
-
-@pytest.fixture
-def cli_env(cli_env):
-    return {**cli_env, "SDFARM_THREADS": "1"}
 
 
 @pytest.fixture
